@@ -1,0 +1,279 @@
+//! The control plane: deploy and manage functions, and look at the server.
+//!
+//! | method | path | what |
+//! | --- | --- | --- |
+//! | PUT | `/v1/functions/{name}` | deploy a component (body); settings as query parameters; `If-Match: <digest>` |
+//! | GET | `/v1/functions` | list functions |
+//! | GET | `/v1/functions/{name}` | one function: versions, settings, instances |
+//! | DELETE | `/v1/functions/{name}` | delete a function |
+//! | POST | `/v1/functions/{name}/rollback` | previous version, or `?version=N` |
+//! | PATCH | `/v1/functions/{name}/config` | change settings (JSON object or query parameters) |
+//! | GET | `/metrics` | Prometheus metrics (open) |
+//! | GET | `/healthz`, `/readyz` | liveness and readiness (open) |
+//!
+//! `/v1/...` needs `Authorization: Bearer <token>`.
+
+mod auth;
+mod error;
+
+pub use auth::Token;
+pub use error::ApiError;
+
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::status::ErrorCode;
+use axum::body::Body;
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router, middleware};
+use http_body_util::{BodyExt, Limited};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What the control plane's handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The registry.
+    pub registry: Arc<Registry>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Largest upload.
+    pub max_upload: u64,
+    /// Set while the server drains; `/readyz` answers 503 then.
+    pub draining: Arc<AtomicBool>,
+}
+
+/// The control plane's routes.
+pub fn router(state: ApiState, token: Token) -> Router {
+    let v1 = Router::new()
+        .route("/v1/functions", get(list))
+        .route("/v1/functions/{name}", put(deploy).get(show).delete(remove))
+        .route("/v1/functions/{name}/rollback", post(rollback))
+        .route(
+            "/v1/functions/{name}/config",
+            axum::routing::patch(configure),
+        )
+        .route_layer(middleware::from_fn_with_state(token, auth::require_token));
+    Router::new()
+        .merge(v1)
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
+        .with_state(state)
+}
+
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .map(|q| url_pairs(q).filter(|(k, _)| !k.is_empty()).collect())
+        .unwrap_or_default()
+}
+
+/// Splits `a=1&b=2` into decoded pairs.
+fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k), percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let high = bytes.get(i + 1).copied().and_then(hex);
+                let low = bytes.get(i + 2).copied().and_then(hex);
+                match (high, low) {
+                    (Some(h), Some(l)) => {
+                        out.push(h << 4 | l);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn deploy(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::BodyTooLarge,
+            format!(
+                "the component is larger than the upload limit of {} bytes",
+                state.max_upload
+            ),
+        )
+    };
+    // Decide from Content-Length before reading anything.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.max_upload) {
+        return Err(too_large());
+    }
+    // Chunked uploads are counted as they arrive.
+    let limit = usize::try_from(state.max_upload).unwrap_or(usize::MAX);
+    let bytes = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+        Err(e) => {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                format!("reading the upload failed: {e}"),
+            ));
+        }
+    };
+    if bytes.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "the request body must be the component's bytes",
+        ));
+    }
+    let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
+    let settings = query_pairs(query.as_deref());
+    let result = state
+        .registry
+        .deploy(&name, bytes, &settings, if_match)
+        .await;
+    let deployed = result.inspect_err(|_| {
+        state
+            .metrics
+            .server
+            .deploy_failures
+            .fetch_add(1, Ordering::Relaxed);
+    })?;
+    let status = if deployed.created {
+        state.metrics.server.deploys.fetch_add(1, Ordering::Relaxed);
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(deployed)).into_response())
+}
+
+async fn list(State(state): State<ApiState>) -> Json<serde_json::Value> {
+    Json(json!({ "functions": state.registry.list() }))
+}
+
+async fn show(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.registry.info(&name, true)?).into_response())
+}
+
+async fn remove(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.registry.delete(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct RollbackQuery {
+    version: Option<u64>,
+}
+
+async fn rollback(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    Query(q): Query<RollbackQuery>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.registry.rollback(&name, q.version).await?).into_response())
+}
+
+async fn configure(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let mut settings = query_pairs(query.as_deref());
+    if !body.is_empty() {
+        let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
+            .map_err(|e| {
+                ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!("the body must be a JSON object of settings: {e}"),
+                )
+            })?;
+        for (key, value) in object {
+            let text = match value {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            settings.push((key, text));
+        }
+    }
+    Ok(Json(state.registry.configure(&name, &settings).await?).into_response())
+}
+
+async fn ready(State(state): State<ApiState>) -> Response {
+    let draining = state.draining.load(Ordering::Relaxed);
+    let body = json!({
+        "ready": !draining,
+        "functions": state.registry.list().len(),
+        "instances": state.registry.budget().in_use(),
+        "allocator": format!("{:?}", state.registry.engine().allocator()).to_lowercase(),
+    });
+    let status = if draining {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let text = state.metrics.render(
+        &state.registry.pool_gauges(),
+        state.registry.budget().in_use(),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_settings_are_decoded() {
+        let pairs = query_pairs(Some("memory=64MiB&reuse=false&timeout=2%73&x"));
+        assert_eq!(
+            pairs,
+            [
+                ("memory".to_owned(), "64MiB".to_owned()),
+                ("reuse".to_owned(), "false".to_owned()),
+                ("timeout".to_owned(), "2s".to_owned()),
+                ("x".to_owned(), String::new()),
+            ]
+        );
+        assert!(query_pairs(None).is_empty());
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%e2%82%ac%"), "\u{20ac}%");
+        assert_eq!(percent_decode("%\u{e9}"), "%\u{e9}");
+    }
+}

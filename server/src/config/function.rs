@@ -1,0 +1,206 @@
+//! Per-function settings: what each function may use, with defaults from the
+//! `[functions]` section and ceilings from `[limits]`.
+
+use super::units::{ByteSize, HumanDuration};
+use super::{LimitsConfig, defaults};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// The smallest memory limit a function may ask for: below this not even a
+/// hello-world component instantiates.
+pub const MIN_MEMORY: ByteSize = ByteSize::mib(1);
+
+/// Settings of one function. Given at deploy time (query parameters, or
+/// `floe deploy --set key=value`) or later with `PATCH
+/// /v1/functions/{name}/config`; unset keys take the server's defaults.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FunctionSettings {
+    /// Linear memory an instance may use, all memories together. Growing past
+    /// it fails; a request that traps because of it answers 500 `memory_limit`.
+    pub memory: ByteSize,
+    /// Wall-clock time one request may take, guest code and host calls
+    /// together. Past it the request answers 504 `timeout`.
+    pub timeout: HumanDuration,
+    /// Instances of this function alive at once (busy and idle).
+    pub max_instances: u32,
+    /// Requests one instance serves before it is retired; 0 means no limit.
+    pub max_requests_per_instance: u64,
+    /// How long an idle instance is kept before it is stopped.
+    pub idle_ttl: HumanDuration,
+    /// Reuse an instance for later requests (`true`), or give every request
+    /// a fresh instance (`false`).
+    pub reuse: bool,
+    /// How long a request may wait for an instance when all are busy and
+    /// `max_instances` is reached; then it answers 503 `overloaded`.
+    pub queue_timeout: HumanDuration,
+    /// Requests that may wait for an instance at once; more answer 503
+    /// `overloaded` at once.
+    pub max_queue: u32,
+    /// Largest request body the function accepts (413 past it).
+    pub max_request_body: ByteSize,
+    /// Largest response body the function may send.
+    pub max_response_body: ByteSize,
+}
+
+impl Default for FunctionSettings {
+    fn default() -> Self {
+        Self {
+            memory: defaults::MEMORY,
+            timeout: HumanDuration(defaults::TIMEOUT),
+            max_instances: defaults::MAX_INSTANCES,
+            max_requests_per_instance: 0,
+            idle_ttl: HumanDuration(defaults::IDLE_TTL),
+            reuse: true,
+            queue_timeout: HumanDuration(defaults::QUEUE_TIMEOUT),
+            max_queue: defaults::MAX_QUEUE,
+            max_request_body: defaults::MAX_REQUEST_BODY,
+            max_response_body: defaults::MAX_RESPONSE_BODY,
+        }
+    }
+}
+
+/// A setting that could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettingsError {
+    /// No setting has this name.
+    #[error("unknown setting `{key}` (known: {known})")]
+    Unknown {
+        /// The name given.
+        key: String,
+        /// Every setting's name.
+        known: &'static str,
+    },
+    /// The value does not parse for this setting.
+    #[error("setting `{key}`: {reason}")]
+    Invalid {
+        /// The setting.
+        key: String,
+        /// Why the value was rejected.
+        reason: String,
+    },
+}
+
+const KNOWN: &str = "memory, timeout, max_instances, max_requests_per_instance, idle_ttl, \
+                     reuse, queue_timeout, max_queue, max_request_body, max_response_body";
+
+fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, SettingsError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .trim()
+        .parse()
+        .map_err(|e: T::Err| SettingsError::Invalid {
+            key: key.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+impl FunctionSettings {
+    /// Sets one setting from its textual form, as written in a query string
+    /// or on the command line (`memory=64MiB`, `reuse=false`).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), SettingsError> {
+        match key {
+            "memory" => self.memory = parse(key, value)?,
+            "timeout" => self.timeout = parse(key, value)?,
+            "max_instances" => self.max_instances = parse(key, value)?,
+            "max_requests_per_instance" => self.max_requests_per_instance = parse(key, value)?,
+            "idle_ttl" => self.idle_ttl = parse(key, value)?,
+            "reuse" => self.reuse = parse(key, value)?,
+            "queue_timeout" => self.queue_timeout = parse(key, value)?,
+            "max_queue" => self.max_queue = parse(key, value)?,
+            "max_request_body" => self.max_request_body = parse(key, value)?,
+            "max_response_body" => self.max_response_body = parse(key, value)?,
+            _ => {
+                return Err(SettingsError::Unknown {
+                    key: key.to_owned(),
+                    known: KNOWN,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the settings against the server's ceilings.
+    pub fn validate(&self, limits: &LimitsConfig) -> Result<(), SettingsError> {
+        let invalid = |key: &str, reason: String| {
+            Err(SettingsError::Invalid {
+                key: key.to_owned(),
+                reason,
+            })
+        };
+        if self.memory < MIN_MEMORY || self.memory > limits.max_memory {
+            return invalid(
+                "memory",
+                format!(
+                    "{} is outside {MIN_MEMORY}..={} (limits.max_memory)",
+                    self.memory, limits.max_memory
+                ),
+            );
+        }
+        if self.timeout.0 < Duration::from_millis(1) || self.timeout > limits.max_timeout {
+            return invalid(
+                "timeout",
+                format!(
+                    "{} is outside 1ms..={} (limits.max_timeout)",
+                    self.timeout, limits.max_timeout
+                ),
+            );
+        }
+        if self.max_instances == 0 || self.max_instances > limits.max_instances_total {
+            return invalid(
+                "max_instances",
+                format!(
+                    "{} is outside 1..={} (limits.max_instances_total)",
+                    self.max_instances, limits.max_instances_total
+                ),
+            );
+        }
+        if self.max_request_body > limits.max_body || self.max_response_body > limits.max_body {
+            return invalid(
+                "max_request_body",
+                format!(
+                    "body limits may not exceed {} (limits.max_body)",
+                    limits.max_body
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// `max_requests_per_instance`, with 0 read as "no limit".
+    pub fn requests_per_instance(&self) -> Option<u64> {
+        (self.max_requests_per_instance > 0).then_some(self.max_requests_per_instance)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_set_from_text_and_checked_against_limits() {
+        let limits = LimitsConfig::default();
+        let mut s = FunctionSettings::default();
+        s.set("memory", "64MiB").unwrap();
+        s.set("reuse", "false").unwrap();
+        s.set("timeout", "2s").unwrap();
+        assert_eq!(s.memory, ByteSize::mib(64));
+        assert!(!s.reuse);
+        assert_eq!(s.timeout.0, Duration::from_secs(2));
+        s.validate(&limits).unwrap();
+
+        assert!(matches!(
+            s.set("memroy", "1MiB"),
+            Err(SettingsError::Unknown { .. })
+        ));
+        assert!(matches!(
+            s.set("reuse", "maybe"),
+            Err(SettingsError::Invalid { .. })
+        ));
+        s.set("memory", "64GiB").unwrap();
+        assert!(s.validate(&limits).is_err());
+    }
+}

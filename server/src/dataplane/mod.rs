@@ -1,0 +1,300 @@
+//! The data plane: routes a request to its function, lends it an instance and
+//! returns the function's response.
+//!
+//! [`DataPlane::handle`] never fails: every problem becomes a short JSON error
+//! response (see [`crate::status`]), logged once here with the request id.
+//! It does not own a listener, so an embedder can hand it requests directly.
+
+mod body;
+mod router;
+
+pub use body::{LimitedBody, ResponseBody};
+pub use router::{Route, RouteBy, route};
+
+use crate::metrics::Metrics;
+use crate::pool::InvokeError;
+use crate::registry::{Function, Registry};
+use crate::status::{ErrorCode, error_response};
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, HOST};
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Request, Response, Uri};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+/// The header telling a path-routed function which prefix was stripped.
+pub const FORWARDED_PREFIX: &str = "x-forwarded-prefix";
+/// The request id header, read from clients and set on error responses.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Routes and serves data-plane requests.
+#[derive(Clone)]
+pub struct DataPlane {
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    domain: Arc<str>,
+    max_uri_bytes: usize,
+    ids: Arc<RequestIds>,
+}
+
+impl std::fmt::Debug for DataPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataPlane")
+            .field("domain", &self.domain)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Request ids: a random per-process prefix and a counter, so ids are unique
+/// across restarts without a system call per request.
+struct RequestIds {
+    prefix: u32,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let mut raw = [0u8; 4];
+        let _ = getrandom::fill(&mut raw);
+        Self {
+            prefix: u32::from_le_bytes(raw),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> String {
+        format!(
+            "{:08x}{:08x}",
+            self.prefix,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
+impl DataPlane {
+    /// A data plane over `registry`.
+    pub fn new(
+        registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
+        domain: &str,
+        max_uri_bytes: usize,
+    ) -> Self {
+        Self {
+            registry,
+            metrics,
+            domain: domain.into(),
+            max_uri_bytes,
+            ids: Arc::new(RequestIds::new()),
+        }
+    }
+
+    /// Serves one request.
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: std::fmt::Display,
+    {
+        let start = Instant::now();
+        let request_id = request
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 64)
+            .map_or_else(|| self.ids.next(), str::to_owned);
+
+        let uri_len = request
+            .uri()
+            .path_and_query()
+            .map_or(0, |p| p.as_str().len());
+        if uri_len > self.max_uri_bytes {
+            return reject(
+                ErrorCode::UriTooLong,
+                "the request target is too long",
+                &request_id,
+            );
+        }
+        let host = request
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                request
+                    .headers()
+                    .get(HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            });
+        let Some(route) = route(&self.domain, host.as_deref(), request.uri().path()) else {
+            self.metrics.server.unrouted.fetch_add(1, Ordering::Relaxed);
+            return reject(
+                ErrorCode::NotFound,
+                "no function is addressed by this request",
+                &request_id,
+            );
+        };
+        let Some(function) = self.registry.get(route.function) else {
+            if self.registry.is_unavailable(route.function) {
+                return reject(
+                    ErrorCode::Unavailable,
+                    "this function's stored code cannot be loaded; redeploy it",
+                    &request_id,
+                );
+            }
+            self.metrics.server.unrouted.fetch_add(1, Ordering::Relaxed);
+            return reject(ErrorCode::NotFound, "no such function", &request_id);
+        };
+        let rest = match &route.by {
+            RouteBy::Path { rest } => Some((*rest).to_owned()),
+            RouteBy::Host => None,
+        };
+        let span = tracing::debug_span!(
+            "request",
+            function = %function.name,
+            version = function.version,
+            request_id = %request_id,
+            instance = tracing::field::Empty,
+            status = tracing::field::Empty,
+            duration_us = tracing::field::Empty,
+        );
+        let response = self
+            .invoke(&function, request, rest, &request_id, start)
+            .instrument(span.clone())
+            .await;
+        let elapsed = start.elapsed();
+        function.metrics.record(response.status(), elapsed);
+        span.record("status", response.status().as_u16());
+        span.record("duration_us", elapsed.as_micros() as u64);
+        span.in_scope(|| tracing::debug!("request answered"));
+        response
+    }
+
+    async fn invoke<B>(
+        &self,
+        function: &Function,
+        request: Request<B>,
+        rest: Option<String>,
+        request_id: &str,
+        start: Instant,
+    ) -> Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: std::fmt::Display,
+    {
+        let settings = function.pool.settings();
+        let body_limit = settings.max_request_body.bytes();
+        let declared = request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > body_limit) {
+            return self.fail(
+                function,
+                &InvokeError::RequestBodyTooLarge { limit: body_limit },
+                request_id,
+            );
+        }
+        let (mut parts, body) = request.into_parts();
+        if let Some(rest) = rest {
+            let path = match parts.uri.query() {
+                Some(q) => format!("{rest}?{q}"),
+                None => rest,
+            };
+            match PathAndQuery::try_from(path).map(Uri::from) {
+                Ok(uri) => parts.uri = uri,
+                Err(_) => {
+                    return reject(
+                        ErrorCode::BadRequest,
+                        "the request path is not valid",
+                        request_id,
+                    );
+                }
+            }
+            if let Ok(prefix) = HeaderValue::from_str(&format!("/{}", function.name)) {
+                parts.headers.insert(FORWARDED_PREFIX, prefix);
+            }
+        }
+        if !parts.headers.contains_key(HOST) {
+            // HTTP/1.0 and in-process callers may send no Host; wasi-http
+            // requires an authority.
+            parts
+                .headers
+                .insert(HOST, HeaderValue::from_static("localhost"));
+        }
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let body = LimitedBody::new(body, body_limit, exceeded.clone());
+        let request = Request::from_parts(parts, body);
+
+        let deadline = start + settings.timeout.0;
+        let lease = match function.pool.acquire(deadline).await {
+            Ok(lease) => lease,
+            Err(e) => return self.fail(function, &e, request_id),
+        };
+        tracing::Span::current().record("instance", lease.instance_id());
+        let result = lease.handle(request, deadline).await;
+        if exceeded.load(Ordering::Relaxed) {
+            // The guest saw the body fail; the client should see why.
+            return self.fail(
+                function,
+                &InvokeError::RequestBodyTooLarge { limit: body_limit },
+                request_id,
+            );
+        }
+        match result {
+            Ok(response) => response.map(ResponseBody::Guest),
+            Err(e) => self.fail(function, &e, request_id),
+        }
+    }
+
+    fn fail(
+        &self,
+        function: &Function,
+        error: &InvokeError,
+        request_id: &str,
+    ) -> Response<ResponseBody> {
+        let code = ErrorCode::from(error);
+        function.metrics.record_error(code);
+        let message = public_message(error);
+        match code {
+            ErrorCode::Overloaded | ErrorCode::BodyTooLarge | ErrorCode::BadRequest => {
+                tracing::debug!(function = %function.name, request_id, error = %error, "request rejected");
+            }
+            ErrorCode::Internal => {
+                tracing::error!(function = %function.name, request_id, error = %error, "request failed");
+            }
+            _ => {
+                tracing::warn!(function = %function.name, request_id, error = %error, "request failed");
+            }
+        }
+        let retry_after = match error {
+            InvokeError::Overloaded { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
+        error_response(code, message, request_id, retry_after, None).map(ResponseBody::Full)
+    }
+}
+
+/// What a client is told: enough to know what happened, nothing about the
+/// host's internals.
+fn public_message(error: &InvokeError) -> &'static str {
+    match error {
+        InvokeError::Overloaded { .. } => "the function is at capacity; retry later",
+        InvokeError::Timeout(_) => "the function did not finish within its timeout",
+        InvokeError::Trap(_) => "the function trapped",
+        InvokeError::Instantiate(_) => "the function failed to start",
+        InvokeError::MemoryLimit(_) => "the function ran out of memory at its limit",
+        InvokeError::NoResponse => "the function returned without sending a response",
+        InvokeError::GuestError(_) => "the function failed the request",
+        InvokeError::RequestBodyTooLarge { .. } => {
+            "the request body is larger than this function accepts"
+        }
+        InvokeError::BadRequest(_) => "the request could not be passed to the function",
+        InvokeError::Internal(_) => "internal error",
+    }
+}
+
+fn reject(code: ErrorCode, message: &str, request_id: &str) -> Response<ResponseBody> {
+    error_response(code, message, request_id, None::<Duration>, None).map(ResponseBody::Full)
+}

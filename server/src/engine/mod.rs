@@ -1,0 +1,293 @@
+//! The wasmtime engine and everything done with components before they serve:
+//! validation, compilation, artifact loading, and linking against the host.
+//!
+//! One [`FloeEngine`] per server. It owns the wasmtime `Engine` (pooling
+//! allocator sized from the configuration, epoch interruption driven by an
+//! [`EpochThread`]) and the host [`Linker`]. Compilation runs on blocking
+//! threads, a bounded number at a time, with a time limit. Nothing here runs
+//! per request.
+
+mod epoch;
+mod link;
+
+pub use epoch::EpochThread;
+pub use link::MissingImport;
+
+use crate::config::{Allocator, Config};
+use crate::host::{self, InstanceState};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, PoolingAllocationConfig};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+/// The export that makes a component an HTTP function.
+pub const HTTP_HANDLER_EXPORT: &str = "wasi:http/incoming-handler@0.2";
+
+/// Why an uploaded component cannot be deployed. Every variant is the
+/// uploader's problem (422), except [`ComponentError::Internal`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ComponentError {
+    /// The bytes are not WebAssembly at all.
+    #[error("not a WebAssembly binary (it does not start with \\0asm)")]
+    NotWasm,
+    /// A core module was uploaded where a component is needed.
+    #[error(
+        "this is a core WebAssembly module, not a component: build for wasm32-wasip2, \
+         or wrap it with `wasm-tools component new`"
+    )]
+    CoreModule,
+    /// The validator rejected the component.
+    #[error("invalid component: {0}")]
+    Invalid(String),
+    /// Imports the host does not provide.
+    #[error("the component imports what this host does not provide: {}", list_imports(.0))]
+    MissingImports(Vec<MissingImport>),
+    /// The component exports no HTTP handler.
+    #[error("the component does not export `{HTTP_HANDLER_EXPORT}.x` (incoming-handler): {0}")]
+    MissingExport(String),
+    /// Compilation took longer than `limits.compile_timeout`.
+    #[error("compiling the component took longer than {0:?}")]
+    CompileTimeout(Duration),
+    /// Something went wrong on the host side.
+    #[error("internal error: {0:#}")]
+    Internal(#[source] anyhow::Error),
+}
+
+fn list_imports(imports: &[MissingImport]) -> String {
+    imports
+        .iter()
+        .map(|m| {
+            if m.name.is_empty() {
+                m.reason.clone()
+            } else {
+                format!("`{}` ({})", m.name, m.reason)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The engine could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("setting up the wasmtime engine: {0:#}")]
+pub struct EngineError(#[source] anyhow::Error);
+
+/// A compiled component and what compiling it cost.
+pub struct Compiled {
+    /// The component, ready to link.
+    pub component: Component,
+    /// Its serialized form, to store as the artifact.
+    pub artifact: Vec<u8>,
+    /// Compilation time.
+    pub compile_time: Duration,
+}
+
+/// The server's wasmtime engine and host linker.
+pub struct FloeEngine {
+    engine: Engine,
+    linker: Linker<InstanceState>,
+    artifact_key: String,
+    allocator: Allocator,
+    compile_permits: Arc<Semaphore>,
+    compile_timeout: Duration,
+    table_elements: usize,
+    epoch_tick: Duration,
+    _epoch: EpochThread,
+}
+
+impl std::fmt::Debug for FloeEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FloeEngine")
+            .field("artifact_key", &self.artifact_key)
+            .field("allocator", &self.allocator)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FloeEngine {
+    /// Builds the engine, its epoch ticker and the host linker.
+    pub fn new(config: &Config) -> Result<Self, EngineError> {
+        let (engine, allocator) = build_engine(config).map_err(EngineError)?;
+        let mut linker = Linker::new(&engine);
+        host::add_to_linker(&mut linker).map_err(|e| EngineError(e.into()))?;
+        let epoch = EpochThread::start(&engine, config.engine.epoch_tick.0)
+            .map_err(|e| EngineError(e.into()))?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        Ok(Self {
+            artifact_key: format!("{:016x}", hasher.finish()),
+            engine,
+            linker,
+            allocator,
+            compile_permits: Arc::new(Semaphore::new(
+                config.limits.max_concurrent_compiles as usize,
+            )),
+            compile_timeout: config.limits.compile_timeout.0,
+            table_elements: config.engine.table_elements as usize,
+            epoch_tick: config.engine.epoch_tick.0,
+            _epoch: epoch,
+        })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Identifies this engine build and configuration: compiled artifacts are
+    /// only valid for the key they were made under.
+    pub fn artifact_key(&self) -> &str {
+        &self.artifact_key
+    }
+
+    /// The allocator actually in use (pooling may have fallen back).
+    pub fn allocator(&self) -> Allocator {
+        self.allocator
+    }
+
+    /// Elements allowed per table in an instance.
+    pub fn table_elements(&self) -> usize {
+        self.table_elements
+    }
+
+    /// The epoch ticker's interval.
+    pub fn epoch_tick(&self) -> Duration {
+        self.epoch_tick
+    }
+
+    /// Validates and compiles `bytes` on a blocking thread, at most
+    /// `limits.max_concurrent_compiles` at a time and within
+    /// `limits.compile_timeout`.
+    pub async fn compile(&self, bytes: bytes::Bytes) -> Result<Compiled, ComponentError> {
+        check_header(&bytes)?;
+        let permit = self
+            .compile_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| ComponentError::Internal(e.into()))?;
+        let engine = self.engine.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            // The permit is released when the compilation really ends, even
+            // if the deploy stopped waiting for it.
+            let _permit = permit;
+            let start = Instant::now();
+            let component = Component::new(&engine, &bytes)
+                .map_err(|e| ComponentError::Invalid(format!("{e:#}")))?;
+            let compile_time = start.elapsed();
+            let artifact = component
+                .serialize()
+                .map_err(|e| ComponentError::Internal(e.into()))?;
+            Ok(Compiled {
+                component,
+                artifact,
+                compile_time,
+            })
+        });
+        match tokio::time::timeout(self.compile_timeout, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(ComponentError::Internal(join.into())),
+            Err(_) => Err(ComponentError::CompileTimeout(self.compile_timeout)),
+        }
+    }
+
+    /// Loads a compiled artifact that the store has verified against its
+    /// checksum.
+    pub fn load_artifact(&self, verified_artifact: &[u8]) -> anyhow::Result<Component> {
+        // SAFETY: `Component::deserialize` trusts its input to be code that
+        // wasmtime produced. These bytes were produced by `Component::serialize`
+        // on an engine with the same artifact key, written durably, and the
+        // store has checked them against the checksum written alongside them,
+        // so they are exactly what wasmtime wrote. wasmtime additionally checks
+        // its version and configuration header before using them.
+        #[expect(unsafe_code, reason = "deserializing our own verified artifacts")]
+        let component = unsafe { Component::deserialize(&self.engine, verified_artifact)? };
+        Ok(component)
+    }
+
+    /// Links `component` against the host and finds its HTTP handler export.
+    pub fn prepare_http(
+        &self,
+        component: &Component,
+    ) -> Result<ProxyPre<InstanceState>, ComponentError> {
+        let pre = link::instantiate_pre(&self.engine, &self.linker, component)
+            .map_err(ComponentError::MissingImports)?;
+        ProxyPre::new(pre).map_err(|e| ComponentError::MissingExport(format!("{e:#}")))
+    }
+}
+
+/// Rejects what is clearly not a component before compiling anything.
+fn check_header(bytes: &[u8]) -> Result<(), ComponentError> {
+    const MAGIC: &[u8; 4] = b"\0asm";
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Err(ComponentError::NotWasm);
+    }
+    // A core module's version field is 1; a component's is 0x0d with layer 1.
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(ComponentError::CoreModule);
+    }
+    Ok(())
+}
+
+fn build_engine(config: &Config) -> anyhow::Result<(Engine, Allocator)> {
+    let mut wasm = wasmtime::Config::new();
+    wasm.epoch_interruption(true);
+    wasm.wasm_component_model(true);
+    if !config.engine.compile_cache.as_os_str().is_empty() {
+        let mut cache = wasmtime::CacheConfig::new();
+        cache.with_directory(&config.engine.compile_cache);
+        wasm.cache(Some(wasmtime::Cache::new(cache)?));
+    }
+    if config.engine.allocator == Allocator::Pooling {
+        let mut pooled = wasm.clone();
+        pooled.allocation_strategy(pooling_config(config));
+        match Engine::new(&pooled) {
+            Ok(engine) => return Ok((engine, Allocator::Pooling)),
+            Err(err) => tracing::warn!(
+                error = %format!("{err:#}"),
+                "the pooling allocator is not available here; allocating instances on demand"
+            ),
+        }
+    }
+    Ok((Engine::new(&wasm)?, Allocator::OnDemand))
+}
+
+fn pooling_config(config: &Config) -> PoolingAllocationConfig {
+    let e = &config.engine;
+    let n = config.limits.max_instances_total;
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(n)
+        .total_core_instances(n.saturating_mul(e.core_instances_per_instance))
+        .total_memories(n.saturating_mul(e.memories_per_instance))
+        .total_tables(n.saturating_mul(e.tables_per_instance))
+        // One fiber stack per call in flight, and there is at most one call
+        // per instance (plus instantiation, which runs on the same fiber).
+        .total_stacks(n)
+        .max_memory_size(config.limits.max_memory.as_usize())
+        .table_elements(e.table_elements as usize)
+        .max_component_instance_size(e.instance_state_size.as_usize())
+        .max_core_instance_size(e.instance_state_size.as_usize());
+    pool
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_tell_modules_from_components() {
+        assert!(matches!(
+            check_header(b"hello world"),
+            Err(ComponentError::NotWasm)
+        ));
+        assert!(matches!(
+            check_header(b"\0asm\x01\0\0\0"),
+            Err(ComponentError::CoreModule)
+        ));
+        assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+}

@@ -1,0 +1,86 @@
+//! What functions may import, and the per-instance state behind it.
+//!
+//! Every instance gets a [`InstanceState`]: a WASI context (no preopened
+//! directories, no inherited environment, no network sockets; stdout and
+//! stderr go to the log), a wasi-http context, the resource table they share,
+//! and the [`InstanceLimiter`]. [`add_to_linker`] links all of WASI 0.2
+//! (cli, clocks, filesystem, io, random, sockets) plus wasi-http, because
+//! every guest toolchain imports more than the `wasi:http/proxy` world.
+
+mod limits;
+mod logs;
+
+pub use limits::InstanceLimiter;
+pub use logs::{GuestLog, LogSource, Stream};
+
+use std::sync::Arc;
+use std::time::Instant;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// The data of every instance's `Store`.
+pub struct InstanceState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    /// Memory and table caps.
+    pub limiter: InstanceLimiter,
+    /// When the request (or hook) running now must end; the epoch callback
+    /// interrupts guest code past it.
+    pub deadline: Instant,
+}
+
+impl InstanceState {
+    /// State for a new instance of the function described by `source`.
+    pub fn new(
+        source: Arc<LogSource>,
+        memory_limit: usize,
+        table_elements: usize,
+        deadline: Instant,
+    ) -> Self {
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(GuestLog::new(source.clone(), Stream::Stdout))
+            .stderr(GuestLog::new(source, Stream::Stderr))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        Self {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limiter: InstanceLimiter::new(memory_limit, table_elements),
+            deadline,
+        }
+    }
+
+    /// Number of live host resources (request, streams, …) the instance holds.
+    pub fn resource_count(&mut self) -> usize {
+        self.table.iter_mut().count()
+    }
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: wasmtime_wasi_http::default_hooks(),
+        }
+    }
+}
+
+/// Adds everything functions may import to `linker`.
+pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
+}

@@ -1,0 +1,44 @@
+//! # floe: an edge function server
+//!
+//! floe runs WebAssembly components (`wasi:http/incoming-handler`) in
+//! isolated wasmtime instances, keeps a pool of them per function, and reuses
+//! an instance across requests. Functions are deployed by HTTP upload,
+//! compiled once, stored durably and versioned.
+//!
+//! The server is a library first: [`Floe`] can serve requests in-process
+//! ([`Floe::handle`]) for an embedder that owns its own listener, or bind its
+//! own data and control planes ([`Floe::bind`]). The `floe` binary is a thin
+//! command line over it.
+//!
+//! Modules, by responsibility:
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`config`] | configuration types, defaults, loading, validation |
+//! | [`store`] | durable storage: components, artifacts, function records |
+//! | [`engine`] | the wasmtime engine: compile, load artifacts, link |
+//! | [`host`] | what functions may import, and per-instance state |
+//! | [`pool`] | per-function instance pools: lease, reuse, retire |
+//! | [`registry`] | functions and versions: deploy, rollback, configure, delete |
+//! | [`dataplane`] | routing requests to functions |
+//! | [`api`] | the control plane |
+//! | [`metrics`] | counters, histograms, Prometheus output |
+//! | [`status`] | errors to HTTP statuses, in one place |
+//! | [`client`] | a client for the control plane (used by the CLI) |
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod dataplane;
+pub mod engine;
+pub mod host;
+pub mod metrics;
+pub mod pool;
+pub mod registry;
+mod server;
+pub mod status;
+pub mod store;
+
+pub use config::Config;
+pub use server::{Floe, Listening, REAP_INTERVAL, StartError};

@@ -1,0 +1,110 @@
+//! The response body of a guest call.
+//!
+//! wasmtime-wasi-http ends a response body cleanly when the guest's side of it
+//! goes away, whether the guest finished it or trapped halfway. [`GuestBody`]
+//! closes that gap: when the guest's body ends it waits for the call's outcome
+//! and, unless the call completed, fails the body, so hyper cuts the
+//! connection and the client sees an incomplete response (no final chunk, or
+//! fewer bytes than `Content-Length`). It also enforces `max_response_body`.
+
+use super::lease::CallOutcome;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use tokio::sync::oneshot;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// Why a response body was cut short.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BodyError {
+    /// The guest failed after the response had started.
+    #[error("the function failed while sending its response: {0}")]
+    CallFailed(#[source] Box<super::InvokeError>),
+    /// The guest's body stream reported an error.
+    #[error("the function's response body failed: {0}")]
+    Stream(#[source] wasmtime_wasi_http::Error),
+    /// The body grew past `max_response_body`.
+    #[error("the response body is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The call's task went away without an outcome.
+    #[error("the function's call ended without an outcome")]
+    Lost,
+}
+
+/// A guest's response body, cut when the call fails.
+pub struct GuestBody {
+    inner: HyperOutgoingBody,
+    outcome: oneshot::Receiver<CallOutcome>,
+    sent: u64,
+    limit: u64,
+    finished: bool,
+}
+
+impl GuestBody {
+    pub(crate) fn new(
+        inner: HyperOutgoingBody,
+        outcome: oneshot::Receiver<CallOutcome>,
+        limit: u64,
+    ) -> Self {
+        Self {
+            inner,
+            outcome,
+            sent: 0,
+            limit,
+            finished: false,
+        }
+    }
+}
+
+impl Body for GuestBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    this.sent += data.len() as u64;
+                    if this.sent > this.limit {
+                        this.finished = true;
+                        return Poll::Ready(Some(Err(BodyError::TooLarge { limit: this.limit })));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(e)) => {
+                this.finished = true;
+                Poll::Ready(Some(Err(BodyError::Stream(e))))
+            }
+            None => {
+                let outcome = ready!(Pin::new(&mut this.outcome).poll(cx));
+                this.finished = true;
+                match outcome {
+                    Ok(CallOutcome::Completed) => Poll::Ready(None),
+                    Ok(CallOutcome::Failed(err)) => {
+                        Poll::Ready(Some(Err(BodyError::CallFailed(Box::new(err)))))
+                    }
+                    Err(_) => Poll::Ready(Some(Err(BodyError::Lost))),
+                }
+            }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+use std::future::Future as _;

@@ -1,0 +1,51 @@
+//! What can go wrong between taking a request and answering it.
+
+use std::time::Duration;
+
+/// Why a request could not be answered by the function.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvokeError {
+    /// No instance could be had in time: the function is at `max_instances`
+    /// and the queue is full or the wait ran out, or all instances of the
+    /// server are in use.
+    #[error("function {function} is overloaded ({reason})")]
+    Overloaded {
+        /// The function.
+        function: String,
+        /// Which limit was hit.
+        reason: &'static str,
+        /// A hint for the client.
+        retry_after: Duration,
+    },
+    /// The request ran past the function's timeout.
+    #[error("the request ran past its timeout of {0:?}")]
+    Timeout(Duration),
+    /// The guest trapped.
+    #[error("the function trapped: {0:#}")]
+    Trap(#[source] anyhow::Error),
+    /// The guest ran out of memory at its limit.
+    #[error("the function ran out of memory at its limit: {0:#}")]
+    MemoryLimit(#[source] anyhow::Error),
+    /// The guest returned without setting a response.
+    #[error("the function returned without sending a response")]
+    NoResponse,
+    /// The guest answered with a wasi-http error code instead of a response.
+    #[error("the function failed the request: {0}")]
+    GuestError(String),
+    /// The request body was larger than `max_request_body`.
+    #[error("the request body is larger than {limit} bytes")]
+    RequestBodyTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The request could not be handed to the guest.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// A new instance could not be started (its start code trapped, say).
+    #[error("starting an instance failed: {0:#}")]
+    Instantiate(#[source] anyhow::Error),
+    /// A host-side failure.
+    #[error("internal error: {0:#}")]
+    Internal(#[source] anyhow::Error),
+}

@@ -1,0 +1,140 @@
+//! A [`Lease`] is one instance lent to one request.
+//!
+//! [`Lease::handle`] turns the HTTP request into wasi-http resources in the
+//! instance's store, runs the guest's `handle` export on its own task, and
+//! returns the response as soon as the guest sets it, while the guest goes on
+//! writing the body. When the call ends the task gives the instance back to
+//! the pool, or discards it if it failed.
+
+use super::body::GuestBody;
+use super::instance::Instance;
+use super::{InvokeError, Pool};
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::oneshot;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+
+/// How a guest call ended.
+#[derive(Debug)]
+pub enum CallOutcome {
+    /// `handle` returned normally.
+    Completed,
+    /// It trapped, timed out or hit a limit.
+    Failed(InvokeError),
+}
+
+/// An instance lent to one request. Dropping an unused lease gives the
+/// instance back.
+pub struct Lease {
+    instance: Option<Instance>,
+    pool: Arc<Pool>,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("function", &self.pool.function)
+            .field("version", &self.pool.version)
+            .field("instance", &self.instance_id())
+            .finish()
+    }
+}
+
+impl Lease {
+    pub(crate) fn new(instance: Instance, pool: Arc<Pool>) -> Self {
+        instance.stats.set_busy(true);
+        Self {
+            instance: Some(instance),
+            pool,
+        }
+    }
+
+    /// The leased instance's id.
+    pub fn instance_id(&self) -> u64 {
+        self.instance.as_ref().map_or(0, Instance::id)
+    }
+
+    /// Handles one request. `deadline` bounds the guest's work; the response
+    /// may still stream after this returns.
+    pub async fn handle<B>(
+        mut self,
+        request: http::Request<B>,
+        deadline: Instant,
+    ) -> Result<http::Response<GuestBody>, InvokeError>
+    where
+        B: http_body::Body<Data = Bytes, Error = wasmtime_wasi_http::Error> + Send + 'static,
+    {
+        let Some(mut instance) = self.instance.take() else {
+            return Err(InvokeError::Internal(anyhow::anyhow!("lease used twice")));
+        };
+        let pool = self.pool.clone();
+        let timeout = pool.settings.timeout.0;
+        let response_limit = pool.settings.max_response_body.bytes();
+
+        instance.store.data_mut().deadline = deadline;
+        instance.store.set_epoch_deadline(1);
+        let (response_tx, mut response_rx) = oneshot::channel();
+        let resources = {
+            let mut http = instance.store.data_mut().http();
+            http.new_incoming_request(Scheme::Http, request)
+                .and_then(|req| Ok((req, http.new_response_outparam(response_tx)?)))
+        };
+        let (req, out) = match resources {
+            Ok(r) => r,
+            Err(e) => {
+                pool.release(instance, &CallOutcome::Completed);
+                return Err(InvokeError::BadRequest(format!("{e:#}")));
+            }
+        };
+
+        let (outcome_tx, mut outcome_rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let outcome = instance.call(req, out, deadline, timeout).await;
+            pool.release(instance, &outcome);
+            let _ = outcome_tx.send(outcome);
+        });
+
+        tokio::select! {
+            biased;
+            response = &mut response_rx => match response {
+                Ok(Ok(response)) => {
+                    Ok(response.map(|body| GuestBody::new(body, outcome_rx, response_limit)))
+                }
+                Ok(Err(code)) => Err(InvokeError::GuestError(format!("{code:?}"))),
+                // The outparam is gone: the call ended without a response.
+                Err(_) => Err(failure(outcome_rx.await)),
+            },
+            outcome = &mut outcome_rx => match response_rx.try_recv() {
+                Ok(Ok(response)) => {
+                    let (tx, rx) = oneshot::channel();
+                    if let Ok(outcome) = outcome {
+                        let _ = tx.send(outcome);
+                    }
+                    Ok(response.map(|body| GuestBody::new(body, rx, response_limit)))
+                }
+                Ok(Err(code)) => Err(InvokeError::GuestError(format!("{code:?}"))),
+                Err(_) => Err(failure(outcome)),
+            },
+        }
+    }
+}
+
+fn failure(outcome: Result<CallOutcome, oneshot::error::RecvError>) -> InvokeError {
+    match outcome {
+        Ok(CallOutcome::Completed) => InvokeError::NoResponse,
+        Ok(CallOutcome::Failed(err)) => err,
+        Err(_) => {
+            InvokeError::Internal(anyhow::anyhow!("the call's task ended without an outcome"))
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(instance) = self.instance.take() {
+            self.pool.release(instance, &CallOutcome::Completed);
+        }
+    }
+}

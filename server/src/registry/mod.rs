@@ -1,0 +1,752 @@
+//! The registry: which functions exist, which version of each is active, and
+//! every control-plane operation on them.
+//!
+//! Requests look functions up with [`Registry::get`] (a read lock and an
+//! `Arc` clone). Deploys, rollbacks, reconfigurations and deletes of one name
+//! run one at a time under that name's lock, and each ends by swapping in a
+//! new [`Function`] in one step, so a request sees either the old version or
+//! the new one, never a mix. The old version's pool is retired: its idle
+//! instances stop at once and busy ones when their request ends.
+//!
+//! Durability: a deploy writes the component, its compiled artifact and then
+//! the function's record to the [`FunctionStore`] before it answers. At
+//! startup [`Registry::open`] loads every record, reuses each verified
+//! artifact (recompiling from the stored component only when the artifact is
+//! missing, corrupt or made by another engine build), and removes what no
+//! record names.
+
+mod error;
+mod name;
+
+pub use error::RegistryError;
+pub use name::{FunctionName, InvalidName, MAX_NAME_LEN};
+
+use crate::config::{Config, FunctionSettings};
+use crate::engine::FloeEngine;
+use crate::host::InstanceState;
+use crate::metrics::{FunctionMetrics, Metrics, PoolGauge};
+use crate::pool::{InstanceBudget, InstanceView, Pool, PoolCounts};
+use crate::store::{Digest, FunctionRecord, FunctionStore, VersionRecord};
+use bytes::Bytes;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use wasmtime::component::Component;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+/// Compiled components kept in memory beyond the active ones, in bytes of
+/// compiled code (for quick rollbacks and redeploys).
+pub const COMPONENT_CACHE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// The active deployment of a function: what its requests are served with.
+pub struct Function {
+    /// The function's name.
+    pub name: FunctionName,
+    /// The active version.
+    pub version: u64,
+    /// The active version's component digest.
+    pub digest: Digest,
+    /// Instances of the active version.
+    pub pool: Arc<Pool>,
+    /// The function's metrics.
+    pub metrics: Arc<FunctionMetrics>,
+    pre: ProxyPre<InstanceState>,
+}
+
+impl std::fmt::Debug for Function {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Function")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("digest", &self.digest)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The result of a deploy or rollback.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployed {
+    /// The function.
+    pub name: String,
+    /// The version now active.
+    pub version: u64,
+    /// Its component digest.
+    pub digest: Digest,
+    /// Its component size in bytes.
+    pub size: u64,
+    /// Time spent compiling it in this deploy (0 when nothing was compiled).
+    pub compile_ms: u64,
+    /// Whether a new version was created (`false`: the bytes were already
+    /// the active version).
+    #[serde(skip)]
+    pub created: bool,
+}
+
+/// What the API shows about a function.
+#[derive(Debug, Clone, Serialize)]
+pub struct FunctionInfo {
+    /// The function.
+    pub name: String,
+    /// `ready`, or `unavailable` when its stored code could not be loaded.
+    pub status: &'static str,
+    /// The version requests go to.
+    pub active_version: u64,
+    /// Its digest.
+    pub digest: Option<Digest>,
+    /// Settings in force.
+    pub settings: FunctionSettings,
+    /// Versions kept, oldest first.
+    pub versions: Vec<VersionRecord>,
+    /// Instance counts of the active version.
+    pub instances: PoolCounts,
+    /// Each live instance (only in the single-function view).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_list: Option<Vec<InstanceView>>,
+    /// Why the function is unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Functions, their versions and their pools.
+pub struct Registry {
+    config: Arc<Config>,
+    engine: Arc<FloeEngine>,
+    store: Arc<FunctionStore>,
+    budget: Arc<InstanceBudget>,
+    metrics: Arc<Metrics>,
+    active: RwLock<HashMap<Arc<str>, Arc<Function>>>,
+    records: Mutex<BTreeMap<String, FunctionRecord>>,
+    unavailable: Mutex<HashMap<String, String>>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    gc: tokio::sync::RwLock<()>,
+    components: moka::sync::Cache<Digest, (Component, u32)>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Registry {
+    /// Opens the registry over `store`: loads every function, then removes
+    /// what no record names.
+    pub async fn open(
+        config: Arc<Config>,
+        engine: Arc<FloeEngine>,
+        store: Arc<FunctionStore>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, RegistryError> {
+        let registry = Arc::new(Self {
+            budget: InstanceBudget::new(config.limits.max_instances_total),
+            config,
+            engine,
+            store,
+            metrics,
+            active: RwLock::default(),
+            records: Mutex::default(),
+            unavailable: Mutex::default(),
+            locks: Mutex::default(),
+            gc: tokio::sync::RwLock::new(()),
+            components: moka::sync::Cache::builder()
+                .weigher(|_, v: &(Component, u32)| v.1)
+                .max_capacity(COMPONENT_CACHE_BYTES)
+                .build(),
+        });
+        let store = registry.store.clone();
+        let records = blocking(move || store.load_records()).await??;
+        let started = Instant::now();
+        let count = records.len();
+        for record in records {
+            let name = record.name.clone();
+            match registry.load(&record).await {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::error!(function = %name, error = %e, "function cannot be loaded; it answers 503 until redeployed");
+                    lock(&registry.unavailable).insert(name.clone(), e.to_string());
+                }
+            }
+            lock(&registry.records).insert(name, record);
+        }
+        let removed = registry.collect_garbage().await?;
+        tracing::info!(
+            functions = count,
+            removed_files = removed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "functions loaded"
+        );
+        Ok(registry)
+    }
+
+    async fn load(&self, record: &FunctionRecord) -> Result<(), RegistryError> {
+        let name = FunctionName::new(&record.name)?;
+        let version = record
+            .active_version()
+            .ok_or_else(|| RegistryError::Unavailable {
+                name: record.name.clone(),
+                reason: format!("active version {} is not in its record", record.active),
+            })?;
+        let (component, _) = self.component(version.digest).await?;
+        let pre = self.engine.prepare_http(&component)?;
+        self.activate(
+            &name,
+            version.version,
+            version.digest,
+            pre,
+            record.settings.clone(),
+        );
+        Ok(())
+    }
+
+    /// The active deployment of `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<Function>> {
+        self.active
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    /// Whether `name` exists but cannot serve.
+    pub fn is_unavailable(&self, name: &str) -> bool {
+        lock(&self.unavailable).contains_key(name)
+    }
+
+    /// The server-wide instance budget.
+    pub fn budget(&self) -> &Arc<InstanceBudget> {
+        &self.budget
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Arc<FloeEngine> {
+        &self.engine
+    }
+
+    fn name_lock(&self, name: &FunctionName) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.locks)
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn record(&self, name: &FunctionName) -> Option<FunctionRecord> {
+        lock(&self.records).get(name.as_str()).cloned()
+    }
+
+    /// The compiled component with `digest`: from memory, from its verified
+    /// artifact, or compiled again from the stored component. Also returns
+    /// the compile time when it had to compile.
+    async fn component(&self, digest: Digest) -> Result<(Component, u64), RegistryError> {
+        if let Some((component, _)) = self.components.get(&digest) {
+            return Ok((component, 0));
+        }
+        let store = self.store.clone();
+        let key = self.engine.artifact_key().to_owned();
+        if let Some(artifact) = blocking(move || store.read_artifact(&key, &digest)).await? {
+            match self.engine.load_artifact(&artifact) {
+                Ok(component) => {
+                    self.cache(digest, &component, artifact.len());
+                    return Ok((component, 0));
+                }
+                Err(e) => {
+                    tracing::warn!(%digest, error = %format!("{e:#}"), "stored artifact does not load; recompiling")
+                }
+            }
+        }
+        let store = self.store.clone();
+        let bytes = blocking(move || store.read_blob(&digest)).await??;
+        let compiled = self.engine.compile(Bytes::from(bytes)).await?;
+        let store = self.store.clone();
+        let key = self.engine.artifact_key().to_owned();
+        let artifact = compiled.artifact;
+        let len = artifact.len();
+        blocking(move || store.put_artifact(&key, &digest, &artifact)).await??;
+        tracing::info!(%digest, compile_ms = compiled.compile_time.as_millis() as u64, "recompiled from the stored component");
+        self.cache(digest, &compiled.component, len);
+        Ok((compiled.component, compiled.compile_time.as_millis() as u64))
+    }
+
+    fn cache(&self, digest: Digest, component: &Component, size: usize) {
+        let weight = u32::try_from(size).unwrap_or(u32::MAX);
+        self.components.insert(digest, (component.clone(), weight));
+    }
+
+    fn activate(
+        &self,
+        name: &FunctionName,
+        version: u64,
+        digest: Digest,
+        pre: ProxyPre<InstanceState>,
+        settings: FunctionSettings,
+    ) {
+        let pool = Pool::new(
+            name.as_arc().clone(),
+            version,
+            pre.clone(),
+            settings,
+            self.engine.clone(),
+            self.budget.clone(),
+        );
+        let function = Arc::new(Function {
+            name: name.clone(),
+            version,
+            digest,
+            pool,
+            metrics: self.metrics.function(name.as_arc()),
+            pre,
+        });
+        let old = self
+            .active
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.as_arc().clone(), function);
+        lock(&self.unavailable).remove(name.as_str());
+        if let Some(old) = old {
+            old.pool.retire();
+        }
+    }
+
+    /// Deploys `bytes` as a new version of `name` (creating the function),
+    /// with `settings` applied on top of the function's current settings.
+    /// With `if_match`, only if the active version has that digest.
+    pub async fn deploy(
+        &self,
+        name: &str,
+        bytes: Bytes,
+        settings: &[(String, String)],
+        if_match: Option<&str>,
+    ) -> Result<Deployed, RegistryError> {
+        let name = FunctionName::new(name)?;
+        let expected = if_match
+            .map(|s| {
+                s.parse::<Digest>()
+                    .map_err(|_| RegistryError::BadPrecondition(s.to_owned()))
+            })
+            .transpose()?;
+        let name_lock = self.name_lock(&name);
+        let _guard = name_lock.lock().await;
+
+        let record = self.record(&name);
+        let active = record
+            .as_ref()
+            .and_then(FunctionRecord::active_version)
+            .cloned();
+        if let Some(expected) = expected
+            && active.as_ref().map(|v| v.digest) != Some(expected)
+        {
+            return Err(RegistryError::PreconditionFailed {
+                expected,
+                active: active.map(|v| v.digest),
+            });
+        }
+        let mut new_settings = record
+            .as_ref()
+            .map_or_else(|| self.config.functions.clone(), |r| r.settings.clone());
+        for (key, value) in settings {
+            new_settings.set(key, value)?;
+        }
+        new_settings.validate(&self.config.limits)?;
+
+        let digest = Digest::of(&bytes);
+        if let (Some(record), Some(active)) = (&record, &active)
+            && active.digest == digest
+        {
+            // The same bytes again: nothing to compile or store.
+            if new_settings != record.settings {
+                self.reconfigure_locked(&name, record.clone(), new_settings)
+                    .await?;
+            }
+            return Ok(Deployed {
+                name: name.to_string(),
+                version: active.version,
+                digest,
+                size: active.size,
+                compile_ms: 0,
+                created: false,
+            });
+        }
+        if record.is_none()
+            && lock(&self.records).len() >= self.config.limits.max_functions as usize
+        {
+            return Err(RegistryError::TooManyFunctions(
+                self.config.limits.max_functions,
+            ));
+        }
+
+        let size = bytes.len() as u64;
+        let (component, artifact, compile_ms) = match self.components.get(&digest) {
+            Some((component, _)) => (component, None, 0),
+            None => {
+                let compiled = self.engine.compile(bytes.clone()).await?;
+                let ms = compiled.compile_time.as_millis() as u64;
+                (compiled.component, Some(compiled.artifact), ms)
+            }
+        };
+        let pre = self.engine.prepare_http(&component)?;
+
+        let mut record = record.unwrap_or_else(|| FunctionRecord {
+            name: name.to_string(),
+            active: 0,
+            next_version: 1,
+            settings: new_settings.clone(),
+            versions: Vec::new(),
+        });
+        let version = record.next_version;
+        record.next_version += 1;
+        record.active = version;
+        record.settings = new_settings.clone();
+        record.versions.push(VersionRecord {
+            version,
+            digest,
+            size,
+            created_at_ms: now_ms(),
+            compile_ms,
+        });
+        let pruned = prune_versions(&mut record, self.config.limits.max_versions as usize);
+
+        {
+            // Blob, artifact, record: in that order, so that a record never
+            // names a file that is not there.
+            let _gc = self.gc.read().await;
+            let store = self.store.clone();
+            let key = self.engine.artifact_key().to_owned();
+            let to_write = record.clone();
+            let artifact_len = artifact.as_ref().map_or(0, Vec::len);
+            blocking(move || {
+                store.put_blob(&digest, &bytes)?;
+                if let Some(artifact) = &artifact {
+                    store.put_artifact(&key, &digest, artifact)?;
+                }
+                store.write_record(&to_write)
+            })
+            .await??;
+            if artifact_len > 0 {
+                self.cache(digest, &component, artifact_len);
+            }
+        }
+        lock(&self.records).insert(name.to_string(), record);
+        self.activate(&name, version, digest, pre, new_settings);
+        if pruned {
+            self.collect_garbage().await?;
+        }
+        tracing::info!(function = %name, version, %digest, size, compile_ms, "deployed");
+        Ok(Deployed {
+            name: name.to_string(),
+            version,
+            digest,
+            size,
+            compile_ms,
+            created: true,
+        })
+    }
+
+    /// Makes `version` (or, when `None`, the newest version older than the
+    /// active one) the active version of `name`.
+    pub async fn rollback(
+        &self,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<Deployed, RegistryError> {
+        let name = FunctionName::new(name)?;
+        let name_lock = self.name_lock(&name);
+        let _guard = name_lock.lock().await;
+        let mut record = self
+            .record(&name)
+            .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
+        let target = match version {
+            Some(v) => record.version(v).cloned(),
+            None => record
+                .versions
+                .iter()
+                .filter(|v| v.version < record.active)
+                .max_by_key(|v| v.version)
+                .cloned(),
+        }
+        .ok_or_else(|| RegistryError::NoSuchVersion {
+            name: name.to_string(),
+            which: version.map_or_else(|| format!("before {}", record.active), |v| v.to_string()),
+        })?;
+        let (component, _) = self.component(target.digest).await?;
+        let pre = self.engine.prepare_http(&component)?;
+        record.active = target.version;
+        self.persist(&record).await?;
+        let settings = record.settings.clone();
+        lock(&self.records).insert(name.to_string(), record);
+        self.activate(&name, target.version, target.digest, pre, settings);
+        tracing::info!(function = %name, version = target.version, "rolled back");
+        Ok(Deployed {
+            name: name.to_string(),
+            version: target.version,
+            digest: target.digest,
+            size: target.size,
+            compile_ms: 0,
+            created: false,
+        })
+    }
+
+    /// Changes settings of `name`. New instances use them at once; busy
+    /// instances finish their request under the old ones.
+    pub async fn configure(
+        &self,
+        name: &str,
+        settings: &[(String, String)],
+    ) -> Result<FunctionInfo, RegistryError> {
+        let name = FunctionName::new(name)?;
+        let name_lock = self.name_lock(&name);
+        let _guard = name_lock.lock().await;
+        let record = self
+            .record(&name)
+            .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
+        let mut new_settings = record.settings.clone();
+        for (key, value) in settings {
+            new_settings.set(key, value)?;
+        }
+        new_settings.validate(&self.config.limits)?;
+        if new_settings != record.settings {
+            self.reconfigure_locked(&name, record, new_settings).await?;
+        }
+        self.info(name.as_str(), false)
+    }
+
+    async fn reconfigure_locked(
+        &self,
+        name: &FunctionName,
+        mut record: FunctionRecord,
+        settings: FunctionSettings,
+    ) -> Result<(), RegistryError> {
+        record.settings = settings.clone();
+        self.persist(&record).await?;
+        lock(&self.records).insert(name.to_string(), record);
+        if let Some(current) = self.get(name.as_str()) {
+            self.activate(
+                name,
+                current.version,
+                current.digest,
+                current.pre.clone(),
+                settings,
+            );
+        }
+        tracing::info!(function = %name, "settings changed");
+        Ok(())
+    }
+
+    /// Deletes `name`, its versions and its stored code.
+    pub async fn delete(&self, name: &str) -> Result<(), RegistryError> {
+        let name = FunctionName::new(name)?;
+        let name_lock = self.name_lock(&name);
+        let _guard = name_lock.lock().await;
+        if self.record(&name).is_none() {
+            return Err(RegistryError::NotFound(name.to_string()));
+        }
+        let store = self.store.clone();
+        let n = name.to_string();
+        blocking(move || store.delete_record(&n)).await??;
+        lock(&self.records).remove(name.as_str());
+        lock(&self.unavailable).remove(name.as_str());
+        let old = self
+            .active
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name.as_str());
+        if let Some(old) = old {
+            old.pool.retire();
+        }
+        self.metrics.remove(name.as_str());
+        self.collect_garbage().await?;
+        tracing::info!(function = %name, "deleted");
+        Ok(())
+    }
+
+    async fn persist(&self, record: &FunctionRecord) -> Result<(), RegistryError> {
+        let store = self.store.clone();
+        let record = record.clone();
+        blocking(move || store.write_record(&record)).await??;
+        Ok(())
+    }
+
+    /// Removes stored files that no record names. Returns how many.
+    async fn collect_garbage(&self) -> Result<usize, RegistryError> {
+        let _gc = self.gc.write().await;
+        let live: HashSet<Digest> = lock(&self.records)
+            .values()
+            .flat_map(|r| r.versions.iter().map(|v| v.digest))
+            .collect();
+        let store = self.store.clone();
+        let key = self.engine.artifact_key().to_owned();
+        Ok(blocking(move || store.collect_garbage(&live, &key)).await??)
+    }
+
+    /// What the API shows about `name`; `detail` adds every instance.
+    pub fn info(&self, name: &str, detail: bool) -> Result<FunctionInfo, RegistryError> {
+        let record = lock(&self.records)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| RegistryError::NotFound(name.to_owned()))?;
+        Ok(self.describe(record, detail))
+    }
+
+    fn describe(&self, record: FunctionRecord, detail: bool) -> FunctionInfo {
+        let function = self.get(&record.name);
+        let error = lock(&self.unavailable).get(&record.name).cloned();
+        FunctionInfo {
+            status: if function.is_some() {
+                "ready"
+            } else {
+                "unavailable"
+            },
+            active_version: record.active,
+            digest: record.active_version().map(|v| v.digest),
+            instances: function
+                .as_ref()
+                .map(|f| f.pool.counts())
+                .unwrap_or_default(),
+            instance_list: detail.then(|| {
+                function
+                    .as_ref()
+                    .map(|f| f.pool.instances())
+                    .unwrap_or_default()
+            }),
+            error,
+            name: record.name,
+            settings: record.settings,
+            versions: record.versions,
+        }
+    }
+
+    /// Every function, in name order.
+    pub fn list(&self) -> Vec<FunctionInfo> {
+        let records: Vec<FunctionRecord> = lock(&self.records).values().cloned().collect();
+        records
+            .into_iter()
+            .map(|r| self.describe(r, false))
+            .collect()
+    }
+
+    /// Instance counts of every active pool, for `/metrics`.
+    pub fn pool_gauges(&self) -> Vec<PoolGauge> {
+        let active: Vec<Arc<Function>> = self
+            .active
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let mut gauges: Vec<PoolGauge> = active
+            .iter()
+            .map(|f| PoolGauge {
+                function: f.name.as_arc().clone(),
+                version: f.version,
+                counts: f.pool.counts(),
+            })
+            .collect();
+        gauges.sort_by(|a, b| a.function.cmp(&b.function));
+        gauges
+    }
+
+    /// Stops instances idle past their function's `idle_ttl`.
+    pub fn reap_idle(&self, now: Instant) -> usize {
+        let active: Vec<Arc<Function>> = self
+            .active
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        active.iter().map(|f| f.pool.reap_idle(now)).sum()
+    }
+
+    /// Retires every pool (at shutdown): idle instances stop now.
+    pub fn retire_all(&self) {
+        let active: Vec<Arc<Function>> = self
+            .active
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for f in active {
+            f.pool.retire();
+        }
+    }
+}
+
+/// Drops the oldest versions beyond `keep`, never the active one. Returns
+/// whether any were dropped.
+fn prune_versions(record: &mut FunctionRecord, keep: usize) -> bool {
+    let before = record.versions.len();
+    while record.versions.len() > keep {
+        let Some(pos) = record
+            .versions
+            .iter()
+            .position(|v| v.version != record.active)
+        else {
+            break;
+        };
+        record.versions.remove(pos);
+    }
+    record.versions.len() != before
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, RegistryError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| RegistryError::Internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(versions: &[u64], active: u64) -> FunctionRecord {
+        FunctionRecord {
+            name: "f".into(),
+            active,
+            next_version: versions.iter().max().map_or(1, |m| m + 1),
+            settings: FunctionSettings::default(),
+            versions: versions
+                .iter()
+                .map(|&v| VersionRecord {
+                    version: v,
+                    digest: Digest::of(&v.to_le_bytes()),
+                    size: 1,
+                    created_at_ms: 0,
+                    compile_ms: 0,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_and_the_active_version() {
+        let mut r = record(&[1, 2, 3, 4], 4);
+        assert!(prune_versions(&mut r, 2));
+        assert_eq!(
+            r.versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+            [3, 4]
+        );
+
+        // After a rollback to 1, version 1 survives pruning.
+        let mut r = record(&[1, 2, 3, 4], 1);
+        assert!(prune_versions(&mut r, 2));
+        assert_eq!(
+            r.versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+            [1, 4]
+        );
+
+        let mut r = record(&[1], 1);
+        assert!(!prune_versions(&mut r, 1));
+    }
+}

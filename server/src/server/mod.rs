@@ -1,0 +1,310 @@
+//! A floe server: the pieces wired together, in-process first.
+//!
+//! [`Floe::new`] opens the data directory, builds the engine and loads every
+//! function. From there an embedder can hand single requests to
+//! [`Floe::handle`] and mount [`Floe::control_plane`] in its own router, or
+//! let floe own its listeners with [`Floe::bind`].
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! let config = floe::Config::load(None, std::env::vars())?;
+//! let floe = floe::Floe::new(config).await?;
+//! let request = http::Request::get("http://localhost/hello/")
+//!     .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+//! let response = floe.handle(request).await;
+//! println!("{}", response.status());
+//! # Ok(()) }
+//! ```
+
+mod listener;
+
+use crate::api::{self, ApiState, Token};
+use crate::config::Config;
+use crate::dataplane::{DataPlane, ResponseBody};
+use crate::engine::{EngineError, FloeEngine};
+use crate::metrics::Metrics;
+use crate::registry::{Deployed, Registry, RegistryError};
+use crate::store::{FunctionStore, StoreError};
+use bytes::Bytes;
+use listener::{ListenerLimits, serve};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How often idle instances are checked against their `idle_ttl`.
+pub const REAP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The data directory could not be opened.
+    #[error("opening the data directory: {0}")]
+    Store(#[from] StoreError),
+    /// The engine could not be built.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Functions could not be loaded.
+    #[error("loading functions: {0}")]
+    Registry(#[from] RegistryError),
+    /// A listener could not be bound.
+    #[error("binding the {plane} plane to {addr}: {source}")]
+    Bind {
+        /// `data` or `control`.
+        plane: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A function given at startup could not be read.
+    #[error("reading {path}: {source}")]
+    ReadComponent {
+        /// The file.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A floe server.
+#[derive(Clone)]
+pub struct Floe {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Arc<Config>,
+    store: Arc<FunctionStore>,
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    dataplane: DataPlane,
+    token: Token,
+    token_created: bool,
+    draining: Arc<AtomicBool>,
+    janitor: JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.janitor.abort();
+    }
+}
+
+impl std::fmt::Debug for Floe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Floe")
+            .field("data_dir", &self.inner.config.server.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Floe {
+    /// Opens the data directory, builds the engine and loads every deployed
+    /// function. Binds nothing.
+    pub async fn new(config: Config) -> Result<Self, StartError> {
+        let config = Arc::new(config);
+        let root = config.server.data_dir.clone();
+        let store = Arc::new(
+            tokio::task::spawn_blocking(move || FunctionStore::open(&root))
+                .await
+                .map_err(|e| StartError::Registry(RegistryError::Internal(e.to_string())))??,
+        );
+        let (token, token_created) = store.token()?;
+        let engine = Arc::new(FloeEngine::new(&config)?);
+        let metrics = Arc::new(Metrics::default());
+        let registry =
+            Registry::open(config.clone(), engine, store.clone(), metrics.clone()).await?;
+        let dataplane = DataPlane::new(
+            registry.clone(),
+            metrics.clone(),
+            &config.server.domain,
+            config.server.max_uri_bytes.as_usize(),
+        );
+        let janitor = tokio::spawn(reap_idle(Arc::downgrade(&registry)));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                registry,
+                metrics,
+                dataplane,
+                token: Token(token.into()),
+                token_created,
+                draining: Arc::new(AtomicBool::new(false)),
+                janitor,
+            }),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The function registry (deploy, rollback, list, …).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.inner.registry
+    }
+
+    /// The control-plane bearer token.
+    pub fn token(&self) -> &str {
+        &self.inner.token.0
+    }
+
+    /// Whether the token was created by this start (first start on a data
+    /// directory).
+    pub fn token_was_created(&self) -> bool {
+        self.inner.token_created
+    }
+
+    /// Serves one data-plane request in-process.
+    pub async fn handle<B>(&self, request: http::Request<B>) -> http::Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: std::fmt::Display,
+    {
+        self.inner.dataplane.handle(request).await
+    }
+
+    /// The control plane as an axum router, to mount in an embedder's server.
+    pub fn control_plane(&self) -> axum::Router {
+        api::router(
+            ApiState {
+                registry: self.inner.registry.clone(),
+                metrics: self.inner.metrics.clone(),
+                max_upload: self.inner.config.limits.max_upload.bytes(),
+                draining: self.inner.draining.clone(),
+            },
+            self.inner.token.clone(),
+        )
+    }
+
+    /// Deploys the component in `path` as `name` (a no-op when it is already
+    /// the active version).
+    pub async fn deploy_file(&self, name: &str, path: &Path) -> Result<Deployed, StartError> {
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|source| StartError::ReadComponent {
+                path: path.display().to_string(),
+                source,
+            })?;
+        Ok(self
+            .inner
+            .registry
+            .deploy(name, Bytes::from(bytes), &[], None)
+            .await?)
+    }
+
+    /// Binds the data and control planes and serves them until
+    /// [`Listening::shutdown`].
+    pub async fn bind(&self) -> Result<Listening, StartError> {
+        let server = &self.inner.config.server;
+        let bind = |plane, addr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    plane,
+                    addr,
+                    source,
+                })
+        };
+        let data = bind("data", server.data_addr).await?;
+        let control = bind("control", server.control_addr).await?;
+        let local = |l: &TcpListener, plane, addr| {
+            l.local_addr().map_err(|source| StartError::Bind {
+                plane,
+                addr,
+                source,
+            })
+        };
+        let data_addr = local(&data, "data", server.data_addr)?;
+        let control_addr = local(&control, "control", server.control_addr)?;
+        self.inner
+            .store
+            .write_control_url(&format!("http://{control_addr}"))?;
+
+        let limits = ListenerLimits {
+            max_connections: server.max_connections,
+            max_header_bytes: server.max_header_bytes.as_usize(),
+            drain_timeout: server.drain_timeout.0,
+        };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let dataplane = self.inner.dataplane.clone();
+        let data_service = hyper::service::service_fn(move |request| {
+            let dataplane = dataplane.clone();
+            async move { Ok::<_, Infallible>(dataplane.handle(request).await) }
+        });
+        let control_service = hyper_util::service::TowerToHyperService::new(self.control_plane());
+        let tasks = vec![
+            tokio::spawn(serve("data", data, data_service, limits, stop_rx.clone())),
+            tokio::spawn(serve("control", control, control_service, limits, stop_rx)),
+        ];
+        tracing::info!(%data_addr, %control_addr, "listening");
+        Ok(Listening {
+            data_addr,
+            control_addr,
+            stop: stop_tx,
+            tasks,
+            floe: self.clone(),
+        })
+    }
+}
+
+/// A server's bound listeners.
+#[derive(Debug)]
+pub struct Listening {
+    data_addr: SocketAddr,
+    control_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    floe: Floe,
+}
+
+impl Listening {
+    /// Where the data plane listens.
+    pub fn data_addr(&self) -> SocketAddr {
+        self.data_addr
+    }
+
+    /// Where the control plane listens.
+    pub fn control_addr(&self) -> SocketAddr {
+        self.control_addr
+    }
+
+    /// Stops accepting, lets in-flight requests finish within the drain
+    /// timeout, then stops every instance.
+    pub async fn shutdown(self) {
+        let started = Instant::now();
+        self.floe.inner.draining.store(true, Ordering::Relaxed);
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.floe.inner.registry.retire_all();
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
+    }
+}
+
+async fn reap_idle(registry: Weak<Registry>) {
+    let mut tick = tokio::time::interval(REAP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(registry) = registry.upgrade() else {
+            return;
+        };
+        let reaped = registry.reap_idle(Instant::now());
+        if reaped > 0 {
+            tracing::debug!(instances = reaped, "stopped idle instances");
+        }
+    }
+}
