@@ -25,9 +25,11 @@
 //! | [`metrics`] | counters, histograms, Prometheus output |
 //! | [`status`] | errors to HTTP statuses, in one place |
 //! | [`client`] | a client for the control plane (used by the CLI) |
+//! | [`cli`] | the `floe` command line |
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod dataplane;

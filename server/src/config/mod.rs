@@ -355,6 +355,17 @@ impl Config {
         Ok(config)
     }
 
+    /// Checks that the values make sense together. [`Config::load`] does this;
+    /// call it on a configuration built in code.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.validate()
+            .map_err(|(key, reason)| ConfigError::Invalid {
+                origin: "configuration".to_owned(),
+                key: key.to_owned(),
+                reason,
+            })
+    }
+
     fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.engine.epoch_tick.0 < Duration::from_millis(1) {
             return Err(("engine.epoch_tick", "must be at least 1ms".into()));

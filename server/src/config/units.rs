@@ -76,7 +76,7 @@ impl FromStr for ByteSize {
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (unit, factor) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-            if self.0 >= factor && self.0 % factor == 0 {
+            if self.0 >= factor && self.0.is_multiple_of(factor) {
                 return write!(f, "{}{unit}", self.0 / factor);
             }
         }
@@ -127,7 +127,8 @@ impl FromStr for HumanDuration {
         };
         let t = s.trim();
         // Longest suffixes first, so that "ms" is not read as "s".
-        let units: [(&str, fn(u64) -> Option<Duration>); 5] = [
+        type Make = fn(u64) -> Option<Duration>;
+        let units: [(&str, Make); 5] = [
             ("us", |n| Some(Duration::from_micros(n))),
             ("ms", |n| Some(Duration::from_millis(n))),
             ("s", |n| Some(Duration::from_secs(n))),
@@ -147,13 +148,13 @@ impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.0;
         let ms = d.as_millis();
-        if d.subsec_nanos() % 1_000_000 != 0 {
+        if !d.subsec_nanos().is_multiple_of(1_000_000) {
             write!(f, "{}us", d.as_micros())
-        } else if ms % 1000 != 0 {
+        } else if !ms.is_multiple_of(1000) {
             write!(f, "{ms}ms")
-        } else if d.as_secs() % 3600 == 0 && d.as_secs() > 0 {
+        } else if d.as_secs().is_multiple_of(3600) && d.as_secs() > 0 {
             write!(f, "{}h", d.as_secs() / 3600)
-        } else if d.as_secs() % 60 == 0 && d.as_secs() > 0 {
+        } else if d.as_secs().is_multiple_of(60) && d.as_secs() > 0 {
             write!(f, "{}m", d.as_secs() / 60)
         } else {
             write!(f, "{}s", d.as_secs())

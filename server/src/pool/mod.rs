@@ -38,7 +38,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// How long an overloaded client is told to wait.
@@ -52,6 +52,10 @@ pub struct InstanceBudget {
     permits: Arc<Semaphore>,
     total: u32,
     pools: Mutex<Vec<Weak<Pool>>>,
+    /// Requests waiting for a slot; only then is parking an instance
+    /// announced on `parked`.
+    waiting: AtomicU32,
+    parked: Notify,
 }
 
 impl InstanceBudget {
@@ -61,6 +65,8 @@ impl InstanceBudget {
             permits: Arc::new(Semaphore::new(total as usize)),
             total,
             pools: Mutex::default(),
+            waiting: AtomicU32::new(0),
+            parked: Notify::new(),
         })
     }
 
@@ -99,8 +105,30 @@ impl InstanceBudget {
         self.permits.clone().try_acquire_owned().ok()
     }
 
-    async fn acquire(&self) -> Option<OwnedSemaphorePermit> {
-        self.permits.clone().acquire_owned().await.ok()
+    /// Waits for a slot: one freed, or one made by stopping an instance that
+    /// another pool parks meanwhile.
+    async fn acquire(&self, asking: &Pool) -> Option<OwnedSemaphorePermit> {
+        loop {
+            let parked = self.parked.notified();
+            tokio::pin!(parked);
+            parked.as_mut().enable();
+            self.waiting.fetch_add(1, Relaxed);
+            let _waiting = CountGuard(&self.waiting);
+            if let Some(permit) = self.try_acquire(asking) {
+                return Some(permit);
+            }
+            tokio::select! {
+                permit = self.permits.clone().acquire_owned() => return permit.ok(),
+                () = &mut parked => {}
+            }
+        }
+    }
+
+    /// Announces that an instance was parked idle, if anyone waits for a slot.
+    fn instance_parked(&self) {
+        if self.waiting.load(Relaxed) > 0 {
+            self.parked.notify_waiters();
+        }
     }
 }
 
@@ -226,7 +254,7 @@ impl Pool {
             self.queued.fetch_add(1, Relaxed);
             rx
         };
-        let _queued = QueuedGuard(&self.queued);
+        let _queued = CountGuard(&self.queued);
         let wait_until = deadline.min(Instant::now() + self.settings.queue_timeout.0);
         tokio::select! {
             biased;
@@ -273,10 +301,7 @@ impl Pool {
 
     async fn wait_permits(&self) -> Option<Permits> {
         let function = self.slots.clone().acquire_owned().await.ok()?;
-        let server = match self.budget.try_acquire(self) {
-            Some(p) => p,
-            None => self.budget.acquire().await?,
-        };
+        let server = self.budget.acquire(self).await?;
         Some(Permits {
             _function: function,
             _server: server,
@@ -340,6 +365,8 @@ impl Pool {
             }
         }
         state.idle.push(instance);
+        drop(state);
+        self.budget.instance_parked();
     }
 
     fn stop(&self, instance: Instance, reason: &'static str) {
@@ -429,9 +456,10 @@ impl Pool {
     }
 }
 
-struct QueuedGuard<'a>(&'a AtomicU32);
+/// Decrements a counter when dropped.
+struct CountGuard<'a>(&'a AtomicU32);
 
-impl Drop for QueuedGuard<'_> {
+impl Drop for CountGuard<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Relaxed);
     }

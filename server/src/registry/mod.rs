@@ -359,10 +359,12 @@ impl Registry {
         new_settings.validate(&self.config.limits)?;
 
         let digest = Digest::of(&bytes);
+        // The same bytes as the serving version: nothing to compile or store.
+        // (A function that cannot load is redeployed in full, to repair it.)
         if let (Some(record), Some(active)) = (&record, &active)
             && active.digest == digest
+            && self.get(name.as_str()).is_some()
         {
-            // The same bytes again: nothing to compile or store.
             if new_settings != record.settings {
                 self.reconfigure_locked(&name, record.clone(), new_settings)
                     .await?;

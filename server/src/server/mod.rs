@@ -44,6 +44,9 @@ pub const REAP_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
+    /// The configuration is inconsistent.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// The data directory could not be opened.
     #[error("opening the data directory: {0}")]
     Store(#[from] StoreError),
@@ -108,9 +111,10 @@ impl std::fmt::Debug for Floe {
 }
 
 impl Floe {
-    /// Opens the data directory, builds the engine and loads every deployed
-    /// function. Binds nothing.
+    /// Checks the configuration, opens the data directory, builds the engine
+    /// and loads every deployed function. Binds nothing.
     pub async fn new(config: Config) -> Result<Self, StartError> {
+        config.check()?;
         let config = Arc::new(config);
         let root = config.server.data_dir.clone();
         let store = Arc::new(

@@ -164,10 +164,11 @@ impl FunctionStore {
         fsio::remove_durably(&path).map_err(io_err("removing", &path))
     }
 
-    /// Stores component bytes under their digest (a no-op when present).
+    /// Stores component bytes under their digest (a no-op when an intact
+    /// copy is already there; a damaged one is replaced).
     pub fn put_blob(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
         let path = self.blob_path(digest);
-        if path.exists() {
+        if fs::read(&path).is_ok_and(|existing| Digest::of(&existing) == *digest) {
             return Ok(());
         }
         self.write(&path, bytes)

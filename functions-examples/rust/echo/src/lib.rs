@@ -2,8 +2,9 @@
 //!
 //! - `POST /...`: answers with the request body, byte for byte.
 //! - `GET /bytes?n=N`: answers with N bytes of `x`, streamed in 64 KiB chunks.
-//! - `GET /...` otherwise: a JSON-ish text report of the method, the path the
-//!   function saw, and the `x-forwarded-prefix` and `host` headers.
+//! - `GET /...` otherwise: a text report of the method, the path the function
+//!   saw, and the `x-forwarded-prefix` and `host` headers; the same line goes
+//!   to stdout, which floe captures into its log.
 
 use floe_sdk::http::{Body, Method, Request, Response, Result};
 
@@ -46,7 +47,8 @@ async fn handle(request: Request<Body>) -> Result<Response<Body>> {
         path,
         query,
         header("x-forwarded-prefix"),
-        header("host"),
+        request.uri().authority().map_or("", |a| a.as_str()),
     );
+    print!("echo: {report}");
     Ok(Response::new(report.into()))
 }

@@ -1,0 +1,408 @@
+//! Deploying, versioning, rolling back, deleting, and every way a deploy is
+//! refused.
+
+use crate::harness::{Server, fixture, send};
+use anyhow::Result;
+use bytes::Bytes;
+use floe::client::ClientError;
+use floe::store::Digest;
+use floe_tests::fixtures::{COUNTER, ECHO, HELLO, SLOW, TRAP};
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use std::io::{Read, Write};
+
+fn api_status(err: &anyhow::Error) -> (StatusCode, String, String) {
+    match err.downcast_ref::<ClientError>() {
+        Some(ClientError::Api {
+            status,
+            code,
+            message,
+            ..
+        }) => (*status, code.clone(), message.clone()),
+        _ => panic!("expected an API error, got {err:#}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_second_version_rollback_and_restart() -> Result<()> {
+    let mut server = Server::start()?;
+    let v1 = server.deploy("greet", HELLO, &[]).await?;
+    assert_eq!(v1["version"], 1);
+    assert_eq!(v1["name"], "greet");
+    assert_eq!(v1["size"], fixture(HELLO).len());
+    assert_eq!(v1["digest"], Digest::of(&fixture(HELLO)).to_string());
+    assert!(v1["compile_ms"].is_u64());
+    let r = server.get("/greet/x?y=1").await?;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "hello from floe, path=/x?y=1\n");
+
+    let v2 = server.deploy("greet", ECHO, &[]).await?;
+    assert_eq!(v2["version"], 2);
+    let r = server.get("/greet/x").await?;
+    assert!(r.text().starts_with("method=GET path=/x "), "{}", r.text());
+
+    let back = server.client().rollback("greet", None).await?;
+    assert_eq!(back["version"], 1);
+    assert_eq!(
+        server.get("/greet/x").await?.text(),
+        "hello from floe, path=/x\n"
+    );
+
+    // Rolling forward to a named version works too.
+    let fwd = server.client().rollback("greet", Some(2)).await?;
+    assert_eq!(fwd["version"], 2);
+    let back = server.client().rollback("greet", Some(1)).await?;
+    assert_eq!(back["version"], 1);
+    // There is nothing before version 1.
+    let err = server.client().rollback("greet", None).await.unwrap_err();
+    assert_eq!(api_status(&err.into()).0, StatusCode::CONFLICT);
+
+    server.restart()?;
+    assert_eq!(
+        server.get("/greet/x").await?.text(),
+        "hello from floe, path=/x\n"
+    );
+    let info = server.client().info("greet").await?;
+    assert_eq!(info["active_version"], 1);
+    assert_eq!(info["versions"].as_array().map(Vec::len), Some(2));
+    assert!(
+        !server.log().contains("recompiled"),
+        "a restart must reuse the stored artifacts"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identical_bytes_answer_200_with_the_existing_version() -> Result<()> {
+    let server = Server::start()?;
+    let (status, first) = server.client().deploy("same", fixture(HELLO), &[]).await?;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, again) = server.client().deploy("same", fixture(HELLO), &[]).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["version"], first["version"]);
+    assert_eq!(again["digest"], first["digest"]);
+    assert_eq!(again["compile_ms"], 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn if_match_guards_against_a_stale_view() -> Result<()> {
+    let server = Server::start()?;
+    let v1 = server.deploy("guarded", HELLO, &[]).await?;
+    let digest = v1["digest"].as_str().unwrap_or_default().to_owned();
+    let put = |body: Bytes, if_match: &str| {
+        Request::put(server.control_url("/v1/functions/guarded"))
+            .header("authorization", format!("Bearer {}", server.token))
+            .header("if-match", if_match)
+            .body(Full::new(body))
+    };
+    let stale = Digest::of(b"something else").to_string();
+    let r = send(put(fixture(ECHO), &stale)?).await?;
+    assert_eq!(r.status, 412, "{}", r.text());
+    assert_eq!(r.code(), "precondition_failed");
+    assert_eq!(
+        server.get("/guarded/").await?.text(),
+        "hello from floe, path=/\n"
+    );
+
+    let r = send(put(fixture(ECHO), &digest)?).await?;
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    let r = send(put(fixture(HELLO), "not-a-digest")?).await?;
+    assert_eq!(r.status, 400);
+    Ok(())
+}
+
+/// A component with three imports floe does not satisfy: two unknown
+/// interfaces and a known one with the wrong type.
+const MISSING_IMPORTS: &str = r#"
+(component
+  (import "acme:kv/store@1.0.0" (instance
+    (export "get" (func (param "key" string) (result string)))))
+  (import "floe:test/missing@0.1.0" (instance
+    (export "nothing" (func))))
+  (import "wasi:cli/environment@0.2.0" (instance
+    (export "get-environment" (func (result u32)))))
+)
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rejected_deploys_say_why_with_the_right_status() -> Result<()> {
+    let server = Server::start()?;
+    let client = server.client();
+    let deploy = |name: &'static str, bytes: Bytes, settings: Vec<(String, String)>| {
+        let client = client.clone();
+        async move {
+            client
+                .deploy(name, bytes, &settings)
+                .await
+                .map_err(anyhow::Error::from)
+        }
+    };
+
+    let err = deploy("Bad_Name", fixture(HELLO), vec![])
+        .await
+        .unwrap_err();
+    let (status, code, message) = api_status(&err);
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
+    assert!(message.contains("invalid function name"), "{message}");
+
+    let err = deploy(
+        "junk",
+        Bytes::from_static(b"this is not wasm at all"),
+        vec![],
+    )
+    .await
+    .unwrap_err();
+    let (status, code, message) = api_status(&err);
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_component")
+    );
+    assert!(message.contains("not a WebAssembly binary"), "{message}");
+
+    let module = wat::parse_str("(module (func (export \"f\")))")?;
+    let err = deploy("module", Bytes::from(module), vec![])
+        .await
+        .unwrap_err();
+    let (status, _, message) = api_status(&err);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(message.contains("core WebAssembly module"), "{message}");
+
+    let mut broken = fixture(HELLO).to_vec();
+    broken.truncate(broken.len() / 2);
+    let err = deploy("truncated", Bytes::from(broken), vec![])
+        .await
+        .unwrap_err();
+    let (status, code, message) = api_status(&err);
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_component")
+    );
+    assert!(message.starts_with("invalid component:"), "{message}");
+
+    let err = deploy(
+        "imports",
+        Bytes::from(wat::parse_str(MISSING_IMPORTS)?),
+        vec![],
+    )
+    .await
+    .unwrap_err();
+    let Some(ClientError::Api {
+        status,
+        code,
+        message,
+        details,
+    }) = err.downcast_ref::<ClientError>()
+    else {
+        panic!("{err:#}");
+    };
+    assert_eq!(
+        (*status, code.as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "missing_import")
+    );
+    for name in [
+        "acme:kv/store@1.0.0",
+        "floe:test/missing@0.1.0",
+        "wasi:cli/environment@0.2.0",
+    ] {
+        assert!(message.contains(name), "{name} missing from {message}");
+    }
+    let listed = details
+        .as_ref()
+        .map(|d| d["missing_imports"].as_array().map_or(0, Vec::len));
+    assert_eq!(listed, Some(3), "{details:?}");
+    assert!(message.contains("wrong type"), "{message}");
+
+    let err = deploy(
+        "no-handler",
+        Bytes::from(wat::parse_str("(component)")?),
+        vec![],
+    )
+    .await
+    .unwrap_err();
+    let (status, code, message) = api_status(&err);
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "missing_export")
+    );
+    assert!(message.contains("incoming-handler"), "{message}");
+
+    let err = deploy(
+        "settings",
+        fixture(HELLO),
+        vec![("memory".into(), "lots".into())],
+    )
+    .await
+    .unwrap_err();
+    let (status, _, message) = api_status(&err);
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(message.contains("memory"), "{message}");
+    let err = deploy(
+        "settings",
+        fixture(HELLO),
+        vec![("memroy".into(), "1MiB".into())],
+    )
+    .await
+    .unwrap_err();
+    assert!(api_status(&err).2.contains("unknown setting `memroy`"));
+    let err = deploy(
+        "settings",
+        fixture(HELLO),
+        vec![("memory".into(), "64GiB".into())],
+    )
+    .await
+    .unwrap_err();
+    assert!(api_status(&err).2.contains("max_memory"));
+
+    let err = deploy("empty", Bytes::new(), vec![]).await.unwrap_err();
+    assert_eq!(api_status(&err).0, StatusCode::BAD_REQUEST);
+
+    // Nothing of the refused deploys was kept.
+    assert_eq!(
+        client.list().await?["functions"].as_array().map(Vec::len),
+        Some(0)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uploads_over_the_limit_are_refused_before_and_while_reading() -> Result<()> {
+    let server = Server::builder()
+        .env("FLOE_LIMITS__MAX_UPLOAD", "100KiB")
+        .start()?;
+
+    // Content-Length says too much: the answer comes without the body ever
+    // being sent.
+    let mut conn = std::net::TcpStream::connect(server.control)?;
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(
+        conn,
+        "PUT /v1/functions/big HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-length: 10000000000\r\n\r\n",
+        server.token
+    )?;
+    let mut head = [0u8; 64];
+    let n = conn.read(&mut head)?;
+    let head = String::from_utf8_lossy(&head[..n]);
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+
+    // Chunked (no Content-Length): refused once the count passes the limit.
+    let chunks = futures::stream::iter((0..64).map(|_| {
+        Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(vec![0u8; 4096])))
+    }));
+    let request = Request::put(server.control_url("/v1/functions/big"))
+        .header("authorization", format!("Bearer {}", server.token))
+        .body(http_body_util::StreamBody::new(chunks))?;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let response = client.request(request).await?;
+    assert_eq!(response.status(), 413);
+
+    // A component under the limit is fine.
+    let small = wat::parse_str("(component)")?;
+    let err = server
+        .client()
+        .deploy("small", Bytes::from(small), &[])
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(&err.into()).0, StatusCode::UNPROCESSABLE_ENTITY);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_control_plane_requires_the_token() -> Result<()> {
+    let server = Server::start()?;
+    let r = crate::harness::get(&server.control_url("/v1/functions")).await?;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.code(), "unauthorized");
+    let wrong =
+        floe::client::ControlClient::new(&format!("http://{}", server.control), "not-the-token");
+    let err = wrong.list().await.unwrap_err();
+    assert_eq!(api_status(&err.into()).0, StatusCode::UNAUTHORIZED);
+    let err = wrong.deploy("x", fixture(HELLO), &[]).await.unwrap_err();
+    assert_eq!(api_status(&err.into()).0, StatusCode::UNAUTHORIZED);
+    // Health and readiness are open.
+    assert_eq!(
+        crate::harness::get(&server.control_url("/healthz"))
+            .await?
+            .status,
+        200
+    );
+    let ready = crate::harness::get(&server.control_url("/readyz")).await?;
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.json()["ready"], true);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_deploys_of_one_name_leave_a_consistent_function() -> Result<()> {
+    let server = Server::start()?;
+    let components = [HELLO, ECHO, COUNTER, TRAP, SLOW];
+    let deploys = components.iter().map(|c| {
+        let client = server.client();
+        let bytes = fixture(c);
+        async move { client.deploy("race", bytes, &[]).await }
+    });
+    let results = futures::future::join_all(deploys).await;
+    let mut versions: Vec<u64> = results
+        .into_iter()
+        .map(|r| r.map(|(_, body)| body["version"].as_u64().unwrap_or(0)))
+        .collect::<Result<_, _>>()?;
+    versions.sort_unstable();
+    assert_eq!(versions, [1, 2, 3, 4, 5], "each deploy got its own version");
+
+    let info = server.client().info("race").await?;
+    assert_eq!(info["active_version"], 5);
+    let active = info["versions"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["version"] == 5))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        info["digest"], active["digest"],
+        "the active digest is the active version's"
+    );
+    // What is served is the component the record says is active.
+    let served = components
+        .iter()
+        .find(|c| Digest::of(&fixture(c)).to_string() == active["digest"])
+        .copied()
+        .unwrap_or_default();
+    let r = server.get("/race/ok?ms=1").await?;
+    let body = r.text();
+    let expected = match served {
+        s if s == HELLO => body.starts_with("hello from floe"),
+        s if s == ECHO => body.starts_with("method=GET"),
+        s if s == COUNTER => body.trim() == "1",
+        s if s == TRAP => body == "ok\n",
+        s if s == SLOW => body.starts_with("slept"),
+        _ => false,
+    };
+    assert!(
+        expected,
+        "served {body:?}, but the active version is {served}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_removes_the_function_and_its_stored_code() -> Result<()> {
+    let server = Server::start()?;
+    server.deploy("gone", HELLO, &[]).await?;
+    server.deploy("kept", ECHO, &[]).await?;
+    assert_eq!(server.get("/gone/").await?.status, 200);
+    server.client().delete("gone").await?;
+    let r = server.get("/gone/").await?;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.code(), "not_found");
+    let err = server.client().delete("gone").await.unwrap_err();
+    assert_eq!(api_status(&err.into()).0, StatusCode::NOT_FOUND);
+    let blobs: Vec<_> = std::fs::read_dir(server.data_dir().join("blobs"))?.collect();
+    assert_eq!(blobs.len(), 1, "only the kept function's component remains");
+    // Redeploying starts over at version 1.
+    assert_eq!(server.deploy("gone", HELLO, &[]).await?["version"], 1);
+    Ok(())
+}

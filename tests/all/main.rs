@@ -1,0 +1,20 @@
+//! End-to-end tests: each starts a real floe server on 127.0.0.1 (ports
+//! chosen by the OS), deploys components built from `functions-examples/`,
+//! and talks to it over HTTP.
+#![allow(
+    clippy::panic,
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::print_stderr,
+    reason = "test helpers fail loudly, and print the server's log when a test fails"
+)]
+
+mod harness;
+
+mod cli;
+mod deploy;
+mod durability;
+mod embed;
+mod invoke;
+mod limits;
+mod observe;

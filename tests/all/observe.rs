@@ -1,0 +1,71 @@
+//! Metrics, logs and the instance view.
+
+use crate::harness::Server;
+use anyhow::Result;
+use floe_tests::fixtures::{ECHO, HELLO, TRAP};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_requests_errors_and_instances() -> Result<()> {
+    let server = Server::start()?;
+    server.deploy("hello", HELLO, &[]).await?;
+    server.deploy("trap", TRAP, &[]).await?;
+    for _ in 0..3 {
+        server.get("/hello/").await?;
+    }
+    server.get("/trap/trap").await?;
+    server.get("/nobody/").await?;
+    let metrics = crate::harness::get(&server.control_url("/metrics")).await?;
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text();
+    for line in [
+        "floe_requests_total{function=\"hello\",status=\"2xx\"} 3",
+        "floe_requests_total{function=\"trap\",status=\"5xx\"} 1",
+        "floe_request_errors_total{function=\"trap\",code=\"trap\"} 1",
+        "floe_request_duration_seconds_count{function=\"hello\"} 3",
+        "floe_instances{function=\"hello\",version=\"1\",state=\"idle\"} 1",
+        "floe_functions 2",
+        "floe_deploys_total 2",
+        "floe_unrouted_requests_total 1",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guest_output_is_logged_with_its_function() -> Result<()> {
+    let server = Server::start()?;
+    server.deploy("echo", ECHO, &[]).await?;
+    server.get("/echo/logged-line").await?;
+    crate::harness::eventually(
+        std::time::Duration::from_secs(5),
+        "the guest's line in the log",
+        || async {
+            Ok(server.log().lines().any(|l| {
+                l.contains("echo: method=GET path=/logged-line")
+                    && l.contains("function=echo")
+                    && l.contains("stream=\"stdout\"")
+            }))
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_instance_view_shows_each_instance() -> Result<()> {
+    let server = Server::start()?;
+    server.deploy("hello", HELLO, &[]).await?;
+    for _ in 0..5 {
+        server.get("/hello/").await?;
+    }
+    let info = server.client().info("hello").await?;
+    let list = info["instance_list"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["requests"], 5);
+    assert_eq!(list[0]["state"], "idle");
+    assert!(list[0]["memory_bytes"].as_u64() > Some(0));
+    Ok(())
+}
