@@ -35,6 +35,7 @@ fn main() {
         .args([
             "build",
             "--release",
+            "--locked",
             "--target",
             "wasm32-wasip2",
             "--target-dir",

@@ -4,7 +4,7 @@
 use crate::harness::{Server, get, send};
 use anyhow::Result;
 use bytes::Bytes;
-use floe_tests::fixtures::{COUNTER, ECHO, HELLO, TRAP};
+use floe_tests::fixtures::{COUNTER, ECHO, HELLO, NO_RESPONSE, TRAP};
 use http::Request;
 use http_body_util::Full;
 
@@ -145,5 +145,22 @@ async fn http_10_requests_without_host_are_served() -> Result<()> {
     assert!(reply.starts_with("HTTP/1.0 200"), "{reply}");
     assert!(reply.ends_with("hello from floe, path=/old\n"), "{reply}");
     let _ = get(&server.url("/hello/")).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_function_that_never_responds_gets_500_and_loses_its_instance() -> Result<()> {
+    let server = Server::start()?;
+    server.deploy("mute", NO_RESPONSE, &[]).await?;
+    for _ in 0..3 {
+        let r = server.get("/mute/").await?;
+        assert_eq!((r.status.as_u16(), r.code().as_str()), (500, "no_response"));
+    }
+    let info = server.client().info("mute").await?;
+    assert_eq!(
+        info["instances"]["started"], 3,
+        "each broken instance was replaced"
+    );
+    assert_eq!(info["instances"]["live"], 0);
     Ok(())
 }

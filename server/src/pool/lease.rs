@@ -11,6 +11,7 @@ use super::instance::Instance;
 use super::{InvokeError, Pool};
 use bytes::Bytes;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tokio::sync::oneshot;
 use wasmtime_wasi_http::WasiHttpView;
@@ -76,10 +77,20 @@ impl Lease {
         instance.store.data_mut().deadline = deadline;
         instance.store.set_epoch_deadline(1);
         let (response_tx, mut response_rx) = oneshot::channel();
+        // Whether the guest set a response: one that returns without doing so
+        // is broken (it will not answer the next request either) and retired.
+        let responded = Arc::new(AtomicBool::new(false));
+        let set = responded.clone();
         let resources = {
             let mut http = instance.store.data_mut().http();
             http.new_incoming_request(Scheme::Http, request)
-                .and_then(|req| Ok((req, http.new_response_outparam(response_tx)?)))
+                .and_then(|req| {
+                    let out = http.new_response_outparam_from_callback(move |response| {
+                        set.store(true, Ordering::Relaxed);
+                        let _ = response_tx.send(response);
+                    })?;
+                    Ok((req, out))
+                })
         };
         let (req, out) = match resources {
             Ok(r) => r,
@@ -91,7 +102,10 @@ impl Lease {
 
         let (outcome_tx, mut outcome_rx) = oneshot::channel();
         tokio::spawn(async move {
-            let outcome = instance.call(req, out, deadline, timeout).await;
+            let mut outcome = instance.call(req, out, deadline, timeout).await;
+            if matches!(outcome, CallOutcome::Completed) && !responded.load(Ordering::Relaxed) {
+                outcome = CallOutcome::Failed(InvokeError::NoResponse);
+            }
             pool.release(instance, &outcome);
             let _ = outcome_tx.send(outcome);
         });

@@ -29,9 +29,9 @@ async fn handle(request: Request<Body>) -> Result<Response<Body>> {
             .and_then(|n| n.parse().ok())
             .unwrap_or(0);
         let chunks = (0..n.div_ceil(CHUNK)).map(move |i| vec![b'x'; CHUNK.min(n - i * CHUNK)]);
-        return Ok(Response::new(Body::from_stream(futures_lite::stream::iter(
-            chunks,
-        ))));
+        return Ok(Response::new(Body::from_stream(
+            futures_lite::stream::iter(chunks),
+        )));
     }
     let header = |name: &str| {
         request

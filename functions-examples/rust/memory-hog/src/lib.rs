@@ -18,5 +18,7 @@ async fn handle(request: Request<Body>) -> Result<Response<Body>> {
         blocks.push(std::hint::black_box(block));
     }
     let total: usize = blocks.iter().map(|b| b.len()).sum();
-    Ok(Response::new(format!("held {} MiB\n", total / (1024 * 1024)).into()))
+    Ok(Response::new(
+        format!("held {} MiB\n", total / (1024 * 1024)).into(),
+    ))
 }

@@ -1,0 +1,34 @@
+//! The ceiling for HTTP benchmarks: hyper 1 on tokio answering every request
+//! with a fixed body, as cheaply as hyper allows. Prints its address.
+#![expect(clippy::print_stdout, reason = "the address is this program's output")]
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:0".into());
+    let listener = TcpListener::bind(&addr).await?;
+    println!("hyper-hello listening on http://{}", listener.local_addr()?);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let service = service_fn(|_req| async {
+                Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(
+                    b"hello from hyper\n",
+                ))))
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

@@ -1,0 +1,133 @@
+//! Building and finding what the benchmarks run: the floe binary, the hyper
+//! ceiling, the hello component, wasmtime-cli 48 and wrk.
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The wasmtime release the project embeds, and compares against.
+pub(crate) const WASMTIME_VERSION: &str = "48.0.8";
+
+/// Paths of everything a benchmark run needs.
+#[derive(Debug, Clone)]
+pub(crate) struct Tools {
+    /// The repository root.
+    pub(crate) root: PathBuf,
+    /// `target/release/floe`.
+    pub(crate) floe: PathBuf,
+    /// `target/release/hyper-hello`.
+    pub(crate) hyper: PathBuf,
+    /// The Rust hello component.
+    pub(crate) hello: PathBuf,
+    /// `wasmtime` 48, if it is to be measured.
+    pub(crate) wasmtime: Option<PathBuf>,
+}
+
+/// The repository root (this crate lives in `bench/`).
+pub(crate) fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_owned)
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+/// Builds the floe binary, the hyper ceiling and the hello component, and
+/// finds (or installs) wasmtime and wrk.
+pub(crate) fn prepare(with_wasmtime: bool) -> Result<Tools> {
+    let root = repo_root();
+    let target = target_dir(&root);
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln_status("building floe and hyper-hello (release)");
+    run(Command::new(&cargo).current_dir(&root).args([
+        "build",
+        "--release",
+        "-p",
+        "floe",
+        "--bin",
+        "floe",
+        "-p",
+        "floe-bench",
+        "--bin",
+        "hyper-hello",
+    ]))?;
+    eprintln_status("building the hello component (wasm32-wasip2)");
+    run(Command::new(&cargo)
+        .current_dir(root.join("functions-examples/rust"))
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "hello",
+            "--target-dir",
+        ])
+        .arg(target.join("wasm-examples")))?;
+    Command::new("wrk")
+        .arg("--version")
+        .output()
+        .context("wrk is not installed: `apt-get install wrk`")?;
+    let wasmtime = if with_wasmtime {
+        Some(wasmtime(&target, &cargo)?)
+    } else {
+        None
+    };
+    Ok(Tools {
+        floe: target.join("release/floe"),
+        hyper: target.join("release/hyper-hello"),
+        hello: target.join("wasm-examples/wasm32-wasip2/release/hello.wasm"),
+        wasmtime,
+        root,
+    })
+}
+
+/// `wasmtime` 48 from PATH, or from `target/bench-tools`, installing it there
+/// when missing.
+fn wasmtime(target: &Path, cargo: &std::ffi::OsStr) -> Result<PathBuf> {
+    let wanted = format!("wasmtime {WASMTIME_VERSION}");
+    let version_of = |bin: &Path| {
+        Command::new(bin)
+            .arg("--version")
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    if version_of(Path::new("wasmtime")).is_some_and(|v| v.starts_with(&wanted)) {
+        return Ok(PathBuf::from("wasmtime"));
+    }
+    let tools = target.join("bench-tools");
+    let local = tools.join("bin/wasmtime");
+    if version_of(&local).is_some_and(|v| v.starts_with(&wanted)) {
+        return Ok(local);
+    }
+    eprintln_status(&format!(
+        "wasmtime {WASMTIME_VERSION} is not on PATH: installing it into {} (cargo install; about 20 minutes on 2 cores)",
+        tools.display()
+    ));
+    run(Command::new(cargo)
+        .args([
+            "install",
+            "--locked",
+            &format!("wasmtime-cli@{WASMTIME_VERSION}"),
+            "--root",
+        ])
+        .arg(&tools))?;
+    Ok(local)
+}
+
+/// Progress notes go to stderr, so stdout carries only the report.
+pub(crate) fn eprintln_status(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "floe-bench: {msg}");
+}
