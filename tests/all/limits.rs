@@ -258,3 +258,22 @@ async fn the_server_wide_instance_budget_is_shared() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_instances_are_stopped_after_idle_ttl() -> Result<()> {
+    let server = Server::start()?;
+    server.deploy("hello", HELLO, &[("idle_ttl", "1s")]).await?;
+    let started = Instant::now();
+    assert_eq!(server.get("/hello/").await?.status, 200);
+    assert_eq!(server.client().info("hello").await?["instances"]["idle"], 1);
+    eventually(Duration::from_secs(10), "the idle instance to be stopped", || async {
+        Ok(server.client().info("hello").await?["instances"]["live"] == 0)
+    })
+    .await?;
+    assert!(started.elapsed() >= Duration::from_secs(1), "not before its idle_ttl");
+    // The next request starts a new one.
+    assert_eq!(server.get("/hello/").await?.status, 200);
+    let info = server.client().info("hello").await?;
+    assert_eq!(info["instances"]["started"], 2);
+    Ok(())
+}

@@ -92,6 +92,12 @@ pub mod defaults {
     pub const TABLE_ELEMENTS: u32 = 100_000;
     /// Size of one instance's runtime state (vmctx) in the pool.
     pub const INSTANCE_STATE_SIZE: ByteSize = ByteSize::mib(1);
+    /// Linear memory reset with memset, not madvise, when a slot is freed.
+    pub const MEMORY_KEEP_RESIDENT: ByteSize = ByteSize::kib(0);
+    /// Table memory reset with memset, not madvise, when a slot is freed.
+    pub const TABLE_KEEP_RESIDENT: ByteSize = ByteSize::kib(0);
+    /// Freed slots returned to the OS per batch.
+    pub const DECOMMIT_BATCH_SIZE: u32 = 1;
 }
 
 /// The whole server configuration.
@@ -225,6 +231,16 @@ pub struct EngineConfig {
     pub table_elements: u32,
     /// Pool sizing: runtime state of one core or component instance.
     pub instance_state_size: ByteSize,
+    /// When an instance's memory slot is freed, this much of each linear
+    /// memory is reset with `memset` and stays resident instead of being
+    /// returned to the OS with `madvise`: fewer page faults and TLB
+    /// shootdowns when instances come and go, more resident memory.
+    pub memory_keep_resident: ByteSize,
+    /// The same for tables.
+    pub table_keep_resident: ByteSize,
+    /// Freed slots are returned to the OS in batches of this many, which
+    /// amortizes the cost of each `madvise` across threads (1: no batching).
+    pub decommit_batch_size: u32,
 }
 
 impl Default for EngineConfig {
@@ -238,6 +254,9 @@ impl Default for EngineConfig {
             tables_per_instance: defaults::TABLES_PER_INSTANCE,
             table_elements: defaults::TABLE_ELEMENTS,
             instance_state_size: defaults::INSTANCE_STATE_SIZE,
+            memory_keep_resident: defaults::MEMORY_KEEP_RESIDENT,
+            table_keep_resident: defaults::TABLE_KEEP_RESIDENT,
+            decommit_batch_size: defaults::DECOMMIT_BATCH_SIZE,
         }
     }
 }
@@ -369,6 +388,9 @@ impl Config {
     fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.engine.epoch_tick.0 < Duration::from_millis(1) {
             return Err(("engine.epoch_tick", "must be at least 1ms".into()));
+        }
+        if self.engine.decommit_batch_size == 0 {
+            return Err(("engine.decommit_batch_size", "must be at least 1".into()));
         }
         if self.limits.max_instances_total == 0 {
             return Err(("limits.max_instances_total", "must be at least 1".into()));

@@ -270,7 +270,10 @@ fn pooling_config(config: &Config) -> PoolingAllocationConfig {
         .max_memory_size(config.limits.max_memory.as_usize())
         .table_elements(e.table_elements as usize)
         .max_component_instance_size(e.instance_state_size.as_usize())
-        .max_core_instance_size(e.instance_state_size.as_usize());
+        .max_core_instance_size(e.instance_state_size.as_usize())
+        .linear_memory_keep_resident(e.memory_keep_resident.as_usize())
+        .table_keep_resident(e.table_keep_resident.as_usize())
+        .decommit_batch_size(e.decommit_batch_size as usize);
     pool
 }
 
