@@ -266,11 +266,16 @@ async fn idle_instances_are_stopped_after_idle_ttl() -> Result<()> {
     let started = Instant::now();
     assert_eq!(server.get("/hello/").await?.status, 200);
     assert_eq!(server.client().info("hello").await?["instances"]["idle"], 1);
-    eventually(Duration::from_secs(10), "the idle instance to be stopped", || async {
-        Ok(server.client().info("hello").await?["instances"]["live"] == 0)
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the idle instance to be stopped",
+        || async { Ok(server.client().info("hello").await?["instances"]["live"] == 0) },
+    )
     .await?;
-    assert!(started.elapsed() >= Duration::from_secs(1), "not before its idle_ttl");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "not before its idle_ttl"
+    );
     // The next request starts a new one.
     assert_eq!(server.get("/hello/").await?.status, 200);
     let info = server.client().info("hello").await?;

@@ -93,9 +93,9 @@ pub mod defaults {
     /// Size of one instance's runtime state (vmctx) in the pool.
     pub const INSTANCE_STATE_SIZE: ByteSize = ByteSize::mib(1);
     /// Linear memory reset with memset, not madvise, when a slot is freed.
-    pub const MEMORY_KEEP_RESIDENT: ByteSize = ByteSize::kib(0);
+    pub const MEMORY_KEEP_RESIDENT: ByteSize = ByteSize::mib(2);
     /// Table memory reset with memset, not madvise, when a slot is freed.
-    pub const TABLE_KEEP_RESIDENT: ByteSize = ByteSize::kib(0);
+    pub const TABLE_KEEP_RESIDENT: ByteSize = ByteSize::kib(64);
     /// Freed slots returned to the OS per batch.
     pub const DECOMMIT_BATCH_SIZE: u32 = 1;
 }

@@ -19,8 +19,8 @@ use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HOST};
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, Uri};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
@@ -44,6 +44,23 @@ impl std::fmt::Debug for DataPlane {
         f.debug_struct("DataPlane")
             .field("domain", &self.domain)
             .finish_non_exhaustive()
+    }
+}
+
+/// A request's id: the client's `x-request-id`, or one made up the first time
+/// it is needed (for an error or a log line), not for every request.
+struct RequestId<'a> {
+    given: Option<String>,
+    made: OnceLock<String>,
+    ids: &'a RequestIds,
+}
+
+impl RequestId<'_> {
+    fn get(&self) -> &str {
+        match &self.given {
+            Some(id) => id,
+            None => self.made.get_or_init(|| self.ids.next()),
+        }
     }
 }
 
@@ -97,12 +114,16 @@ impl DataPlane {
         B::Error: std::fmt::Display,
     {
         let start = Instant::now();
-        let request_id = request
-            .headers()
-            .get(REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 64)
-            .map_or_else(|| self.ids.next(), str::to_owned);
+        let request_id = RequestId {
+            given: request
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty() && v.len() <= 64)
+                .map(str::to_owned),
+            made: OnceLock::new(),
+            ids: &self.ids,
+        };
 
         let uri_len = request
             .uri()
@@ -112,26 +133,20 @@ impl DataPlane {
             return reject(
                 ErrorCode::UriTooLong,
                 "the request target is too long",
-                &request_id,
+                request_id.get(),
             );
         }
         let host = request
             .uri()
             .authority()
-            .map(|a| a.as_str().to_owned())
-            .or_else(|| {
-                request
-                    .headers()
-                    .get(HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_owned)
-            });
-        let Some(route) = route(&self.domain, host.as_deref(), request.uri().path()) else {
+            .map(|a| a.as_str())
+            .or_else(|| request.headers().get(HOST).and_then(|h| h.to_str().ok()));
+        let Some(route) = route(&self.domain, host, request.uri().path()) else {
             self.metrics.server.unrouted.fetch_add(1, Ordering::Relaxed);
             return reject(
                 ErrorCode::NotFound,
                 "no function is addressed by this request",
-                &request_id,
+                request_id.get(),
             );
         };
         let Some(function) = self.registry.get(route.function) else {
@@ -139,11 +154,11 @@ impl DataPlane {
                 return reject(
                     ErrorCode::Unavailable,
                     "this function's stored code cannot be loaded; redeploy it",
-                    &request_id,
+                    request_id.get(),
                 );
             }
             self.metrics.server.unrouted.fetch_add(1, Ordering::Relaxed);
-            return reject(ErrorCode::NotFound, "no such function", &request_id);
+            return reject(ErrorCode::NotFound, "no such function", request_id.get());
         };
         let rest = match &route.by {
             RouteBy::Path { rest } => Some((*rest).to_owned()),
@@ -153,20 +168,25 @@ impl DataPlane {
             "request",
             function = %function.name,
             version = function.version,
-            request_id = %request_id,
+            request_id = tracing::field::Empty,
             instance = tracing::field::Empty,
             status = tracing::field::Empty,
             duration_us = tracing::field::Empty,
         );
+        if !span.is_disabled() {
+            span.record("request_id", request_id.get());
+        }
         let response = self
             .invoke(&function, request, rest, &request_id, start)
             .instrument(span.clone())
             .await;
         let elapsed = start.elapsed();
         function.metrics.record(response.status(), elapsed);
-        span.record("status", response.status().as_u16());
-        span.record("duration_us", elapsed.as_micros() as u64);
-        span.in_scope(|| tracing::debug!("request answered"));
+        if !span.is_disabled() {
+            span.record("status", response.status().as_u16());
+            span.record("duration_us", elapsed.as_micros() as u64);
+            span.in_scope(|| tracing::debug!("request answered"));
+        }
         response
     }
 
@@ -175,7 +195,7 @@ impl DataPlane {
         function: &Function,
         request: Request<B>,
         rest: Option<String>,
-        request_id: &str,
+        request_id: &RequestId<'_>,
         start: Instant,
     ) -> Response<ResponseBody>
     where
@@ -193,7 +213,7 @@ impl DataPlane {
             return self.fail(
                 function,
                 &InvokeError::RequestBodyTooLarge { limit: body_limit },
-                request_id,
+                request_id.get(),
             );
         }
         let (mut parts, body) = request.into_parts();
@@ -208,13 +228,13 @@ impl DataPlane {
                     return reject(
                         ErrorCode::BadRequest,
                         "the request path is not valid",
-                        request_id,
+                        request_id.get(),
                     );
                 }
             }
-            if let Ok(prefix) = HeaderValue::from_str(&format!("/{}", function.name)) {
-                parts.headers.insert(FORWARDED_PREFIX, prefix);
-            }
+            parts
+                .headers
+                .insert(FORWARDED_PREFIX, function.forwarded_prefix.clone());
         }
         if !parts.headers.contains_key(HOST) {
             // HTTP/1.0 and in-process callers may send no Host; wasi-http
@@ -230,7 +250,7 @@ impl DataPlane {
         let deadline = start + settings.timeout.0;
         let lease = match function.pool.acquire(deadline).await {
             Ok(lease) => lease,
-            Err(e) => return self.fail(function, &e, request_id),
+            Err(e) => return self.fail(function, &e, request_id.get()),
         };
         tracing::Span::current().record("instance", lease.instance_id());
         let result = lease.handle(request, deadline).await;
@@ -239,12 +259,12 @@ impl DataPlane {
             return self.fail(
                 function,
                 &InvokeError::RequestBodyTooLarge { limit: body_limit },
-                request_id,
+                request_id.get(),
             );
         }
         match result {
             Ok(response) => response.map(ResponseBody::Guest),
-            Err(e) => self.fail(function, &e, request_id),
+            Err(e) => self.fail(function, &e, request_id.get()),
         }
     }
 

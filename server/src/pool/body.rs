@@ -36,21 +36,25 @@ pub enum BodyError {
     Lost,
 }
 
+/// How a body learns how its call ended.
+pub(crate) enum CallEnd {
+    /// The call had ended when the response was handed over.
+    Known(Option<CallOutcome>),
+    /// The call still runs; its task sends the outcome.
+    Later(oneshot::Receiver<CallOutcome>),
+}
+
 /// A guest's response body, cut when the call fails.
 pub struct GuestBody {
     inner: HyperOutgoingBody,
-    outcome: oneshot::Receiver<CallOutcome>,
+    outcome: CallEnd,
     sent: u64,
     limit: u64,
     finished: bool,
 }
 
 impl GuestBody {
-    pub(crate) fn new(
-        inner: HyperOutgoingBody,
-        outcome: oneshot::Receiver<CallOutcome>,
-        limit: u64,
-    ) -> Self {
+    pub(crate) fn new(inner: HyperOutgoingBody, outcome: CallEnd, limit: u64) -> Self {
         Self {
             inner,
             outcome,
@@ -89,14 +93,17 @@ impl Body for GuestBody {
                 Poll::Ready(Some(Err(BodyError::Stream(e))))
             }
             None => {
-                let outcome = ready!(Pin::new(&mut this.outcome).poll(cx));
+                let outcome = match &mut this.outcome {
+                    CallEnd::Known(outcome) => outcome.take(),
+                    CallEnd::Later(rx) => ready!(Pin::new(rx).poll(cx)).ok(),
+                };
                 this.finished = true;
                 match outcome {
-                    Ok(CallOutcome::Completed) => Poll::Ready(None),
-                    Ok(CallOutcome::Failed(err)) => {
+                    Some(CallOutcome::Completed) => Poll::Ready(None),
+                    Some(CallOutcome::Failed(err)) => {
                         Poll::Ready(Some(Err(BodyError::CallFailed(Box::new(err)))))
                     }
-                    Err(_) => Poll::Ready(Some(Err(BodyError::Lost))),
+                    None => Poll::Ready(Some(Err(BodyError::Lost))),
                 }
             }
         }

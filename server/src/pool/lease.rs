@@ -6,12 +6,15 @@
 //! writing the body. When the call ends the task gives the instance back to
 //! the pool, or discards it if it failed.
 
-use super::body::GuestBody;
+use super::body::{CallEnd, GuestBody};
 use super::instance::Instance;
 use super::{InvokeError, Pool};
 use bytes::Bytes;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 use tokio::sync::oneshot;
 use wasmtime_wasi_http::WasiHttpView;
@@ -100,48 +103,92 @@ impl Lease {
             }
         };
 
-        let (outcome_tx, mut outcome_rx) = oneshot::channel();
-        tokio::spawn(async move {
+        let mut call = InlineCall(Some(Box::pin(async move {
             let mut outcome = instance.call(req, out, deadline, timeout).await;
             if matches!(outcome, CallOutcome::Completed) && !responded.load(Ordering::Relaxed) {
                 outcome = CallOutcome::Failed(InvokeError::NoResponse);
             }
             pool.release(instance, &outcome);
-            let _ = outcome_tx.send(outcome);
-        });
+            outcome
+        })));
 
         tokio::select! {
             biased;
-            response = &mut response_rx => match response {
-                Ok(Ok(response)) => {
-                    Ok(response.map(|body| GuestBody::new(body, outcome_rx, response_limit)))
-                }
-                Ok(Err(code)) => Err(InvokeError::GuestError(format!("{code:?}"))),
-                // The outparam is gone: the call ended without a response.
-                Err(_) => Err(failure(outcome_rx.await)),
-            },
-            outcome = &mut outcome_rx => match response_rx.try_recv() {
-                Ok(Ok(response)) => {
-                    let (tx, rx) = oneshot::channel();
-                    if let Ok(outcome) = outcome {
-                        let _ = tx.send(outcome);
-                    }
-                    Ok(response.map(|body| GuestBody::new(body, rx, response_limit)))
-                }
+            // Most calls end before anyone has to wait for them: the guest
+            // sets the response, writes a body that fits the channel, and
+            // returns, all in this first poll, on this task.
+            outcome = &mut call => match response_rx.try_recv() {
+                Ok(Ok(response)) => Ok(response.map(|body| {
+                    GuestBody::new(body, CallEnd::Known(Some(outcome)), response_limit)
+                })),
                 Ok(Err(code)) => Err(InvokeError::GuestError(format!("{code:?}"))),
                 Err(_) => Err(failure(outcome)),
+            },
+            response = &mut response_rx => match response {
+                // The head is ready while the guest still writes the body:
+                // the guest goes on on a task of its own.
+                Ok(Ok(response)) => {
+                    let end = call.detach();
+                    Ok(response.map(|body| GuestBody::new(body, CallEnd::Later(end), response_limit)))
+                }
+                Ok(Err(code)) => Err(InvokeError::GuestError(format!("{code:?}"))),
+                // The outparam is gone without a response: the call is ending.
+                Err(_) => Err(failure(call.await)),
             },
         }
     }
 }
 
-fn failure(outcome: Result<CallOutcome, oneshot::error::RecvError>) -> InvokeError {
-    match outcome {
-        Ok(CallOutcome::Completed) => InvokeError::NoResponse,
-        Ok(CallOutcome::Failed(err)) => err,
-        Err(_) => {
-            InvokeError::Internal(anyhow::anyhow!("the call's task ended without an outcome"))
+type CallFuture = Pin<Box<dyn Future<Output = CallOutcome> + Send>>;
+
+/// A guest call run on the request's own task. It moves to a task of its
+/// own when the response must go out before the call ends ([`Self::detach`]),
+/// or when it is dropped unfinished (the client went away): a guest always
+/// runs to completion (or its timeout), and its instance goes back to the
+/// pool.
+struct InlineCall(Option<CallFuture>);
+
+impl InlineCall {
+    /// Runs the rest of the call on its own task; the receiver gets its
+    /// outcome.
+    fn detach(&mut self) -> oneshot::Receiver<CallOutcome> {
+        let (tx, rx) = oneshot::channel();
+        if let Some(call) = self.0.take() {
+            tokio::spawn(async move {
+                let _ = tx.send(call.await);
+            });
         }
+        rx
+    }
+}
+
+impl Future for InlineCall {
+    type Output = CallOutcome;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CallOutcome> {
+        let Some(call) = self.0.as_mut() else {
+            return Poll::Pending;
+        };
+        let outcome = ready!(call.as_mut().poll(cx));
+        self.0 = None;
+        Poll::Ready(outcome)
+    }
+}
+
+impl Drop for InlineCall {
+    fn drop(&mut self) {
+        if let Some(call) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(call);
+        }
+    }
+}
+
+fn failure(outcome: CallOutcome) -> InvokeError {
+    match outcome {
+        CallOutcome::Completed => InvokeError::NoResponse,
+        CallOutcome::Failed(err) => err,
     }
 }
 

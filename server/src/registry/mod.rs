@@ -51,6 +51,8 @@ pub struct Function {
     pub pool: Arc<Pool>,
     /// The function's metrics.
     pub metrics: Arc<FunctionMetrics>,
+    /// `X-Forwarded-Prefix` for path-routed requests: `/{name}`.
+    pub forwarded_prefix: http::HeaderValue,
     pre: ProxyPre<InstanceState>,
 }
 
@@ -304,6 +306,9 @@ impl Registry {
             digest,
             pool,
             metrics: self.metrics.function(name.as_arc()),
+            // A valid name is a valid header value.
+            forwarded_prefix: http::HeaderValue::from_str(&format!("/{name}"))
+                .unwrap_or_else(|_| http::HeaderValue::from_static("/")),
             pre,
         });
         let old = self
