@@ -68,7 +68,10 @@ impl Instance {
         let instantiate = pool.pre.instantiate_async(&mut store);
         let proxy = match tokio::time::timeout_at(deadline.into(), instantiate).await {
             Ok(Ok(proxy)) => proxy,
-            Ok(Err(e)) => return Err(classify_start_error(e, &store, pool.settings.timeout.0)),
+            Ok(Err(e)) if e.is::<wasmtime::PoolConcurrencyLimitError>() => {
+                return Err(pool.overloaded("instance pool exhausted"));
+            }
+            Ok(Err(e)) => return Err(classify(e, &store, pool.settings.timeout.0, Phase::Start)),
             Err(_) => return Err(InvokeError::Timeout(pool.settings.timeout.0)),
         };
         let stats = Arc::new(InstanceStats::new(id));
@@ -106,7 +109,7 @@ impl Instance {
                 .call_handle(&mut self.store, request, response);
         let outcome = match tokio::time::timeout_at(deadline.into(), call).await {
             Ok(Ok(())) => CallOutcome::Completed,
-            Ok(Err(e)) => CallOutcome::Failed(classify_call_error(e, &self.store, timeout)),
+            Ok(Err(e)) => CallOutcome::Failed(classify(e, &self.store, timeout, Phase::Call)),
             Err(_) => CallOutcome::Failed(InvokeError::Timeout(timeout)),
         };
         self.served += 1;
@@ -132,36 +135,27 @@ fn is_interrupt(e: &wasmtime::Error) -> bool {
     e.downcast_ref::<Trap>() == Some(&Trap::Interrupt)
 }
 
-fn classify_call_error(
-    e: wasmtime::Error,
-    store: &Store<InstanceState>,
-    timeout: std::time::Duration,
-) -> InvokeError {
-    if is_interrupt(&e) {
-        InvokeError::Timeout(timeout)
-    } else if store.data().limiter.limit_hit() {
-        InvokeError::MemoryLimit(e.into())
-    } else {
-        InvokeError::Trap(e.into())
-    }
+/// Where a wasmtime error came from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Start,
+    Call,
 }
 
-fn classify_start_error(
+/// What a failed instantiation or call means for the request.
+fn classify(
     e: wasmtime::Error,
     store: &Store<InstanceState>,
     timeout: std::time::Duration,
+    phase: Phase,
 ) -> InvokeError {
     if is_interrupt(&e) {
         InvokeError::Timeout(timeout)
     } else if store.data().limiter.limit_hit() {
         InvokeError::MemoryLimit(e.into())
-    } else if e.is::<wasmtime::PoolConcurrencyLimitError>() {
-        InvokeError::Overloaded {
-            function: String::new(),
-            reason: "instance pool exhausted",
-            retry_after: std::time::Duration::from_secs(1),
-        }
-    } else {
+    } else if phase == Phase::Start {
         InvokeError::Instantiate(e.into())
+    } else {
+        InvokeError::Trap(e.into())
     }
 }

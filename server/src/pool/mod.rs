@@ -282,7 +282,7 @@ impl Pool {
         }
     }
 
-    fn overloaded(&self, reason: &'static str) -> InvokeError {
+    pub(crate) fn overloaded(&self, reason: &'static str) -> InvokeError {
         InvokeError::Overloaded {
             function: self.function.to_string(),
             reason,
@@ -313,20 +313,7 @@ impl Pool {
         permits: Permits,
         deadline: Instant,
     ) -> Result<Lease, InvokeError> {
-        let instance = Instance::start(self, permits, deadline)
-            .await
-            .map_err(|e| match e {
-                InvokeError::Overloaded {
-                    reason,
-                    retry_after,
-                    ..
-                } => InvokeError::Overloaded {
-                    function: self.function.to_string(),
-                    reason,
-                    retry_after,
-                },
-                other => other,
-            })?;
+        let instance = Instance::start(self, permits, deadline).await?;
         self.started.fetch_add(1, Relaxed);
         tracing::debug!(function = %self.function, version = self.version, instance = instance.id(), "instance started");
         Ok(Lease::new(instance, self.clone()))

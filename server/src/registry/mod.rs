@@ -640,15 +640,18 @@ impl Registry {
             .collect()
     }
 
-    /// Instance counts of every active pool, for `/metrics`.
-    pub fn pool_gauges(&self) -> Vec<PoolGauge> {
-        let active: Vec<Arc<Function>> = self
-            .active
+    fn active_functions(&self) -> Vec<Arc<Function>> {
+        self.active
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
             .cloned()
-            .collect();
+            .collect()
+    }
+
+    /// Instance counts of every active pool, for `/metrics`.
+    pub fn pool_gauges(&self) -> Vec<PoolGauge> {
+        let active = self.active_functions();
         let mut gauges: Vec<PoolGauge> = active
             .iter()
             .map(|f| PoolGauge {
@@ -663,25 +666,13 @@ impl Registry {
 
     /// Stops instances idle past their function's `idle_ttl`.
     pub fn reap_idle(&self, now: Instant) -> usize {
-        let active: Vec<Arc<Function>> = self
-            .active
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
+        let active = self.active_functions();
         active.iter().map(|f| f.pool.reap_idle(now)).sum()
     }
 
     /// Retires every pool (at shutdown): idle instances stop now.
     pub fn retire_all(&self) {
-        let active: Vec<Arc<Function>> = self
-            .active
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
+        let active = self.active_functions();
         for f in active {
             f.pool.retire();
         }
