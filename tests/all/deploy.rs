@@ -406,3 +406,87 @@ async fn delete_removes_the_function_and_its_stored_code() -> Result<()> {
     assert_eq!(server.deploy("gone", HELLO, &[]).await?["version"], 1);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deploy_whose_client_went_away_is_applied_whole_or_not_at_all() -> Result<()> {
+    let mut server = Server::start()?;
+    server.deploy("other", HELLO, &[]).await?;
+    // Send the whole upload, then hang up without waiting for the answer.
+    let bytes = fixture(ECHO);
+    let mut conn = std::net::TcpStream::connect(server.control)?;
+    write!(
+        conn,
+        "PUT /v1/functions/orphan HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-length: {}\r\n\r\n",
+        server.token,
+        bytes.len()
+    )?;
+    conn.write_all(&bytes)?;
+    drop(conn);
+    // Whatever happened is settled once a deploy of another name (which
+    // waits for nothing of the orphan's) has gone through.
+    server.deploy("marker", COUNTER, &[]).await?;
+    let served_before = server.get("/orphan/").await?.status == 200;
+    // A collection (deleting another function), then a restart: the orphan is
+    // either still whole or was never there, with no files left behind.
+    server.client().delete("other").await?;
+    server.restart()?;
+    let served_after = server.get("/orphan/").await?.status == 200;
+    assert_eq!(served_before, served_after);
+    let echo = Digest::of(&bytes).hex();
+    let blob = server.data_dir().join("blobs").join(format!("{echo}.wasm"));
+    assert_eq!(
+        blob.exists(),
+        served_after,
+        "a stored component exactly when it is deployed"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redeploying_after_a_delete_stores_the_compiled_code_again() -> Result<()> {
+    let mut server = Server::start()?;
+    server.deploy("again", HELLO, &[]).await?;
+    server.client().delete("again").await?;
+    server.deploy("again", HELLO, &[]).await?;
+    server.restart()?;
+    assert_eq!(server.get("/again/").await?.status, 200);
+    assert!(
+        !server.log().contains("recompiled"),
+        "the artifact was stored again"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_deploys_of_new_names_respect_max_functions() -> Result<()> {
+    let server = Server::builder()
+        .env("FLOE_LIMITS__MAX_FUNCTIONS", "2")
+        .start()?;
+    let deploys = (0..5).map(|i| {
+        let client = server.client();
+        async move { client.deploy(&format!("f{i}"), fixture(HELLO), &[]).await }
+    });
+    let results = futures::future::join_all(deploys).await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, 2, "{results:?}");
+    for r in results.into_iter().filter_map(Result::err) {
+        assert_eq!(api_status(&r.into()).0, StatusCode::CONFLICT);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn durations_are_bounded() -> Result<()> {
+    let server = Server::start()?;
+    let err = server
+        .client()
+        .deploy(
+            "d",
+            fixture(HELLO),
+            &[("queue_timeout".into(), "18446744073709551615s".into())],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(&err.into()).0, StatusCode::BAD_REQUEST);
+    Ok(())
+}

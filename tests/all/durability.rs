@@ -170,5 +170,21 @@ async fn damaged_stored_code_is_recompiled_or_refused_never_loaded() -> Result<(
     // Redeploying repairs it.
     server.deploy("b", ECHO, &[]).await?;
     assert_eq!(server.get("/b/").await?.status, 200);
+
+    // Rolling back onto a version whose stored code is damaged is refused
+    // as unavailable, and the active version keeps serving.
+    server.deploy("a", ECHO, &[]).await?;
+    server.kill();
+    std::fs::remove_file(artifacts.join(format!("{hello}.cwasm")))?;
+    std::fs::write(data.join("blobs").join(format!("{hello}.wasm")), b"damaged")?;
+    server.restart()?;
+    let err = server.client().rollback("a", None).await.unwrap_err();
+    match err {
+        floe::client::ClientError::Api { status, code, .. } => {
+            assert_eq!((status.as_u16(), code.as_str()), (503, "unavailable"));
+        }
+        other => panic!("{other}"),
+    }
+    assert!(server.get("/a/").await?.text().starts_with("method=GET"));
     Ok(())
 }

@@ -34,3 +34,32 @@ async fn an_embedder_hands_floe_single_requests() -> Result<()> {
     assert_eq!(floe.handle(request).await.status(), 404);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deploy_runs_to_completion_when_its_caller_gives_up() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = Config::default();
+    config.server.data_dir = dir.path().to_owned();
+    config.limits.max_instances_total = 16;
+    config.functions.max_instances = 4;
+    let floe = Floe::new(config.clone()).await?;
+    // The caller stops waiting 1 ms in, while the component compiles.
+    let give_up = tokio::time::timeout(
+        std::time::Duration::from_millis(1),
+        floe.registry().deploy("late", fixture(HELLO), &[], None),
+    )
+    .await;
+    assert!(give_up.is_err(), "the deploy was still running");
+    crate::harness::eventually(
+        std::time::Duration::from_secs(30),
+        "the deploy to finish",
+        || async { Ok(floe.registry().get("late").is_some()) },
+    )
+    .await?;
+    drop(floe);
+    // Durable too: a new server on the same directory serves it.
+    let floe = Floe::new(config).await?;
+    let request = http::Request::get("/late/").body(Empty::<Bytes>::new())?;
+    assert_eq!(floe.handle(request).await.status(), 200);
+    Ok(())
+}

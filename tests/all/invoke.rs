@@ -164,3 +164,52 @@ async fn a_function_that_never_responds_gets_500_and_loses_its_instance() -> Res
     assert_eq!(info["instances"]["live"], 0);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trap_before_any_byte_left_is_a_500_even_after_the_head_was_set() -> Result<()> {
+    let server = Server::start()?;
+    server.deploy("trap", TRAP, &[]).await?;
+    let r = server.get("/trap/trap-after-head").await?;
+    assert_eq!((r.status.as_u16(), r.code().as_str()), (500, "trap"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trap_after_the_whole_declared_body_still_cuts_it() -> Result<()> {
+    let server = Server::start()?;
+    server.deploy("trap", TRAP, &[]).await?;
+    let r = server.get("/trap/trap-after-full-body").await?;
+    assert_eq!(r.status, 200, "the head was already sent");
+    assert_eq!(r.headers["content-length"], "5");
+    assert!(
+        !r.complete,
+        "the client must not see a whole body: {:?}",
+        r.body
+    );
+    assert!(r.body.len() < 5);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_requests_are_routed_and_keep_their_authority() -> Result<()> {
+    let server = Server::start()?;
+    server.deploy("echo", ECHO, &[]).await?;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<Bytes>>();
+    let response = client
+        .request(Request::get(server.url("/echo/h2?x=1")).body(Full::default())?)
+        .await?;
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await?
+        .to_bytes();
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        format!(
+            "method=GET path=/h2 query=x=1 prefix=/echo host={}\n",
+            server.data
+        )
+    );
+    Ok(())
+}

@@ -10,6 +10,9 @@ use std::time::Duration;
 /// hello-world component instantiates.
 pub const MIN_MEMORY: ByteSize = ByteSize::mib(1);
 
+/// The longest `idle_ttl` a function may ask for.
+pub const MAX_IDLE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Settings of one function. Given at deploy time (query parameters, or
 /// `floe deploy --set key=value`) or later with `PATCH
 /// /v1/functions/{name}/config`; unset keys take the server's defaults.
@@ -158,6 +161,25 @@ impl FunctionSettings {
                 ),
             );
         }
+        if self.queue_timeout > limits.max_timeout {
+            return invalid(
+                "queue_timeout",
+                format!(
+                    "{} is longer than {} (limits.max_timeout)",
+                    self.queue_timeout, limits.max_timeout
+                ),
+            );
+        }
+        if self.idle_ttl.0 > MAX_IDLE_TTL {
+            return invalid(
+                "idle_ttl",
+                format!(
+                    "{} is longer than {}",
+                    self.idle_ttl,
+                    HumanDuration(MAX_IDLE_TTL)
+                ),
+            );
+        }
         if self.max_request_body > limits.max_body || self.max_response_body > limits.max_body {
             return invalid(
                 "max_request_body",
@@ -168,6 +190,63 @@ impl FunctionSettings {
             );
         }
         Ok(())
+    }
+
+    /// Brings settings stored under other limits within `limits`, and says
+    /// what was changed. Used for functions loaded from the store after an
+    /// operator lowered a ceiling.
+    pub fn clamp_to(&mut self, limits: &LimitsConfig) -> Vec<String> {
+        let mut changed = Vec::new();
+        let mut clamp = |key: &str, from: String, to: String| {
+            changed.push(format!(
+                "{key} {from} exceeds the server's limit; using {to}"
+            ));
+        };
+        if self.memory > limits.max_memory {
+            clamp(
+                "memory",
+                self.memory.to_string(),
+                limits.max_memory.to_string(),
+            );
+            self.memory = limits.max_memory;
+        }
+        for (key, value) in [
+            ("timeout", &mut self.timeout),
+            ("queue_timeout", &mut self.queue_timeout),
+        ] {
+            if *value > limits.max_timeout {
+                clamp(key, value.to_string(), limits.max_timeout.to_string());
+                *value = limits.max_timeout;
+            }
+        }
+        if self.idle_ttl.0 > MAX_IDLE_TTL {
+            clamp(
+                "idle_ttl",
+                self.idle_ttl.to_string(),
+                HumanDuration(MAX_IDLE_TTL).to_string(),
+            );
+            self.idle_ttl = HumanDuration(MAX_IDLE_TTL);
+        }
+        let total = limits.max_instances_total;
+        if self.max_instances == 0 || self.max_instances > total {
+            let to = self.max_instances.clamp(1, total);
+            clamp(
+                "max_instances",
+                self.max_instances.to_string(),
+                to.to_string(),
+            );
+            self.max_instances = to;
+        }
+        for (key, value) in [
+            ("max_request_body", &mut self.max_request_body),
+            ("max_response_body", &mut self.max_response_body),
+        ] {
+            if *value > limits.max_body {
+                clamp(key, value.to_string(), limits.max_body.to_string());
+                *value = limits.max_body;
+            }
+        }
+        changed
     }
 
     /// `max_requests_per_instance`, with 0 read as "no limit".
@@ -202,5 +281,26 @@ mod tests {
         ));
         s.set("memory", "64GiB").unwrap();
         assert!(s.validate(&limits).is_err());
+        s.set("memory", "64MiB").unwrap();
+        s.set("queue_timeout", "18446744073709551615s").unwrap();
+        assert!(s.validate(&limits).is_err(), "durations are bounded");
+    }
+
+    #[test]
+    fn stored_settings_are_brought_within_lowered_limits() {
+        let mut s = FunctionSettings::default();
+        s.set("memory", "512MiB").unwrap();
+        s.set("max_instances", "500").unwrap();
+        let limits = LimitsConfig {
+            max_memory: ByteSize::mib(256),
+            max_instances_total: 100,
+            ..LimitsConfig::default()
+        };
+        let changed = s.clamp_to(&limits);
+        assert_eq!(changed.len(), 2, "{changed:?}");
+        assert_eq!(s.memory, ByteSize::mib(256));
+        assert_eq!(s.max_instances, 100);
+        s.validate(&limits).unwrap();
+        assert!(s.clamp_to(&limits).is_empty());
     }
 }

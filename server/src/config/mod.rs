@@ -11,7 +11,7 @@ pub mod env;
 mod function;
 mod units;
 
-pub use function::{FunctionSettings, MIN_MEMORY, SettingsError};
+pub use function::{FunctionSettings, MAX_IDLE_TTL, MIN_MEMORY, SettingsError};
 pub use units::{ByteSize, HumanDuration, UnitError};
 
 use serde::{Deserialize, Serialize};
@@ -388,6 +388,15 @@ impl Config {
     fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.engine.epoch_tick.0 < Duration::from_millis(1) {
             return Err(("engine.epoch_tick", "must be at least 1ms".into()));
+        }
+        if self.limits.max_timeout.0 > Duration::from_secs(24 * 3600) {
+            return Err(("limits.max_timeout", "must be at most 24h".into()));
+        }
+        if self.server.drain_timeout.0 > Duration::from_secs(3600) {
+            return Err(("server.drain_timeout", "must be at most 1h".into()));
+        }
+        if self.engine.epoch_tick.0 > Duration::from_secs(1) {
+            return Err(("engine.epoch_tick", "must be at most 1s".into()));
         }
         if self.engine.decommit_batch_size == 0 {
             return Err(("engine.decommit_batch_size", "must be at least 1".into()));

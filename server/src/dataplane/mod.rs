@@ -222,9 +222,12 @@ impl DataPlane {
                 Some(q) => format!("{rest}?{q}"),
                 None => rest,
             };
-            match PathAndQuery::try_from(path).map(Uri::from) {
-                Ok(uri) => parts.uri = uri,
-                Err(_) => {
+            // Keep the scheme and authority (HTTP/2 carries the host there).
+            let mut uri = std::mem::take(&mut parts.uri).into_parts();
+            uri.path_and_query = PathAndQuery::try_from(path).ok();
+            match Uri::from_parts(uri) {
+                Ok(uri) if uri.path_and_query().is_some() => parts.uri = uri,
+                _ => {
                     return reject(
                         ErrorCode::BadRequest,
                         "the request path is not valid",
@@ -247,7 +250,7 @@ impl DataPlane {
         let body = LimitedBody::new(body, body_limit, exceeded.clone());
         let request = Request::from_parts(parts, body);
 
-        let deadline = start + settings.timeout.0;
+        let deadline = crate::pool::after(start, settings.timeout.0);
         let lease = match function.pool.acquire(deadline).await {
             Ok(lease) => lease,
             Err(e) => return self.fail(function, &e, request_id.get()),

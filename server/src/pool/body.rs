@@ -48,20 +48,60 @@ pub(crate) enum CallEnd {
 pub struct GuestBody {
     inner: HyperOutgoingBody,
     outcome: CallEnd,
+    /// The call is known to have completed.
+    completed: bool,
+    /// `Content-Length`, when the guest declared one.
+    declared: Option<u64>,
+    /// The frame that completes a declared length, held until the call is
+    /// known to have completed: with it the client would see a whole body.
+    held: Option<Frame<Bytes>>,
     sent: u64,
     limit: u64,
     finished: bool,
 }
 
 impl GuestBody {
-    pub(crate) fn new(inner: HyperOutgoingBody, outcome: CallEnd, limit: u64) -> Self {
+    pub(crate) fn new(
+        inner: HyperOutgoingBody,
+        outcome: CallEnd,
+        limit: u64,
+        declared: Option<u64>,
+    ) -> Self {
         Self {
             inner,
             outcome,
+            completed: false,
+            declared,
+            held: None,
             sent: 0,
             limit,
             finished: false,
         }
+    }
+
+    /// Waits for the call's outcome: `Ok` when it completed.
+    fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BodyError>> {
+        if self.completed {
+            return Poll::Ready(Ok(()));
+        }
+        let outcome = match &mut self.outcome {
+            CallEnd::Known(outcome) => outcome.take(),
+            CallEnd::Later(rx) => ready!(Pin::new(rx).poll(cx)).ok(),
+        };
+        Poll::Ready(match outcome {
+            Some(CallOutcome::Completed) => {
+                self.completed = true;
+                Ok(())
+            }
+            Some(CallOutcome::Failed(err)) => Err(BodyError::CallFailed(Box::new(err))),
+            None => Err(BodyError::Lost),
+        })
+    }
+
+    /// Ends the body with `error` (hyper then cuts the connection).
+    fn fail(&mut self, error: BodyError) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        self.finished = true;
+        Poll::Ready(Some(Err(error)))
     }
 }
 
@@ -77,35 +117,37 @@ impl Body for GuestBody {
         if this.finished {
             return Poll::Ready(None);
         }
+        if this.held.is_some() {
+            return match ready!(this.poll_outcome(cx)) {
+                Ok(()) => Poll::Ready(this.held.take().map(Ok)),
+                Err(e) => this.fail(e),
+            };
+        }
         match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     this.sent += data.len() as u64;
                     if this.sent > this.limit {
-                        this.finished = true;
-                        return Poll::Ready(Some(Err(BodyError::TooLarge { limit: this.limit })));
+                        return this.fail(BodyError::TooLarge { limit: this.limit });
                     }
+                }
+                if !this.completed && this.declared.is_some_and(|n| this.sent >= n) {
+                    this.held = Some(frame);
+                    return match ready!(this.poll_outcome(cx)) {
+                        Ok(()) => Poll::Ready(this.held.take().map(Ok)),
+                        Err(e) => this.fail(e),
+                    };
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Some(Err(e)) => {
-                this.finished = true;
-                Poll::Ready(Some(Err(BodyError::Stream(e))))
-            }
-            None => {
-                let outcome = match &mut this.outcome {
-                    CallEnd::Known(outcome) => outcome.take(),
-                    CallEnd::Later(rx) => ready!(Pin::new(rx).poll(cx)).ok(),
-                };
-                this.finished = true;
-                match outcome {
-                    Some(CallOutcome::Completed) => Poll::Ready(None),
-                    Some(CallOutcome::Failed(err)) => {
-                        Poll::Ready(Some(Err(BodyError::CallFailed(Box::new(err)))))
-                    }
-                    None => Poll::Ready(Some(Err(BodyError::Lost))),
+            Some(Err(e)) => this.fail(BodyError::Stream(e)),
+            None => match ready!(this.poll_outcome(cx)) {
+                Ok(()) => {
+                    this.finished = true;
+                    Poll::Ready(None)
                 }
-            }
+                Err(e) => this.fail(e),
+            },
         }
     }
 

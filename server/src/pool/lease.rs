@@ -118,9 +118,10 @@ impl Lease {
             // sets the response, writes a body that fits the channel, and
             // returns, all in this first poll, on this task.
             outcome = &mut call => match response_rx.try_recv() {
-                Ok(Ok(response)) => Ok(response.map(|body| {
-                    GuestBody::new(body, CallEnd::Known(Some(outcome)), response_limit)
-                })),
+                // Nothing has gone to the client yet: a failed call answers
+                // with its failure, whatever head the guest had set.
+                _ if matches!(outcome, CallOutcome::Failed(_)) => Err(failure(outcome)),
+                Ok(Ok(response)) => Ok(guest_response(response, CallEnd::Known(Some(outcome)), response_limit)),
                 Ok(Err(code)) => Err(InvokeError::GuestError(format!("{code:?}"))),
                 Err(_) => Err(failure(outcome)),
             },
@@ -129,7 +130,7 @@ impl Lease {
                 // the guest goes on on a task of its own.
                 Ok(Ok(response)) => {
                     let end = call.detach();
-                    Ok(response.map(|body| GuestBody::new(body, CallEnd::Later(end), response_limit)))
+                    Ok(guest_response(response, CallEnd::Later(end), response_limit))
                 }
                 Ok(Err(code)) => Err(InvokeError::GuestError(format!("{code:?}"))),
                 // The outparam is gone without a response: the call is ending.
@@ -183,6 +184,20 @@ impl Drop for InlineCall {
             runtime.spawn(call);
         }
     }
+}
+
+/// The guest's response, with its body guarded by the call's outcome.
+fn guest_response(
+    response: http::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>,
+    end: CallEnd,
+    limit: u64,
+) -> http::Response<GuestBody> {
+    let declared = response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    response.map(|body| GuestBody::new(body, end, limit, declared))
 }
 
 fn failure(outcome: CallOutcome) -> InvokeError {

@@ -240,7 +240,7 @@ impl Pool {
         if let Some(permits) = self.try_permits() {
             return self.start(permits, deadline).await;
         }
-        let mut rx = {
+        let mut waiter = {
             let mut state = lock(&self.state);
             // An instance may have come back since we looked.
             if let Some(instance) = state.idle.pop() {
@@ -249,36 +249,29 @@ impl Pool {
             if self.queued.load(Relaxed) >= self.settings.max_queue {
                 return Err(self.overloaded("queue full"));
             }
+            // Waiters that gave up leave closed senders behind.
+            state.waiters.retain(|w| !w.is_closed());
             let (tx, rx) = oneshot::channel();
             state.waiters.push_back(tx);
-            self.queued.fetch_add(1, Relaxed);
-            rx
+            Waiter::new(rx, self)
         };
-        let _queued = CountGuard(&self.queued);
-        let wait_until = deadline.min(Instant::now() + self.settings.queue_timeout.0);
-        tokio::select! {
+        let wait_until = deadline.min(after(Instant::now(), self.settings.queue_timeout.0));
+        let woken = tokio::select! {
             biased;
-            instance = &mut rx => match instance {
-                Ok(instance) => Ok(Lease::new(instance, self.clone())),
-                Err(_) => Err(self.overloaded("pool retired")),
-            },
-            permits = self.wait_permits() => {
-                rx.close();
-                if let Ok(instance) = rx.try_recv() {
-                    return Ok(Lease::new(instance, self.clone()));
-                }
-                match permits {
-                    Some(permits) => self.start(permits, deadline).await,
-                    None => Err(self.overloaded("pool retired")),
-                }
-            }
-            _ = tokio::time::sleep_until(wait_until.into()) => {
-                rx.close();
-                match rx.try_recv() {
-                    Ok(instance) => Ok(Lease::new(instance, self.clone())),
-                    Err(_) => Err(self.overloaded("queue timeout")),
-                }
-            }
+            instance = &mut waiter.rx => Woken::Instance(instance.ok()),
+            permits = self.wait_permits() => Woken::Permits(permits),
+            _ = tokio::time::sleep_until(wait_until.into()) => Woken::Timeout,
+        };
+        // From here on, an instance coming back goes to the next waiter; one
+        // that came meanwhile is taken (and any permits are given back).
+        if let Some(instance) = waiter.stop_waiting() {
+            return Ok(Lease::new(instance, self.clone()));
+        }
+        match woken {
+            Woken::Instance(Some(instance)) => Ok(Lease::new(instance, self.clone())),
+            Woken::Permits(Some(permits)) => self.start(permits, deadline).await,
+            Woken::Instance(None) | Woken::Permits(None) => Err(self.overloaded("pool retired")),
+            Woken::Timeout => Err(self.overloaded("queue timeout")),
         }
     }
 
@@ -336,7 +329,6 @@ impl Pool {
             {
                 Some("served max_requests_per_instance")
             }
-            CallOutcome::Completed if self.retired.load(Relaxed) => Some("pool retired"),
             CallOutcome::Completed => None,
         };
         if let Some(reason) = retire {
@@ -345,6 +337,13 @@ impl Pool {
         }
         let mut instance = instance;
         let mut state = lock(&self.state);
+        // Checked under the lock that `retire` empties the idle list under,
+        // so an instance never lands in a retired pool's idle list.
+        if self.retired.load(Relaxed) {
+            drop(state);
+            self.stop(instance, "pool retired");
+            return;
+        }
         while let Some(waiter) = state.waiters.pop_front() {
             match waiter.send(instance) {
                 Ok(()) => return,
@@ -450,4 +449,53 @@ impl Drop for CountGuard<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Relaxed);
     }
+}
+
+/// What ended a wait for an instance.
+enum Woken {
+    Instance(Option<Instance>),
+    Permits(Option<Permits>),
+    Timeout,
+}
+
+/// A request waiting in a pool's queue. It counts as queued until it stops
+/// waiting; an instance handed to it after that (or after it was dropped,
+/// when the client went away) goes back to the pool instead of being lost.
+struct Waiter<'a> {
+    rx: oneshot::Receiver<Instance>,
+    pool: &'a Pool,
+    _queued: CountGuard<'a>,
+}
+
+impl<'a> Waiter<'a> {
+    fn new(rx: oneshot::Receiver<Instance>, pool: &'a Pool) -> Self {
+        pool.queued.fetch_add(1, Relaxed);
+        Self {
+            rx,
+            pool,
+            _queued: CountGuard(&pool.queued),
+        }
+    }
+
+    /// Stops waiting; returns an instance that was handed over meanwhile.
+    fn stop_waiting(mut self) -> Option<Instance> {
+        self.rx.close();
+        self.rx.try_recv().ok()
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        self.rx.close();
+        if let Ok(instance) = self.rx.try_recv() {
+            self.pool.release(instance, &CallOutcome::Completed);
+        }
+    }
+}
+
+/// `start + d`, saturating instead of overflowing.
+pub(crate) fn after(start: Instant, d: Duration) -> Instant {
+    start
+        .checked_add(d)
+        .unwrap_or_else(|| start + Duration::from_secs(24 * 3600))
 }

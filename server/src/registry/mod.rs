@@ -30,6 +30,7 @@ use crate::store::{Digest, FunctionRecord, FunctionStore, VersionRecord};
 use bytes::Bytes;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::component::Component;
@@ -123,6 +124,8 @@ pub struct Registry {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     gc: tokio::sync::RwLock<()>,
     components: moka::sync::Cache<Digest, (Component, u32)>,
+    /// New functions being deployed (reserved under `max_functions`).
+    creating: AtomicUsize,
 }
 
 impl std::fmt::Debug for Registry {
@@ -161,6 +164,7 @@ impl Registry {
             unavailable: Mutex::default(),
             locks: Mutex::default(),
             gc: tokio::sync::RwLock::new(()),
+            creating: AtomicUsize::new(0),
             components: moka::sync::Cache::builder()
                 .weigher(|_, v: &(Component, u32)| v.1)
                 .max_capacity(COMPONENT_CACHE_BYTES)
@@ -201,13 +205,11 @@ impl Registry {
             })?;
         let (component, _) = self.component(version.digest).await?;
         let pre = self.engine.prepare_http(&component)?;
-        self.activate(
-            &name,
-            version.version,
-            version.digest,
-            pre,
-            record.settings.clone(),
-        );
+        let mut settings = record.settings.clone();
+        for change in settings.clamp_to(&self.config.limits) {
+            tracing::warn!(function = %name, "{change}");
+        }
+        self.activate(&name, version.version, version.digest, pre, settings);
         Ok(())
     }
 
@@ -233,6 +235,18 @@ impl Registry {
     /// The engine.
     pub fn engine(&self) -> &Arc<FloeEngine> {
         &self.engine
+    }
+
+    fn reserve_new_function(&self) -> Result<Reservation<'_>, RegistryError> {
+        let records = lock(&self.records);
+        let max = self.config.limits.max_functions as usize;
+        if records.len() + self.creating.load(Ordering::Relaxed) >= max {
+            return Err(RegistryError::TooManyFunctions(
+                self.config.limits.max_functions,
+            ));
+        }
+        self.creating.fetch_add(1, Ordering::Relaxed);
+        Ok(Reservation(&self.creating))
     }
 
     fn name_lock(&self, name: &FunctionName) -> Arc<tokio::sync::Mutex<()>> {
@@ -267,7 +281,12 @@ impl Registry {
             }
         }
         let store = self.store.clone();
-        let bytes = blocking(move || store.read_blob(&digest)).await??;
+        let bytes = blocking(move || store.read_blob(&digest))
+            .await?
+            .map_err(|e| RegistryError::Unavailable {
+                name: digest.to_string(),
+                reason: e.to_string(),
+            })?;
         let compiled = self.engine.compile(Bytes::from(bytes)).await?;
         let store = self.store.clone();
         let key = self.engine.artifact_key().to_owned();
@@ -326,6 +345,23 @@ impl Registry {
     /// with `settings` applied on top of the function's current settings.
     /// With `if_match`, only if the active version has that digest.
     pub async fn deploy(
+        self: &Arc<Self>,
+        name: &str,
+        bytes: Bytes,
+        settings: &[(String, String)],
+        if_match: Option<&str>,
+    ) -> Result<Deployed, RegistryError> {
+        let this = self.clone();
+        let (name, settings) = (name.to_owned(), settings.to_vec());
+        let if_match = if_match.map(str::to_owned);
+        run_to_completion(async move {
+            this.deploy_now(&name, bytes, &settings, if_match.as_deref())
+                .await
+        })
+        .await
+    }
+
+    async fn deploy_now(
         &self,
         name: &str,
         bytes: Bytes,
@@ -383,13 +419,12 @@ impl Registry {
                 created: false,
             });
         }
-        if record.is_none()
-            && lock(&self.records).len() >= self.config.limits.max_functions as usize
-        {
-            return Err(RegistryError::TooManyFunctions(
-                self.config.limits.max_functions,
-            ));
-        }
+        // A new name is reserved for the whole deploy, so that concurrent
+        // deploys of different new names cannot overshoot the limit.
+        let _reserved = match record {
+            Some(_) => None,
+            None => Some(self.reserve_new_function()?),
+        };
 
         let size = bytes.len() as u64;
         let (component, artifact, compile_ms) = match self.components.get(&digest) {
@@ -441,8 +476,10 @@ impl Registry {
             if artifact_len > 0 {
                 self.cache(digest, &component, artifact_len);
             }
+            // Committed in memory before the guard goes: a collection that
+            // waits for it sees the new record.
+            lock(&self.records).insert(name.to_string(), record);
         }
-        lock(&self.records).insert(name.to_string(), record);
         self.activate(&name, version, digest, pre, new_settings);
         if pruned {
             self.collect_garbage().await?;
@@ -461,6 +498,16 @@ impl Registry {
     /// Makes `version` (or, when `None`, the newest version older than the
     /// active one) the active version of `name`.
     pub async fn rollback(
+        self: &Arc<Self>,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<Deployed, RegistryError> {
+        let this = self.clone();
+        let name = name.to_owned();
+        run_to_completion(async move { this.rollback_now(&name, version).await }).await
+    }
+
+    async fn rollback_now(
         &self,
         name: &str,
         version: Option<u64>,
@@ -505,6 +552,16 @@ impl Registry {
     /// Changes settings of `name`. New instances use them at once; busy
     /// instances finish their request under the old ones.
     pub async fn configure(
+        self: &Arc<Self>,
+        name: &str,
+        settings: &[(String, String)],
+    ) -> Result<FunctionInfo, RegistryError> {
+        let this = self.clone();
+        let (name, settings) = (name.to_owned(), settings.to_vec());
+        run_to_completion(async move { this.configure_now(&name, &settings).await }).await
+    }
+
+    async fn configure_now(
         &self,
         name: &str,
         settings: &[(String, String)],
@@ -549,7 +606,13 @@ impl Registry {
     }
 
     /// Deletes `name`, its versions and its stored code.
-    pub async fn delete(&self, name: &str) -> Result<(), RegistryError> {
+    pub async fn delete(self: &Arc<Self>, name: &str) -> Result<(), RegistryError> {
+        let this = self.clone();
+        let name = name.to_owned();
+        run_to_completion(async move { this.delete_now(&name).await }).await
+    }
+
+    async fn delete_now(&self, name: &str) -> Result<(), RegistryError> {
         let name = FunctionName::new(name)?;
         let name_lock = self.name_lock(&name);
         let _guard = name_lock.lock().await;
@@ -589,6 +652,13 @@ impl Registry {
             .values()
             .flat_map(|r| r.versions.iter().map(|v| v.digest))
             .collect();
+        // A component whose files go must be compiled (and stored) again if
+        // it is deployed again.
+        for (digest, _) in self.components.iter() {
+            if !live.contains(&*digest) {
+                self.components.invalidate(&*digest);
+            }
+        }
         let store = self.store.clone();
         let key = self.engine.artifact_key().to_owned();
         Ok(blocking(move || store.collect_garbage(&live, &key)).await??)
@@ -694,6 +764,26 @@ fn prune_versions(record: &mut FunctionRecord, keep: usize) -> bool {
         record.versions.remove(pos);
     }
     record.versions.len() != before
+}
+
+/// A new function's place under `limits.max_functions` while it is deployed.
+struct Reservation<'a>(&'a AtomicUsize);
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs a state-changing operation on a task of its own, so that a caller
+/// that goes away (a client disconnecting mid-deploy) cannot cut it between
+/// its durable writes and its in-memory commit.
+async fn run_to_completion<T: Send + 'static>(
+    operation: impl Future<Output = Result<T, RegistryError>> + Send + 'static,
+) -> Result<T, RegistryError> {
+    tokio::spawn(operation)
+        .await
+        .map_err(|e| RegistryError::Internal(e.to_string()))?
 }
 
 async fn blocking<T: Send + 'static>(

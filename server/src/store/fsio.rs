@@ -9,16 +9,37 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// Who may read a file written by [`write_atomic`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// The default permissions (umask).
+    Default,
+    /// The owner only (0600), from the moment the file exists.
+    OwnerOnly,
+}
+
 /// Writes `bytes` to `path` atomically and durably. `tmp_dir` must be on the
 /// same file system as `path`.
-pub(crate) fn write_atomic(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_atomic(
+    tmp_dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+    access: Access,
+) -> io::Result<()> {
     let tmp = tmp_dir.join(format!(
         "{}.{}.tmp",
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     ));
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        if access == Access::OwnerOnly {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut f = options.open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);

@@ -112,7 +112,8 @@ impl FunctionStore {
     }
 
     fn write(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-        fsio::write_atomic(&self.tmp_dir(), path, bytes).map_err(io_err("writing", path))
+        fsio::write_atomic(&self.tmp_dir(), path, bytes, fsio::Access::Default)
+            .map_err(io_err("writing", path))
     }
 
     fn record_path(&self, name: &str) -> PathBuf {
@@ -265,7 +266,11 @@ impl FunctionStore {
     pub fn token(&self) -> Result<(String, bool), StoreError> {
         let path = self.root.join(TOKEN_FILE);
         match fs::read_to_string(&path) {
-            Ok(t) if !t.trim().is_empty() => return Ok((t.trim().to_owned(), false)),
+            Ok(t) if !t.trim().is_empty() => {
+                // Whatever happened to the file since, only its owner reads it.
+                set_owner_only(&path).map_err(io_err("restricting", &path))?;
+                return Ok((t.trim().to_owned(), false));
+            }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err("reading", &path)(e)),
@@ -274,8 +279,13 @@ impl FunctionStore {
         getrandom::fill(&mut raw)
             .map_err(|e| io_err("generating token for", &path)(io::Error::other(e.to_string())))?;
         let token = hex::encode(raw);
-        self.write(&path, token.as_bytes())?;
-        set_owner_only(&path).map_err(io_err("restricting", &path))?;
+        fsio::write_atomic(
+            &self.tmp_dir(),
+            &path,
+            token.as_bytes(),
+            fsio::Access::OwnerOnly,
+        )
+        .map_err(io_err("writing", &path))?;
         Ok((token, true))
     }
 
@@ -366,6 +376,15 @@ mod tests {
         let (t2, created) = store.token().unwrap();
         assert!(!created);
         assert_eq!(t1, t2);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(root.join(TOKEN_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
         fs::remove_dir_all(&root).unwrap();
     }
 }
