@@ -16,7 +16,9 @@
 //! | --- | --- |
 //! | [`config`] | configuration types, defaults, loading, validation |
 //! | [`store`] | durable storage: components, artifacts, function records |
-//! | [`engine`] | the wasmtime engine: compile, load artifacts, link |
+//! | [`engine`] | the wasmtime engine: compile, load artifacts, link, locate exports |
+//! | [`bindings`] | host-side types of the `floe:function` WIT package |
+//! | [`preinit`] | running `init` at deploy, and snapshotting it |
 //! | [`host`] | what functions may import, and per-instance state |
 //! | [`pool`] | per-function instance pools: lease, reuse, retire |
 //! | [`registry`] | functions and versions: deploy, rollback, configure, delete |
@@ -29,6 +31,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod bindings;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -37,6 +40,7 @@ pub mod engine;
 pub mod host;
 pub mod metrics;
 pub mod pool;
+pub mod preinit;
 pub mod registry;
 mod server;
 pub mod status;

@@ -36,8 +36,12 @@ pub enum ErrorCode {
     InvalidComponent,
     /// Imports the host does not provide.
     MissingImport,
-    /// No HTTP handler export.
+    /// No handler export, or a wrongly shaped one.
     MissingExport,
+    /// The function's `init` failed.
+    InitFailed,
+    /// An event function refused its payload.
+    InvalidInput,
     /// `If-Match` does not match the active version.
     PreconditionFailed,
     /// The request conflicts with the function's state.
@@ -62,7 +66,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for metrics.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 22] = [
         Self::NotFound,
         Self::BadRequest,
         Self::Unauthorized,
@@ -73,6 +77,8 @@ impl ErrorCode {
         Self::InvalidComponent,
         Self::MissingImport,
         Self::MissingExport,
+        Self::InitFailed,
+        Self::InvalidInput,
         Self::PreconditionFailed,
         Self::Conflict,
         Self::Trap,
@@ -95,9 +101,11 @@ impl ErrorCode {
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Self::InvalidComponent | Self::MissingImport | Self::MissingExport => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            Self::InvalidComponent
+            | Self::MissingImport
+            | Self::MissingExport
+            | Self::InitFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::InvalidInput => StatusCode::BAD_REQUEST,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::Conflict => StatusCode::CONFLICT,
             Self::Trap
@@ -123,6 +131,8 @@ impl ErrorCode {
             Self::InvalidComponent => "invalid_component",
             Self::MissingImport => "missing_import",
             Self::MissingExport => "missing_export",
+            Self::InitFailed => "init_failed",
+            Self::InvalidInput => "invalid_input",
             Self::PreconditionFailed => "precondition_failed",
             Self::Conflict => "conflict",
             Self::Trap => "trap",
@@ -148,7 +158,8 @@ impl From<&InvokeError> for ErrorCode {
             InvokeError::GuestError(_) => Self::FunctionError,
             InvokeError::RequestBodyTooLarge { .. } => Self::BodyTooLarge,
             InvokeError::BadRequest(_) => Self::BadRequest,
-            InvokeError::Internal(_) => Self::Internal,
+            InvokeError::ResponseTooLarge { .. } | InvokeError::Internal(_) => Self::Internal,
+            InvokeError::NotHttp | InvokeError::NotEvent => Self::MethodNotAllowed,
         }
     }
 }
@@ -161,7 +172,8 @@ impl From<&ComponentError> for ErrorCode {
             | ComponentError::Invalid(_)
             | ComponentError::CompileTimeout(_) => Self::InvalidComponent,
             ComponentError::MissingImports(_) => Self::MissingImport,
-            ComponentError::MissingExport(_) => Self::MissingExport,
+            ComponentError::MissingExport | ComponentError::BadExport(_) => Self::MissingExport,
+            ComponentError::InitFailed(_) => Self::InitFailed,
             ComponentError::Internal(_) => Self::Internal,
         }
     }

@@ -8,6 +8,8 @@
 //! | DELETE | `/v1/functions/{name}` | delete a function |
 //! | POST | `/v1/functions/{name}/rollback` | previous version, or `?version=N` |
 //! | PATCH | `/v1/functions/{name}/config` | change settings (JSON object or query parameters) |
+//! | POST | `/v1/functions/{name}/invoke` | invoke an event function: body in, bytes out |
+//! | GET | `/v1/functions/{name}/instances` | every live instance of the function |
 //! | GET | `/metrics` | Prometheus metrics (open) |
 //! | GET | `/healthz`, `/readyz` | liveness and readiness (open) |
 //!
@@ -45,6 +47,8 @@ pub struct ApiState {
     pub max_upload: u64,
     /// Set while the server drains; `/readyz` answers 503 then.
     pub draining: Arc<AtomicBool>,
+    /// Serves event invocations.
+    pub dataplane: crate::dataplane::DataPlane,
 }
 
 /// The control plane's routes.
@@ -53,6 +57,8 @@ pub fn router(state: ApiState, token: Token) -> Router {
         .route("/v1/functions", get(list))
         .route("/v1/functions/{name}", put(deploy).get(show).delete(remove))
         .route("/v1/functions/{name}/rollback", post(rollback))
+        .route("/v1/functions/{name}/invoke", post(invoke))
+        .route("/v1/functions/{name}/instances", get(instances))
         .route(
             "/v1/functions/{name}/config",
             axum::routing::patch(configure),
@@ -229,6 +235,26 @@ async fn configure(
         }
     }
     Ok(Json(state.registry.configure(&name, &settings).await?).into_response())
+}
+
+async fn invoke(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    request: axum::extract::Request,
+) -> Response {
+    state
+        .dataplane
+        .invoke_event(&name, request)
+        .await
+        .map(Body::new)
+}
+
+async fn instances(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let list = state.registry.instances(&name)?;
+    Ok(Json(json!({ "function": name, "instances": list })).into_response())
 }
 
 async fn ready(State(state): State<ApiState>) -> Response {

@@ -44,6 +44,45 @@ pub struct FunctionSettings {
     pub max_request_body: ByteSize,
     /// Largest response body the function may send.
     pub max_response_body: ByteSize,
+    /// How a function that exports `init` is initialized: `snapshot` runs it
+    /// once at deploy and starts every instance from the snapshot;
+    /// `instance` runs it in every instance before its first request.
+    pub preinit: Preinit,
+    /// Time `init` may take (at deploy, or per instance).
+    pub init_timeout: HumanDuration,
+    /// Time `pre-freeze` or `pre-stop` may take.
+    pub hook_timeout: HumanDuration,
+}
+
+/// How `init` is run. See [`FunctionSettings::preinit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preinit {
+    /// Once at deploy; instances start from a snapshot.
+    Snapshot,
+    /// Once per instance, before its first request.
+    Instance,
+}
+
+impl std::str::FromStr for Preinit {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "snapshot" => Ok(Self::Snapshot),
+            "instance" => Ok(Self::Instance),
+            other => Err(format!("{other:?} is not `snapshot` or `instance`")),
+        }
+    }
+}
+
+impl std::fmt::Display for Preinit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Snapshot => "snapshot",
+            Self::Instance => "instance",
+        })
+    }
 }
 
 impl Default for FunctionSettings {
@@ -59,6 +98,9 @@ impl Default for FunctionSettings {
             max_queue: defaults::MAX_QUEUE,
             max_request_body: defaults::MAX_REQUEST_BODY,
             max_response_body: defaults::MAX_RESPONSE_BODY,
+            preinit: Preinit::Snapshot,
+            init_timeout: HumanDuration(defaults::INIT_TIMEOUT),
+            hook_timeout: HumanDuration(defaults::HOOK_TIMEOUT),
         }
     }
 }
@@ -86,7 +128,8 @@ pub enum SettingsError {
 }
 
 const KNOWN: &str = "memory, timeout, max_instances, max_requests_per_instance, idle_ttl, \
-                     reuse, queue_timeout, max_queue, max_request_body, max_response_body";
+                     reuse, queue_timeout, max_queue, max_request_body, max_response_body, \
+                     preinit, init_timeout, hook_timeout";
 
 fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, SettingsError>
 where
@@ -116,6 +159,9 @@ impl FunctionSettings {
             "max_queue" => self.max_queue = parse(key, value)?,
             "max_request_body" => self.max_request_body = parse(key, value)?,
             "max_response_body" => self.max_response_body = parse(key, value)?,
+            "preinit" => self.preinit = parse(key, value)?,
+            "init_timeout" => self.init_timeout = parse(key, value)?,
+            "hook_timeout" => self.hook_timeout = parse(key, value)?,
             _ => {
                 return Err(SettingsError::Unknown {
                     key: key.to_owned(),
@@ -160,6 +206,20 @@ impl FunctionSettings {
                     self.max_instances, limits.max_instances_total
                 ),
             );
+        }
+        for (key, value) in [
+            ("init_timeout", self.init_timeout),
+            ("hook_timeout", self.hook_timeout),
+        ] {
+            if value.0 < Duration::from_millis(1) || value > limits.max_timeout {
+                return invalid(
+                    key,
+                    format!(
+                        "{value} is outside 1ms..={} (limits.max_timeout)",
+                        limits.max_timeout
+                    ),
+                );
+            }
         }
         if self.queue_timeout > limits.max_timeout {
             return invalid(

@@ -11,7 +11,7 @@ pub mod env;
 mod function;
 mod units;
 
-pub use function::{FunctionSettings, MAX_IDLE_TTL, MIN_MEMORY, SettingsError};
+pub use function::{FunctionSettings, MAX_IDLE_TTL, MIN_MEMORY, Preinit, SettingsError};
 pub use units::{ByteSize, HumanDuration, UnitError};
 
 use serde::{Deserialize, Serialize};
@@ -60,6 +60,10 @@ pub mod defaults {
     pub const MAX_REQUEST_BODY: ByteSize = ByteSize::mib(16);
     /// Response body size.
     pub const MAX_RESPONSE_BODY: ByteSize = ByteSize::mib(64);
+    /// Time for `init`.
+    pub const INIT_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Time for `pre-freeze` and `pre-stop`.
+    pub const HOOK_TIMEOUT: Duration = Duration::from_secs(5);
 
     /// Ceiling for any function's memory (also the pooling allocator's slot size).
     pub const MAX_MEMORY: ByteSize = ByteSize::gib(1);

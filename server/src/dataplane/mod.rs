@@ -11,14 +11,16 @@ mod router;
 pub use body::{LimitedBody, ResponseBody};
 pub use router::{Route, RouteBy, route};
 
+use crate::bindings::event;
 use crate::metrics::Metrics;
-use crate::pool::InvokeError;
+use crate::pool::{EventReply, InvokeError};
 use crate::registry::{Function, Registry};
 use crate::status::{ErrorCode, error_response};
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, HOST};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Response, Uri};
+use http::{HeaderValue, Method, Request, Response, Uri};
+use http_body_util::{BodyExt, Full};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -114,16 +116,7 @@ impl DataPlane {
         B::Error: std::fmt::Display,
     {
         let start = Instant::now();
-        let request_id = RequestId {
-            given: request
-                .headers()
-                .get(REQUEST_ID)
-                .and_then(|v| v.to_str().ok())
-                .filter(|v| !v.is_empty() && v.len() <= 64)
-                .map(str::to_owned),
-            made: OnceLock::new(),
-            ids: &self.ids,
-        };
+        let request_id = self.request_id(&request);
 
         let uri_len = request
             .uri()
@@ -150,20 +143,82 @@ impl DataPlane {
             );
         };
         let Some(function) = self.registry.get(route.function) else {
-            if self.registry.is_unavailable(route.function) {
-                return reject(
-                    ErrorCode::Unavailable,
-                    "this function's stored code cannot be loaded; redeploy it",
-                    request_id.get(),
-                );
-            }
-            self.metrics.server.unrouted.fetch_add(1, Ordering::Relaxed);
-            return reject(ErrorCode::NotFound, "no such function", request_id.get());
+            return self.missing(route.function, &request_id);
         };
         let rest = match &route.by {
             RouteBy::Path { rest } => Some((*rest).to_owned()),
             RouteBy::Host => None,
         };
+        // A function without an HTTP handler takes events on the data plane.
+        let as_event = function.runnable.prepared.http.is_none();
+        self.serve(&function, request, rest, &request_id, start, as_event)
+            .await
+    }
+
+    /// Invokes `name` as an event function (`POST
+    /// /v1/functions/{name}/invoke`): the request's body is the payload, the
+    /// answer's body the function's output.
+    pub async fn invoke_event<B>(&self, name: &str, request: Request<B>) -> Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: std::fmt::Display,
+    {
+        let start = Instant::now();
+        let request_id = self.request_id(&request);
+        let Some(function) = self.registry.get(name) else {
+            return self.missing(name, &request_id);
+        };
+        if function.runnable.prepared.event.is_none() {
+            return reject(
+                ErrorCode::BadRequest,
+                "this function does not export floe:function/event",
+                request_id.get(),
+            );
+        }
+        self.serve(&function, request, None, &request_id, start, true)
+            .await
+    }
+
+    fn request_id<'a, B>(&'a self, request: &Request<B>) -> RequestId<'a> {
+        RequestId {
+            given: request
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty() && v.len() <= 64)
+                .map(str::to_owned),
+            made: OnceLock::new(),
+            ids: &self.ids,
+        }
+    }
+
+    /// The answer for a function that is not there (404), or whose stored
+    /// code cannot be loaded (503).
+    fn missing(&self, name: &str, request_id: &RequestId<'_>) -> Response<ResponseBody> {
+        if self.registry.is_unavailable(name) {
+            return reject(
+                ErrorCode::Unavailable,
+                "this function's stored code cannot be loaded; redeploy it",
+                request_id.get(),
+            );
+        }
+        self.metrics.server.unrouted.fetch_add(1, Ordering::Relaxed);
+        reject(ErrorCode::NotFound, "no such function", request_id.get())
+    }
+
+    async fn serve<B>(
+        &self,
+        function: &Function,
+        request: Request<B>,
+        rest: Option<String>,
+        request_id: &RequestId<'_>,
+        start: Instant,
+        as_event: bool,
+    ) -> Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: std::fmt::Display,
+    {
         let span = tracing::debug_span!(
             "request",
             function = %function.name,
@@ -176,10 +231,15 @@ impl DataPlane {
         if !span.is_disabled() {
             span.record("request_id", request_id.get());
         }
-        let response = self
-            .invoke(&function, request, rest, &request_id, start)
-            .instrument(span.clone())
-            .await;
+        let response = if as_event {
+            self.event(function, request, request_id, start)
+                .instrument(span.clone())
+                .await
+        } else {
+            self.invoke(function, request, rest, request_id, start)
+                .instrument(span.clone())
+                .await
+        };
         let elapsed = start.elapsed();
         function.metrics.record(response.status(), elapsed);
         if !span.is_disabled() {
@@ -188,6 +248,107 @@ impl DataPlane {
             span.in_scope(|| tracing::debug!("request answered"));
         }
         response
+    }
+
+    async fn event<B>(
+        &self,
+        function: &Function,
+        request: Request<B>,
+        request_id: &RequestId<'_>,
+        start: Instant,
+    ) -> Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: std::fmt::Display,
+    {
+        if request.method() != Method::POST {
+            return reject(
+                ErrorCode::MethodNotAllowed,
+                "an event function takes POST, with the payload as the body",
+                request_id.get(),
+            );
+        }
+        let settings = function.pool.settings();
+        let limit = settings.max_request_body.bytes();
+        let too_large = InvokeError::RequestBodyTooLarge { limit };
+        let declared = request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return self.fail(function, &too_large, request_id.get());
+        }
+        let content_type = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let body = LimitedBody::new(request.into_body(), limit, exceeded.clone());
+        let payload = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) if exceeded.load(Ordering::Relaxed) => {
+                return self.fail(function, &too_large, request_id.get());
+            }
+            Err(_) => {
+                return reject(
+                    ErrorCode::BadRequest,
+                    "reading the payload failed",
+                    request_id.get(),
+                );
+            }
+        };
+        let deadline = crate::pool::after(start, settings.timeout.0);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let context = event::Context {
+            request_id: request_id.get().to_owned(),
+            function: function.name.to_string(),
+            version: function.version,
+            deadline_ms: unix_ms().saturating_add(left.as_millis() as u64),
+            memory_limit: settings.memory.bytes(),
+            content_type,
+        };
+        let lease = match function.pool.acquire(deadline).await {
+            Ok(lease) => lease,
+            Err(e) => return self.fail(function, &e, request_id.get()),
+        };
+        tracing::Span::current().record("instance", lease.instance_id());
+        match lease.invoke_event(&context, &payload, deadline).await {
+            Ok(EventReply::Output(bytes)) => {
+                let mut response = Response::new(ResponseBody::Full(Full::new(Bytes::from(bytes))));
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                response
+            }
+            Ok(EventReply::InvalidInput(message)) => {
+                function.metrics.record_error(ErrorCode::InvalidInput);
+                tracing::debug!(function = %function.name, request_id = request_id.get(), %message, "event refused by the function");
+                error_response(
+                    ErrorCode::InvalidInput,
+                    &message,
+                    request_id.get(),
+                    None,
+                    None,
+                )
+                .map(ResponseBody::Full)
+            }
+            Ok(EventReply::Failed(message)) => {
+                function.metrics.record_error(ErrorCode::FunctionError);
+                tracing::warn!(function = %function.name, request_id = request_id.get(), %message, "event failed");
+                error_response(
+                    ErrorCode::FunctionError,
+                    &message,
+                    request_id.get(),
+                    None,
+                    None,
+                )
+                .map(ResponseBody::Full)
+            }
+            Err(e) => self.fail(function, &e, request_id.get()),
+        }
     }
 
     async fn invoke<B>(
@@ -314,8 +475,17 @@ fn public_message(error: &InvokeError) -> &'static str {
             "the request body is larger than this function accepts"
         }
         InvokeError::BadRequest(_) => "the request could not be passed to the function",
+        InvokeError::ResponseTooLarge { .. } => "the function's output is larger than it may send",
+        InvokeError::NotHttp => "this function handles events: POST the payload to /{name}",
+        InvokeError::NotEvent => "this function does not handle events",
         InvokeError::Internal(_) => "internal error",
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn reject(code: ErrorCode, message: &str, request_id: &str) -> Response<ResponseBody> {

@@ -8,9 +8,11 @@
 //! per request.
 
 mod epoch;
+mod exports;
 mod link;
 
 pub use epoch::EpochThread;
+pub use exports::{EVENT, HTTP_HANDLER, Hooks, LIFECYCLE, Prepared};
 pub use link::MissingImport;
 
 use crate::config::{Allocator, Config};
@@ -21,10 +23,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, PoolingAllocationConfig};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
-
-/// The export that makes a component an HTTP function.
-pub const HTTP_HANDLER_EXPORT: &str = "wasi:http/incoming-handler@0.2";
 
 /// Why an uploaded component cannot be deployed. Every variant is the
 /// uploader's problem (422), except [`ComponentError::Internal`].
@@ -46,9 +44,18 @@ pub enum ComponentError {
     /// Imports the host does not provide.
     #[error("the component imports what this host does not provide: {}", list_imports(.0))]
     MissingImports(Vec<MissingImport>),
-    /// The component exports no HTTP handler.
-    #[error("the component does not export `{HTTP_HANDLER_EXPORT}.x` (incoming-handler): {0}")]
-    MissingExport(String),
+    /// The component exports neither an HTTP nor an event handler.
+    #[error(
+        "the component exports neither `wasi:http/incoming-handler@0.2.x` (an HTTP function) \
+         nor `{EVENT}` (an event function)"
+    )]
+    MissingExport,
+    /// An export of floe's contract has the wrong shape.
+    #[error("{0}")]
+    BadExport(String),
+    /// The function's `init` failed, trapped or ran past `init_timeout`.
+    #[error("init failed: {0}")]
+    InitFailed(String),
     /// Compilation took longer than `limits.compile_timeout`.
     #[error("compiling the component took longer than {0:?}")]
     CompileTimeout(Duration),
@@ -93,6 +100,7 @@ pub struct FloeEngine {
     artifact_key: String,
     allocator: Allocator,
     compile_permits: Arc<Semaphore>,
+    init_permits: Arc<Semaphore>,
     compile_timeout: Duration,
     table_elements: usize,
     epoch_tick: Duration,
@@ -124,6 +132,9 @@ impl FloeEngine {
             linker,
             allocator,
             compile_permits: Arc::new(Semaphore::new(
+                config.limits.max_concurrent_compiles as usize,
+            )),
+            init_permits: Arc::new(Semaphore::new(
                 config.limits.max_concurrent_compiles as usize,
             )),
             compile_timeout: config.limits.compile_timeout.0,
@@ -195,6 +206,13 @@ impl FloeEngine {
         }
     }
 
+    /// A slot for a deploy-time instance (running `init`): as many as
+    /// compilations, and outside the instance budget, which the pool leaves
+    /// room for.
+    pub async fn init_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.init_permits.clone().acquire_owned().await.ok()
+    }
+
     /// Loads a compiled artifact that the store has verified against its
     /// checksum.
     pub fn load_artifact(&self, verified_artifact: &[u8]) -> anyhow::Result<Component> {
@@ -209,14 +227,14 @@ impl FloeEngine {
         Ok(component)
     }
 
-    /// Links `component` against the host and finds its HTTP handler export.
-    pub fn prepare_http(
-        &self,
-        component: &Component,
-    ) -> Result<ProxyPre<InstanceState>, ComponentError> {
-        let pre = link::instantiate_pre(&self.engine, &self.linker, component)
-            .map_err(ComponentError::MissingImports)?;
-        ProxyPre::new(pre).map_err(|e| ComponentError::MissingExport(format!("{e:#}")))
+    /// Links `component` against the host and locates its exports.
+    pub fn prepare(&self, component: &Component) -> Result<Prepared, ComponentError> {
+        exports::prepare(&self.engine, &self.linker, component)
+    }
+
+    /// The host linker.
+    pub(crate) fn linker(&self) -> &Linker<InstanceState> {
+        &self.linker
     }
 }
 
@@ -258,7 +276,11 @@ fn build_engine(config: &Config) -> anyhow::Result<(Engine, Allocator)> {
 
 fn pooling_config(config: &Config) -> PoolingAllocationConfig {
     let e = &config.engine;
-    let n = config.limits.max_instances_total;
+    // Instances serving requests, plus the deploy-time ones that run `init`.
+    let n = config
+        .limits
+        .max_instances_total
+        .saturating_add(config.limits.max_concurrent_compiles);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(n)
         .total_core_instances(n.saturating_mul(e.core_instances_per_instance))

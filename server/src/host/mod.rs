@@ -7,16 +7,18 @@
 //! (cli, clocks, filesystem, io, random, sockets) plus wasi-http, because
 //! every guest toolchain imports more than the `wasi:http/proxy` world.
 
+mod entropy;
 mod limits;
 mod logs;
 
+pub use entropy::EntropyProbe;
 pub use limits::InstanceLimiter;
 pub use logs::{GuestLog, LogSource, Stream};
 
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// The data of every instance's `Store`.
@@ -39,12 +41,31 @@ impl InstanceState {
         table_elements: usize,
         deadline: Instant,
     ) -> Self {
-        let mut wasi = WasiCtx::builder();
-        wasi.stdout(GuestLog::new(source.clone(), Stream::Stdout))
-            .stderr(GuestLog::new(source, Stream::Stderr))
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false);
+        Self::build(wasi_builder(source), memory_limit, table_elements, deadline)
+    }
+
+    /// State for the deploy-time run of `init` that floe snapshots: random
+    /// bytes come through `probe`, so that floe can tell whether any were
+    /// taken. (Its environment is empty, like every instance's.)
+    pub fn for_snapshot(
+        source: Arc<LogSource>,
+        memory_limit: usize,
+        table_elements: usize,
+        deadline: Instant,
+        probe: &EntropyProbe,
+    ) -> Self {
+        let mut wasi = wasi_builder(source);
+        wasi.secure_random(probe.clone())
+            .insecure_random(probe.clone());
+        Self::build(wasi, memory_limit, table_elements, deadline)
+    }
+
+    fn build(
+        mut wasi: WasiCtxBuilder,
+        memory_limit: usize,
+        table_elements: usize,
+        deadline: Instant,
+    ) -> Self {
         Self {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
@@ -58,6 +79,16 @@ impl InstanceState {
     pub fn resource_count(&mut self) -> usize {
         self.table.iter_mut().count()
     }
+}
+
+fn wasi_builder(source: Arc<LogSource>) -> WasiCtxBuilder {
+    let mut wasi = WasiCtx::builder();
+    wasi.stdout(GuestLog::new(source.clone(), Stream::Stdout))
+        .stderr(GuestLog::new(source, Stream::Stderr))
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    wasi
 }
 
 impl WasiView for InstanceState {

@@ -9,7 +9,7 @@ mod histogram;
 
 pub use histogram::{BUCKETS, Histogram};
 
-use crate::pool::PoolCounts;
+use crate::pool::{Hook, PoolCounts};
 use crate::status::ErrorCode;
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -23,7 +23,18 @@ pub struct FunctionMetrics {
     responses: [AtomicU64; 5],
     errors: [AtomicU64; ErrorCode::ALL.len()],
     duration: Histogram,
+    hooks: [HookMetrics; 3],
 }
+
+/// Calls of one lifecycle hook.
+#[derive(Debug, Default)]
+struct HookMetrics {
+    calls: AtomicU64,
+    failures: AtomicU64,
+    duration: Histogram,
+}
+
+const HOOKS: [Hook; 3] = [Hook::Init, Hook::PreFreeze, Hook::PreStop];
 
 impl FunctionMetrics {
     /// Records a request that answered `status` after `elapsed` (time to the
@@ -39,6 +50,26 @@ impl FunctionMetrics {
         if let Some(i) = ErrorCode::ALL.iter().position(|c| *c == code) {
             self.errors[i].fetch_add(1, Relaxed);
         }
+    }
+
+    /// Records a call of a lifecycle hook (metered apart from requests).
+    pub fn record_hook(&self, hook: Hook, took: Duration, failed: bool) {
+        if let Some(i) = HOOKS.iter().position(|h| *h == hook) {
+            let h = &self.hooks[i];
+            h.calls.fetch_add(1, Relaxed);
+            h.duration.observe(took);
+            if failed {
+                h.failures.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// Calls of `hook` so far.
+    pub fn hook_calls(&self, hook: Hook) -> u64 {
+        HOOKS
+            .iter()
+            .position(|h| *h == hook)
+            .map_or(0, |i| self.hooks[i].calls.load(Relaxed))
     }
 
     /// Requests answered so far.
@@ -157,6 +188,47 @@ impl Metrics {
                 "floe_request_duration_seconds",
                 &format!("function=\"{name}\""),
             );
+        }
+        out.push_str("# HELP floe_hook_calls_total Lifecycle hook calls, by function and hook.\n");
+        out.push_str("# TYPE floe_hook_calls_total counter\n");
+        for (name, m) in &functions {
+            for (hook, h) in HOOKS.iter().zip(&m.hooks) {
+                let n = h.calls.load(Relaxed);
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "floe_hook_calls_total{{function=\"{name}\",hook=\"{}\"}} {n}",
+                        hook.name()
+                    );
+                }
+            }
+        }
+        out.push_str("# HELP floe_hook_failures_total Hook calls that trapped or overran their time limit.\n");
+        out.push_str("# TYPE floe_hook_failures_total counter\n");
+        for (name, m) in &functions {
+            for (hook, h) in HOOKS.iter().zip(&m.hooks) {
+                let n = h.failures.load(Relaxed);
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "floe_hook_failures_total{{function=\"{name}\",hook=\"{}\"}} {n}",
+                        hook.name()
+                    );
+                }
+            }
+        }
+        out.push_str("# HELP floe_hook_duration_seconds Time spent in lifecycle hooks.\n");
+        out.push_str("# TYPE floe_hook_duration_seconds histogram\n");
+        for (name, m) in &functions {
+            for (hook, h) in HOOKS.iter().zip(&m.hooks) {
+                if h.calls.load(Relaxed) > 0 {
+                    h.duration.render(
+                        &mut out,
+                        "floe_hook_duration_seconds",
+                        &format!("function=\"{name}\",hook=\"{}\"", hook.name()),
+                    );
+                }
+            }
         }
         out.push_str("# HELP floe_instances Instances of a function's active version, by state.\n");
         out.push_str("# TYPE floe_instances gauge\n");

@@ -45,6 +45,18 @@ pub enum InvokeError {
     /// A new instance could not be started (its start code trapped, say).
     #[error("starting an instance failed: {0:#}")]
     Instantiate(#[source] anyhow::Error),
+    /// An event function's output was larger than `max_response_body`.
+    #[error("the function's output is larger than {limit} bytes")]
+    ResponseTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// An HTTP request reached a function that is not an HTTP function.
+    #[error("the function does not handle HTTP requests")]
+    NotHttp,
+    /// An event reached a function that is not an event function.
+    #[error("the function does not handle events")]
+    NotEvent,
     /// A host-side failure.
     #[error("internal error: {0:#}")]
     Internal(#[source] anyhow::Error),

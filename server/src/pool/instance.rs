@@ -1,25 +1,58 @@
-//! One live instance: a wasmtime `Store` and the component instantiated in it.
+//! One live instance: a wasmtime `Store`, the component instantiated in it,
+//! and its handlers and hooks, located once when it starts.
 
 use super::lease::CallOutcome;
-use super::stats::InstanceStats;
+use super::stats::{InstanceState as State, InstanceStats};
 use super::{InvokeError, Pool};
+use crate::bindings::event;
+use crate::engine::{FloeEngine, Prepared};
 use crate::host::{InstanceState, LogSource};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
-use wasmtime::component::Resource;
+use wasmtime::component::{Resource, TypedFunc};
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::p2::bindings::Proxy;
 use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 
 static NEXT_INSTANCE_ID: AtomicU64 = AtomicU64::new(1);
 
+/// A new instance id, unique in this process.
+pub(crate) fn next_instance_id() -> u64 {
+    NEXT_INSTANCE_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A lifecycle hook floe calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// `init`.
+    Init,
+    /// `pre-freeze`.
+    PreFreeze,
+    /// `pre-stop`.
+    PreStop,
+}
+
+impl Hook {
+    /// The hook's name in the WIT.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Init => "init",
+            Hook::PreFreeze => "pre-freeze",
+            Hook::PreStop => "pre-stop",
+        }
+    }
+}
+
 /// A started instance. It holds its slot in the function's and the server's
 /// instance budget until it is dropped.
 pub(crate) struct Instance {
     pub(crate) store: Store<InstanceState>,
-    proxy: Proxy,
+    http: Option<Proxy>,
+    event: Option<event::Guest>,
+    pre_freeze: Option<TypedFunc<(), ()>>,
+    pre_stop: Option<TypedFunc<(), ()>>,
     pub(crate) served: u64,
     pub(crate) last_used: Instant,
     pub(crate) stats: Arc<InstanceStats>,
@@ -33,59 +66,136 @@ pub(crate) struct Permits {
     pub(crate) _server: OwnedSemaphorePermit,
 }
 
+/// A store for one instance of `function`, with its limits, and the epoch
+/// callback that enforces `store.data().deadline`.
+pub(crate) fn new_store(engine: &FloeEngine, state: InstanceState) -> Store<InstanceState> {
+    let mut store = Store::new(engine.engine(), state);
+    store.limiter(|s| &mut s.limiter);
+    // Once per epoch tick, guest code comes here: past the deadline it
+    // traps, otherwise it yields to the runtime so that one busy guest
+    // cannot hold a worker thread.
+    store.epoch_deadline_callback(|ctx| {
+        if Instant::now() >= ctx.data().deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store.set_epoch_deadline(1);
+    store
+}
+
 impl Instance {
-    /// Starts a new instance of `pool`'s component, bounded by `deadline`.
+    /// Starts a new instance of `pool`'s component, bounded by `deadline`,
+    /// and runs its `init` when the function initializes per instance.
     pub(crate) async fn start(
         pool: &Arc<Pool>,
         permits: Permits,
         deadline: Instant,
     ) -> Result<Self, InvokeError> {
-        let id = NEXT_INSTANCE_ID.fetch_add(1, Ordering::Relaxed);
+        let id = next_instance_id();
+        let stats = Arc::new(InstanceStats::new(
+            id,
+            pool.version,
+            pool.runnable.init_mode(),
+        ));
+        pool.register(&stats);
         let source = Arc::new(LogSource {
             function: pool.function.clone(),
             version: pool.version,
             instance: id,
         });
+        let settings = &pool.settings;
         let state = InstanceState::new(
             source,
-            pool.settings.memory.as_usize(),
-            pool.engine.table_elements(),
+            settings.memory.as_usize(),
+            pool.ctx.engine.table_elements(),
             deadline,
         );
-        let mut store = Store::new(pool.engine.engine(), state);
-        store.limiter(|s| &mut s.limiter);
-        // Once per epoch tick, guest code comes here: past the deadline it
-        // traps, otherwise it yields to the runtime so that one busy guest
-        // cannot hold a worker thread.
-        store.epoch_deadline_callback(|ctx| {
-            if Instant::now() >= ctx.data().deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
-        store.set_epoch_deadline(1);
-        let instantiate = pool.pre.instantiate_async(&mut store);
-        let proxy = match tokio::time::timeout_at(deadline.into(), instantiate).await {
-            Ok(Ok(proxy)) => proxy,
-            Ok(Err(e)) if e.is::<wasmtime::PoolConcurrencyLimitError>() => {
+        let mut store = new_store(&pool.ctx.engine, state);
+        let prepared: &Prepared = &pool.runnable.prepared;
+        let instance = match until(deadline, prepared.pre.instantiate_async(&mut store)).await {
+            Some(Ok(instance)) => instance,
+            Some(Err(e)) if e.is::<wasmtime::PoolConcurrencyLimitError>() => {
                 return Err(pool.overloaded("instance pool exhausted"));
             }
-            Ok(Err(e)) => return Err(classify(e, &store, pool.settings.timeout.0, Phase::Start)),
-            Err(_) => return Err(InvokeError::Timeout(pool.settings.timeout.0)),
+            Some(Err(e)) => return Err(classify(e, &store, settings.timeout.0, Phase::Start)),
+            None => return Err(InvokeError::Timeout(settings.timeout.0)),
         };
-        let stats = Arc::new(InstanceStats::new(id));
-        stats.set_memory(store.data().limiter.memory_used());
-        pool.register(&stats);
-        Ok(Self {
+        let loaded = (|| -> wasmtime::Result<_> {
+            let http = prepared
+                .http
+                .as_ref()
+                .map(|i| i.load(&mut store, &instance))
+                .transpose()?;
+            let event = prepared
+                .event
+                .as_ref()
+                .map(|i| i.load(&mut store, &instance))
+                .transpose()?;
+            let hooks = &prepared.hooks;
+            let pre_freeze = hooks
+                .pre_freeze
+                .map(|i| instance.get_typed_func(&mut store, i))
+                .transpose()?;
+            let pre_stop = hooks
+                .pre_stop
+                .map(|i| instance.get_typed_func(&mut store, i))
+                .transpose()?;
+            let init = match (pool.runnable.init_per_instance, hooks.init) {
+                (true, Some(i)) => {
+                    Some(instance.get_typed_func::<(), (Result<(), String>,)>(&mut store, i)?)
+                }
+                _ => None,
+            };
+            Ok((http, event, pre_freeze, pre_stop, init))
+        })();
+        let (http, event, pre_freeze, pre_stop, init) =
+            loaded.map_err(|e| InvokeError::Instantiate(e.into()))?;
+        let mut instance = Self {
             store,
-            proxy,
+            http,
+            event,
+            pre_freeze,
+            pre_stop,
             served: 0,
             last_used: Instant::now(),
             stats,
             pool: Arc::downgrade(pool),
             _permits: permits,
-        })
+        };
+        if let Some(init) = init {
+            let init_deadline = deadline.min(super::after(Instant::now(), settings.init_timeout.0));
+            instance.store.data_mut().deadline = init_deadline;
+            instance.store.set_epoch_deadline(1);
+            let start = Instant::now();
+            let result = until(init_deadline, init.call_async(&mut instance.store, ())).await;
+            let elapsed = start.elapsed();
+            let failed = !matches!(result, Some(Ok((Ok(()),))));
+            instance.stats.record_hook(Hook::Init, elapsed, failed);
+            pool.record_hook(Hook::Init, elapsed, failed);
+            match result {
+                Some(Ok((Ok(()),))) => {}
+                Some(Ok((Err(message),))) => {
+                    return Err(InvokeError::Instantiate(anyhow::anyhow!(
+                        "init failed: {message}"
+                    )));
+                }
+                Some(Err(e)) => {
+                    return Err(classify(
+                        e,
+                        &instance.store,
+                        settings.init_timeout.0,
+                        Phase::Start,
+                    ));
+                }
+                None => return Err(InvokeError::Timeout(settings.init_timeout.0)),
+            }
+        }
+        instance
+            .stats
+            .set_memory(instance.store.data().limiter.memory_used());
+        Ok(instance)
     }
 
     /// The instance's id.
@@ -93,33 +203,115 @@ impl Instance {
         self.stats.id
     }
 
-    /// Runs `incoming-handler.handle` for one request, within `deadline`.
-    pub(crate) async fn call(
-        &mut self,
-        request: Resource<HostIncomingRequest>,
-        response: Resource<HostResponseOutparam>,
-        deadline: Instant,
-        timeout: std::time::Duration,
-    ) -> CallOutcome {
-        let start = Instant::now();
-        self.stats.set_busy(true);
-        let call =
-            self.proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut self.store, request, response);
-        let outcome = match tokio::time::timeout_at(deadline.into(), call).await {
-            Ok(Ok(())) => CallOutcome::Completed,
-            Ok(Err(e)) => CallOutcome::Failed(classify(e, &self.store, timeout, Phase::Call)),
-            Err(_) => CallOutcome::Failed(InvokeError::Timeout(timeout)),
-        };
+    /// Whether the function exports `pre-freeze`.
+    pub(crate) fn has_pre_freeze(&self) -> bool {
+        self.pre_freeze.is_some()
+    }
+
+    /// Whether the function exports `pre-stop`.
+    pub(crate) fn has_pre_stop(&self) -> bool {
+        self.pre_stop.is_some()
+    }
+
+    fn begin(&mut self, deadline: Instant) -> Instant {
+        self.store.data_mut().deadline = deadline;
+        self.store.set_epoch_deadline(1);
+        self.stats.set_state(State::Busy);
+        Instant::now()
+    }
+
+    fn end(&mut self, start: Instant) {
         self.served += 1;
         self.last_used = Instant::now();
         let memory = self.store.data().limiter.memory_used();
         let resources = self.store.data_mut().resource_count();
         self.stats
             .record_request(start.elapsed(), memory, resources);
-        self.stats.set_busy(false);
+    }
+
+    /// Runs `incoming-handler.handle` for one request, within `deadline`.
+    pub(crate) async fn call_http(
+        &mut self,
+        request: Resource<HostIncomingRequest>,
+        response: Resource<HostResponseOutparam>,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> CallOutcome {
+        let Some(proxy) = self.http.take() else {
+            return CallOutcome::Failed(InvokeError::NotHttp);
+        };
+        let start = self.begin(deadline);
+        let call =
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut self.store, request, response);
+        let outcome = match until(deadline, call).await {
+            Some(Ok(())) => CallOutcome::Completed,
+            Some(Err(e)) => CallOutcome::Failed(classify(e, &self.store, timeout, Phase::Call)),
+            None => CallOutcome::Failed(InvokeError::Timeout(timeout)),
+        };
+        self.http = Some(proxy);
+        self.end(start);
         outcome
+    }
+
+    /// Runs `event.handle` for one event, within `deadline`. The result is
+    /// `None` when the call failed (see the outcome).
+    pub(crate) async fn call_event(
+        &mut self,
+        context: &event::Context,
+        payload: &[u8],
+        deadline: Instant,
+        timeout: Duration,
+    ) -> (CallOutcome, Option<Result<Vec<u8>, event::Error>>) {
+        let Some(guest) = self.event.take() else {
+            return (CallOutcome::Failed(InvokeError::NotEvent), None);
+        };
+        let start = self.begin(deadline);
+        let call = guest.call_handle(&mut self.store, context, payload);
+        let (outcome, result) = match until(deadline, call).await {
+            Some(Ok(result)) => (CallOutcome::Completed, Some(result)),
+            Some(Err(e)) => (
+                CallOutcome::Failed(classify(e, &self.store, timeout, Phase::Call)),
+                None,
+            ),
+            None => (CallOutcome::Failed(InvokeError::Timeout(timeout)), None),
+        };
+        self.event = Some(guest);
+        self.end(start);
+        (outcome, result)
+    }
+
+    /// Runs `pre-freeze` or `pre-stop`, within `timeout`. Hook time is
+    /// metered apart from request time.
+    pub(crate) async fn call_hook(
+        &mut self,
+        hook: Hook,
+        timeout: Duration,
+    ) -> Result<(), InvokeError> {
+        let func = match hook {
+            Hook::PreFreeze => self.pre_freeze,
+            Hook::PreStop => self.pre_stop,
+            Hook::Init => None,
+        };
+        let Some(func) = func else {
+            return Ok(());
+        };
+        let deadline = super::after(Instant::now(), timeout);
+        self.store.data_mut().deadline = deadline;
+        self.store.set_epoch_deadline(1);
+        let start = Instant::now();
+        let result = match until(deadline, func.call_async(&mut self.store, ())).await {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(classify(e, &self.store, timeout, Phase::Call)),
+            None => Err(InvokeError::Timeout(timeout)),
+        };
+        self.stats
+            .record_hook(hook, start.elapsed(), result.is_err());
+        if let Some(pool) = self.pool.upgrade() {
+            pool.record_hook(hook, start.elapsed(), result.is_err());
+        }
+        result
     }
 }
 
@@ -131,22 +323,30 @@ impl Drop for Instance {
     }
 }
 
+/// Runs `work` until `deadline`; `None` when the deadline passed first.
+///
+/// This bounds the time a guest spends waiting in host calls; guest code
+/// itself is interrupted by the epoch callback.
+pub(crate) async fn until<F: std::future::Future>(deadline: Instant, work: F) -> Option<F::Output> {
+    tokio::time::timeout_at(deadline.into(), work).await.ok()
+}
+
 fn is_interrupt(e: &wasmtime::Error) -> bool {
     e.downcast_ref::<Trap>() == Some(&Trap::Interrupt)
 }
 
 /// Where a wasmtime error came from.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Phase {
+pub(crate) enum Phase {
     Start,
     Call,
 }
 
-/// What a failed instantiation or call means for the request.
-fn classify(
+/// What a failed instantiation, call or hook means.
+pub(crate) fn classify(
     e: wasmtime::Error,
     store: &Store<InstanceState>,
-    timeout: std::time::Duration,
+    timeout: Duration,
     phase: Phase,
 ) -> InvokeError {
     if is_interrupt(&e) {

@@ -9,6 +9,7 @@
 use super::body::{CallEnd, GuestBody};
 use super::instance::Instance;
 use super::{InvokeError, Pool};
+use crate::bindings::event;
 use bytes::Bytes;
 use std::future::Future;
 use std::pin::Pin;
@@ -48,7 +49,6 @@ impl std::fmt::Debug for Lease {
 
 impl Lease {
     pub(crate) fn new(instance: Instance, pool: Arc<Pool>) -> Self {
-        instance.stats.set_busy(true);
         Self {
             instance: Some(instance),
             pool,
@@ -77,8 +77,6 @@ impl Lease {
         let timeout = pool.settings.timeout.0;
         let response_limit = pool.settings.max_response_body.bytes();
 
-        instance.store.data_mut().deadline = deadline;
-        instance.store.set_epoch_deadline(1);
         let (response_tx, mut response_rx) = oneshot::channel();
         // Whether the guest set a response: one that returns without doing so
         // is broken (it will not answer the next request either) and retired.
@@ -104,7 +102,7 @@ impl Lease {
         };
 
         let mut call = InlineCall(Some(Box::pin(async move {
-            let mut outcome = instance.call(req, out, deadline, timeout).await;
+            let mut outcome = instance.call_http(req, out, deadline, timeout).await;
             if matches!(outcome, CallOutcome::Completed) && !responded.load(Ordering::Relaxed) {
                 outcome = CallOutcome::Failed(InvokeError::NoResponse);
             }
@@ -184,6 +182,65 @@ impl Drop for InlineCall {
             runtime.spawn(call);
         }
     }
+}
+
+impl Lease {
+    /// Handles one event: `payload` in, the function's bytes out, within
+    /// `deadline`.
+    pub async fn invoke_event(
+        mut self,
+        context: &event::Context,
+        payload: &[u8],
+        deadline: Instant,
+    ) -> Result<EventReply, InvokeError> {
+        let Some(mut instance) = self.instance.take() else {
+            return Err(InvokeError::Internal(anyhow::anyhow!("lease used twice")));
+        };
+        let pool = self.pool.clone();
+        let timeout = pool.settings.timeout.0;
+        let limit = pool.settings.max_response_body.bytes();
+        // The call runs on a task of its own so that a caller going away
+        // cannot cut it (the instance would be lost, and its state torn).
+        let task = tokio::spawn({
+            let context = context.clone();
+            let payload = payload.to_vec();
+            async move {
+                let (outcome, result) = instance
+                    .call_event(&context, &payload, deadline, timeout)
+                    .await;
+                pool.release(instance, &outcome);
+                (outcome, result)
+            }
+        });
+        let (outcome, result) = task.await.map_err(|e| {
+            InvokeError::Internal(anyhow::anyhow!("the event call's task failed: {e}"))
+        })?;
+        match (outcome, result) {
+            (CallOutcome::Failed(e), _) => Err(e),
+            (CallOutcome::Completed, Some(Ok(bytes))) if bytes.len() as u64 > limit => {
+                Err(InvokeError::ResponseTooLarge { limit })
+            }
+            (CallOutcome::Completed, Some(Ok(bytes))) => Ok(EventReply::Output(bytes)),
+            (CallOutcome::Completed, Some(Err(event::Error::InvalidInput(message)))) => {
+                Ok(EventReply::InvalidInput(message))
+            }
+            (CallOutcome::Completed, Some(Err(event::Error::Failed(message)))) => {
+                Ok(EventReply::Failed(message))
+            }
+            (CallOutcome::Completed, None) => Err(InvokeError::NoResponse),
+        }
+    }
+}
+
+/// What an event function answered.
+#[derive(Debug)]
+pub enum EventReply {
+    /// Its output bytes.
+    Output(Vec<u8>),
+    /// It refused the payload (`error.invalid-input`).
+    InvalidInput(String),
+    /// It failed (`error.failed`).
+    Failed(String),
 }
 
 /// The guest's response, with its body guarded by the call's outcome.

@@ -23,9 +23,9 @@ pub use name::{FunctionName, InvalidName, MAX_NAME_LEN};
 
 use crate::config::{Config, FunctionSettings};
 use crate::engine::FloeEngine;
-use crate::host::InstanceState;
 use crate::metrics::{FunctionMetrics, Metrics, PoolGauge};
-use crate::pool::{InstanceBudget, InstanceView, Pool, PoolCounts};
+use crate::pool::{InstanceBudget, InstanceView, Pool, PoolContext, PoolCounts, Runnable};
+use crate::preinit;
 use crate::store::{Digest, FunctionRecord, FunctionStore, VersionRecord};
 use bytes::Bytes;
 use serde::Serialize;
@@ -33,8 +33,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio_util::task::TaskTracker;
 use wasmtime::component::Component;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// Compiled components kept in memory beyond the active ones, in bytes of
 /// compiled code (for quick rollbacks and redeploys).
@@ -54,7 +54,8 @@ pub struct Function {
     pub metrics: Arc<FunctionMetrics>,
     /// `X-Forwarded-Prefix` for path-routed requests: `/{name}`.
     pub forwarded_prefix: http::HeaderValue,
-    pre: ProxyPre<InstanceState>,
+    /// What the active version's instances run.
+    pub runnable: Arc<Runnable>,
 }
 
 impl std::fmt::Debug for Function {
@@ -80,10 +81,44 @@ pub struct Deployed {
     pub size: u64,
     /// Time spent compiling it in this deploy (0 when nothing was compiled).
     pub compile_ms: u64,
+    /// How its instances are initialized: `snapshot`, `instance` or `none`.
+    pub init: &'static str,
+    /// How long `init` took at deploy, in milliseconds.
+    pub init_ms: u64,
+    /// Why `init` runs per instance although a snapshot was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_reason: Option<String>,
     /// Whether a new version was created (`false`: the bytes were already
     /// the active version).
     #[serde(skip)]
     pub created: bool,
+}
+
+impl Deployed {
+    fn new(name: &FunctionName, version: &VersionRecord, compile_ms: u64, created: bool) -> Self {
+        Self {
+            name: name.to_string(),
+            version: version.version,
+            digest: version.digest,
+            size: version.size,
+            compile_ms,
+            init: version.preinit.mode.name(),
+            init_ms: version.preinit.init_ms,
+            init_reason: version.preinit.reason.clone(),
+            created,
+        }
+    }
+}
+
+/// The component that serves a new version.
+enum Serving {
+    /// The uploaded component (with its artifact, when it was compiled now).
+    Original {
+        component: Component,
+        artifact: Option<Vec<u8>>,
+    },
+    /// A snapshot taken after its `init`.
+    Snapshot(preinit::Snapshot),
 }
 
 /// What the API shows about a function.
@@ -101,6 +136,11 @@ pub struct FunctionInfo {
     pub settings: FunctionSettings,
     /// Versions kept, oldest first.
     pub versions: Vec<VersionRecord>,
+    /// `http`, `event` or `http+event` (what the active version exports).
+    pub kind: &'static str,
+    /// How the active version's instances are initialized: `snapshot`,
+    /// `instance` or `none`.
+    pub init: &'static str,
     /// Instance counts of the active version.
     pub instances: PoolCounts,
     /// Each live instance (only in the single-function view).
@@ -116,7 +156,7 @@ pub struct Registry {
     config: Arc<Config>,
     engine: Arc<FloeEngine>,
     store: Arc<FunctionStore>,
-    budget: Arc<InstanceBudget>,
+    ctx: Arc<PoolContext>,
     metrics: Arc<Metrics>,
     active: RwLock<HashMap<Arc<str>, Arc<Function>>>,
     records: Mutex<BTreeMap<String, FunctionRecord>>,
@@ -154,7 +194,11 @@ impl Registry {
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>, RegistryError> {
         let registry = Arc::new(Self {
-            budget: InstanceBudget::new(config.limits.max_instances_total),
+            ctx: Arc::new(PoolContext {
+                engine: engine.clone(),
+                budget: InstanceBudget::new(config.limits.max_instances_total),
+                background: TaskTracker::new(),
+            }),
             config,
             engine,
             store,
@@ -203,13 +247,14 @@ impl Registry {
                 name: record.name.clone(),
                 reason: format!("active version {} is not in its record", record.active),
             })?;
-        let (component, _) = self.component(version.digest).await?;
-        let pre = self.engine.prepare_http(&component)?;
+        let (component, _) = self.component(version.serving()).await?;
+        let prepared = self.engine.prepare(&component)?;
+        let runnable = Arc::new(preinit::runnable(&version.preinit, prepared));
         let mut settings = record.settings.clone();
         for change in settings.clamp_to(&self.config.limits) {
             tracing::warn!(function = %name, "{change}");
         }
-        self.activate(&name, version.version, version.digest, pre, settings);
+        self.activate(&name, version.version, version.digest, runnable, settings);
         Ok(())
     }
 
@@ -229,7 +274,7 @@ impl Registry {
 
     /// The server-wide instance budget.
     pub fn budget(&self) -> &Arc<InstanceBudget> {
-        &self.budget
+        &self.ctx.budget
     }
 
     /// The engine.
@@ -308,27 +353,28 @@ impl Registry {
         name: &FunctionName,
         version: u64,
         digest: Digest,
-        pre: ProxyPre<InstanceState>,
+        runnable: Arc<Runnable>,
         settings: FunctionSettings,
     ) {
+        let metrics = self.metrics.function(name.as_arc());
         let pool = Pool::new(
             name.as_arc().clone(),
             version,
-            pre.clone(),
+            runnable.clone(),
             settings,
-            self.engine.clone(),
-            self.budget.clone(),
+            self.ctx.clone(),
+            metrics.clone(),
         );
         let function = Arc::new(Function {
             name: name.clone(),
             version,
             digest,
             pool,
-            metrics: self.metrics.function(name.as_arc()),
+            metrics,
             // A valid name is a valid header value.
             forwarded_prefix: http::HeaderValue::from_str(&format!("/{name}"))
                 .unwrap_or_else(|_| http::HeaderValue::from_static("/")),
-            pre,
+            runnable,
         });
         let old = self
             .active
@@ -410,14 +456,7 @@ impl Registry {
                 self.reconfigure_locked(&name, record.clone(), new_settings)
                     .await?;
             }
-            return Ok(Deployed {
-                name: name.to_string(),
-                version: active.version,
-                digest,
-                size: active.size,
-                compile_ms: 0,
-                created: false,
-            });
+            return Ok(Deployed::new(&name, active, 0, false));
         }
         // A new name is reserved for the whole deploy, so that concurrent
         // deploys of different new names cannot overshoot the limit.
@@ -435,7 +474,7 @@ impl Registry {
                 (compiled.component, Some(compiled.artifact), ms)
             }
         };
-        let pre = self.engine.prepare_http(&component)?;
+        let prepared = self.engine.prepare(&component)?;
 
         let mut record = record.unwrap_or_else(|| FunctionRecord {
             name: name.to_string(),
@@ -445,54 +484,99 @@ impl Registry {
             versions: Vec::new(),
         });
         let version = record.next_version;
+        let initialized = preinit::initialize(
+            &self.engine,
+            name.as_arc(),
+            version,
+            &bytes,
+            prepared,
+            &new_settings,
+        )
+        .await?;
         record.next_version += 1;
         record.active = version;
         record.settings = new_settings.clone();
-        record.versions.push(VersionRecord {
+        let version_record = VersionRecord {
             version,
             digest,
             size,
             created_at_ms: now_ms(),
             compile_ms,
-        });
+            preinit: initialized.record,
+        };
+        record.versions.push(version_record.clone());
         let pruned = prune_versions(&mut record, self.config.limits.max_versions as usize);
-
-        {
-            // Blob, artifact, record: in that order, so that a record never
-            // names a file that is not there.
-            let _gc = self.gc.read().await;
-            let store = self.store.clone();
-            let key = self.engine.artifact_key().to_owned();
-            let to_write = record.clone();
-            let artifact_len = artifact.as_ref().map_or(0, Vec::len);
-            blocking(move || {
-                store.put_blob(&digest, &bytes)?;
-                if let Some(artifact) = &artifact {
-                    store.put_artifact(&key, &digest, artifact)?;
-                }
-                store.write_record(&to_write)
-            })
-            .await??;
-            if artifact_len > 0 {
-                self.cache(digest, &component, artifact_len);
-            }
-            // Committed in memory before the guard goes: a collection that
-            // waits for it sees the new record.
-            lock(&self.records).insert(name.to_string(), record);
-        }
-        self.activate(&name, version, digest, pre, new_settings);
+        let serving = match initialized.snapshot {
+            Some(snapshot) => Serving::Snapshot(snapshot),
+            None => Serving::Original {
+                component,
+                artifact,
+            },
+        };
+        self.commit(&name, record, &bytes, digest, serving).await?;
+        self.activate(
+            &name,
+            version,
+            digest,
+            Arc::new(initialized.runnable),
+            new_settings,
+        );
         if pruned {
             self.collect_garbage().await?;
         }
-        tracing::info!(function = %name, version, %digest, size, compile_ms, "deployed");
-        Ok(Deployed {
-            name: name.to_string(),
-            version,
-            digest,
-            size,
-            compile_ms,
-            created: true,
+        tracing::info!(function = %name, version, %digest, size, compile_ms, init = version_record.preinit.mode.name(), "deployed");
+        Ok(Deployed::new(&name, &version_record, compile_ms, true))
+    }
+
+    /// Stores a version's files and its function's record, in that order,
+    /// and commits the record in memory.
+    async fn commit(
+        &self,
+        name: &FunctionName,
+        record: FunctionRecord,
+        bytes: &Bytes,
+        digest: Digest,
+        serving: Serving,
+    ) -> Result<(), RegistryError> {
+        // Blob, artifact, record: in that order, so that a record never names
+        // a file that is not there.
+        let _gc = self.gc.read().await;
+        let store = self.store.clone();
+        let key = self.engine.artifact_key().to_owned();
+        let to_write = record.clone();
+        let bytes = bytes.clone();
+        let (cached, files) = match serving {
+            Serving::Original {
+                component,
+                artifact,
+            } => {
+                let files = artifact.map(|a| (digest, None, a));
+                ((digest, component), files)
+            }
+            Serving::Snapshot(snapshot) => (
+                (snapshot.digest, snapshot.component),
+                Some((snapshot.digest, Some(snapshot.bytes), snapshot.artifact)),
+            ),
+        };
+        let artifact_len = files.as_ref().map_or(0, |f| f.2.len());
+        blocking(move || {
+            store.put_blob(&digest, &bytes)?;
+            if let Some((serving, snapshot, artifact)) = &files {
+                if let Some(snapshot) = snapshot {
+                    store.put_blob(serving, snapshot)?;
+                }
+                store.put_artifact(&key, serving, artifact)?;
+            }
+            store.write_record(&to_write)
         })
+        .await??;
+        if artifact_len > 0 {
+            self.cache(cached.0, &cached.1, artifact_len);
+        }
+        // Committed in memory before the guard goes: a collection that waits
+        // for it sees the new record.
+        lock(&self.records).insert(name.to_string(), record);
+        Ok(())
     }
 
     /// Makes `version` (or, when `None`, the newest version older than the
@@ -531,22 +615,16 @@ impl Registry {
             name: name.to_string(),
             which: version.map_or_else(|| format!("before {}", record.active), |v| v.to_string()),
         })?;
-        let (component, _) = self.component(target.digest).await?;
-        let pre = self.engine.prepare_http(&component)?;
+        let (component, _) = self.component(target.serving()).await?;
+        let prepared = self.engine.prepare(&component)?;
+        let runnable = Arc::new(preinit::runnable(&target.preinit, prepared));
         record.active = target.version;
         self.persist(&record).await?;
         let settings = record.settings.clone();
         lock(&self.records).insert(name.to_string(), record);
-        self.activate(&name, target.version, target.digest, pre, settings);
+        self.activate(&name, target.version, target.digest, runnable, settings);
         tracing::info!(function = %name, version = target.version, "rolled back");
-        Ok(Deployed {
-            name: name.to_string(),
-            version: target.version,
-            digest: target.digest,
-            size: target.size,
-            compile_ms: 0,
-            created: false,
-        })
+        Ok(Deployed::new(&name, &target, 0, false))
     }
 
     /// Changes settings of `name`. New instances use them at once; busy
@@ -589,15 +667,70 @@ impl Registry {
         mut record: FunctionRecord,
         settings: FunctionSettings,
     ) -> Result<(), RegistryError> {
+        let rebuild = settings.preinit != record.settings.preinit;
         record.settings = settings.clone();
-        self.persist(&record).await?;
-        lock(&self.records).insert(name.to_string(), record);
-        if let Some(current) = self.get(name.as_str()) {
+        let Some(current) = self.get(name.as_str()) else {
+            self.persist(&record).await?;
+            lock(&self.records).insert(name.to_string(), record);
+            return Ok(());
+        };
+        if rebuild && current.runnable.prepared.hooks.init.is_some() {
+            // `init` runs another way now: redo it for the active version,
+            // from the stored component.
+            let active = record
+                .active_version()
+                .cloned()
+                .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
+            let store = self.store.clone();
+            let digest = active.digest;
+            let bytes = Bytes::from(blocking(move || store.read_blob(&digest)).await?.map_err(
+                |e| RegistryError::Unavailable {
+                    name: name.to_string(),
+                    reason: e.to_string(),
+                },
+            )?);
+            let (component, _) = self.component(digest).await?;
+            let prepared = self.engine.prepare(&component)?;
+            let initialized = preinit::initialize(
+                &self.engine,
+                name.as_arc(),
+                active.version,
+                &bytes,
+                prepared,
+                &settings,
+            )
+            .await?;
+            if let Some(v) = record
+                .versions
+                .iter_mut()
+                .find(|v| v.version == active.version)
+            {
+                v.preinit = initialized.record;
+            }
+            let serving = match initialized.snapshot {
+                Some(snapshot) => Serving::Snapshot(snapshot),
+                None => Serving::Original {
+                    component,
+                    artifact: None,
+                },
+            };
+            self.commit(name, record, &bytes, digest, serving).await?;
+            self.activate(
+                name,
+                active.version,
+                digest,
+                Arc::new(initialized.runnable),
+                settings,
+            );
+            self.collect_garbage().await?;
+        } else {
+            self.persist(&record).await?;
+            lock(&self.records).insert(name.to_string(), record);
             self.activate(
                 name,
                 current.version,
                 current.digest,
-                current.pre.clone(),
+                current.runnable.clone(),
                 settings,
             );
         }
@@ -650,7 +783,12 @@ impl Registry {
         let _gc = self.gc.write().await;
         let live: HashSet<Digest> = lock(&self.records)
             .values()
-            .flat_map(|r| r.versions.iter().map(|v| v.digest))
+            .flat_map(|r| {
+                r.versions
+                    .iter()
+                    .flat_map(|v| [Some(v.digest), v.preinit.snapshot])
+            })
+            .flatten()
             .collect();
         // A component whose files go must be compiled (and stored) again if
         // it is deployed again.
@@ -684,21 +822,39 @@ impl Registry {
             },
             active_version: record.active,
             digest: record.active_version().map(|v| v.digest),
+            kind: function.as_ref().map_or("", |f| f.runnable.prepared.kind()),
+            init: function.as_ref().map_or("", |f| f.runnable.init_mode()),
             instances: function
                 .as_ref()
                 .map(|f| f.pool.counts())
                 .unwrap_or_default(),
-            instance_list: detail.then(|| {
-                function
-                    .as_ref()
-                    .map(|f| f.pool.instances())
-                    .unwrap_or_default()
-            }),
+            instance_list: detail.then(|| self.instances_of(&record.name)),
             error,
             name: record.name,
             settings: record.settings,
             versions: record.versions,
         }
+    }
+
+    /// Every live instance of `name`, of any version, by id.
+    pub fn instances(&self, name: &str) -> Result<Vec<InstanceView>, RegistryError> {
+        if !lock(&self.records).contains_key(name) {
+            return Err(RegistryError::NotFound(name.to_owned()));
+        }
+        Ok(self.instances_of(name))
+    }
+
+    fn instances_of(&self, name: &str) -> Vec<InstanceView> {
+        let mut list: Vec<InstanceView> = self
+            .ctx
+            .budget
+            .pools()
+            .iter()
+            .filter(|p| p.function().as_ref() == name)
+            .flat_map(|p| p.instances())
+            .collect();
+        list.sort_by_key(|i| i.id);
+        list
     }
 
     /// Every function, in name order.
@@ -738,6 +894,19 @@ impl Registry {
     pub fn reap_idle(&self, now: Instant) -> usize {
         let active = self.active_functions();
         active.iter().map(|f| f.pool.reap_idle(now)).sum()
+    }
+
+    /// At shutdown: retires every pool and waits (at most `wait`) for the
+    /// instances' `pre-stop` hooks.
+    pub async fn shutdown(&self, wait: std::time::Duration) {
+        self.retire_all();
+        self.ctx.background.close();
+        if tokio::time::timeout(wait, self.ctx.background.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("lifecycle hooks still running at shutdown; not waiting for them");
+        }
     }
 
     /// Retires every pool (at shutdown): idle instances stop now.
@@ -812,6 +981,7 @@ mod tests {
                     size: 1,
                     created_at_ms: 0,
                     compile_ms: 0,
+                    preinit: Default::default(),
                 })
                 .collect(),
         }

@@ -187,6 +187,7 @@ impl Floe {
                 metrics: self.inner.metrics.clone(),
                 max_upload: self.inner.config.limits.max_upload.bytes(),
                 draining: self.inner.draining.clone(),
+                dataplane: self.inner.dataplane.clone(),
             },
             self.inner.token.clone(),
         )
@@ -293,7 +294,9 @@ impl Listening {
         for task in self.tasks {
             let _ = task.await;
         }
-        self.floe.inner.registry.retire_all();
+        // Every instance gets its pre-stop, within its hook timeout.
+        let drain = self.floe.inner.config.server.drain_timeout.0;
+        self.floe.inner.registry.shutdown(drain).await;
         tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
     }
 }

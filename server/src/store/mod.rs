@@ -25,7 +25,7 @@ mod fsio;
 mod record;
 
 pub use digest::{BadDigest, Digest};
-pub use record::{FunctionRecord, VersionRecord};
+pub use record::{FunctionRecord, InitMode, PreinitRecord, VersionRecord};
 
 use std::collections::HashSet;
 use std::fs;

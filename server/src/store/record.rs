@@ -18,6 +18,57 @@ pub struct VersionRecord {
     pub created_at_ms: u64,
     /// How long the first compilation took.
     pub compile_ms: u64,
+    /// How its instances are initialized (and the snapshot that serves).
+    #[serde(default)]
+    pub preinit: PreinitRecord,
+}
+
+impl VersionRecord {
+    /// The digest of the component that serves this version: its snapshot,
+    /// or the uploaded component.
+    pub fn serving(&self) -> Digest {
+        self.preinit.snapshot.unwrap_or(self.digest)
+    }
+}
+
+/// How a function's instances are initialized.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InitMode {
+    /// The function has no `init`.
+    #[default]
+    None,
+    /// `init` ran once at deploy; instances start from its snapshot.
+    Snapshot,
+    /// `init` runs in every instance before its first request.
+    Instance,
+}
+
+impl InitMode {
+    /// The mode's name in the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            InitMode::None => "none",
+            InitMode::Snapshot => "snapshot",
+            InitMode::Instance => "instance",
+        }
+    }
+}
+
+/// What the store keeps about a version's initialization.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreinitRecord {
+    /// How instances are initialized.
+    pub mode: InitMode,
+    /// The digest of the snapshotted component, which is what serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Digest>,
+    /// How long `init` took at deploy, in milliseconds.
+    #[serde(default)]
+    pub init_ms: u64,
+    /// Why floe did not snapshot, when a snapshot was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Everything the store keeps about one function.

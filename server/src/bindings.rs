@@ -1,0 +1,14 @@
+//! Host-side bindings for the `floe:function` WIT package (`wit/`): the one
+//! place where `bindgen!` runs. The `wasi:http` bindings come from
+//! `wasmtime-wasi-http`.
+#![expect(missing_docs, reason = "bindgen-generated code")]
+
+mod generated {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "floe:function/event-exports",
+        exports: { default: async },
+    });
+}
+
+pub use generated::exports::floe::function::event;

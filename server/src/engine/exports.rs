@@ -1,0 +1,130 @@
+//! What a component exports of floe's contract, found once, at deploy.
+//!
+//! A function must export `wasi:http/incoming-handler` (an HTTP function) or
+//! `floe:function/event` (an event function), or both. It may export
+//! `floe:function/lifecycle`; each of its hooks is optional, but a hook that is
+//! there must have the signature of the WIT, or the deploy is refused.
+
+use super::{ComponentError, link};
+use crate::bindings::event;
+use crate::host::InstanceState;
+use wasmtime::Engine;
+use wasmtime::component::types::{ComponentFunc, ComponentItem};
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, Type};
+use wasmtime_wasi_http::p2::bindings::ProxyIndices;
+
+/// The HTTP handler export (any 0.2.x version matches).
+pub const HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2.12";
+/// The event handler export.
+pub const EVENT: &str = "floe:function/event@0.1.0";
+/// The lifecycle hooks export.
+pub const LIFECYCLE: &str = "floe:function/lifecycle@0.1.0";
+
+/// Where a component's lifecycle hooks are (each is optional).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Hooks {
+    /// `init: func() -> result<_, string>`.
+    pub init: Option<ComponentExportIndex>,
+    /// `pre-freeze: func()`.
+    pub pre_freeze: Option<ComponentExportIndex>,
+    /// `pre-stop: func()`.
+    pub pre_stop: Option<ComponentExportIndex>,
+}
+
+/// A component linked against the host, with its exports located: all that
+/// instantiating and calling it needs, computed once per deployment.
+pub struct Prepared {
+    /// The pre-instantiated component.
+    pub pre: InstancePre<InstanceState>,
+    /// Its HTTP handler.
+    pub http: Option<ProxyIndices>,
+    /// Its event handler.
+    pub event: Option<event::GuestIndices>,
+    /// Its hooks.
+    pub hooks: Hooks,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("http", &self.http.is_some())
+            .field("event", &self.event.is_some())
+            .field("hooks", &self.hooks)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prepared {
+    /// What kind of function this is, as shown by the API.
+    pub fn kind(&self) -> &'static str {
+        match (self.http.is_some(), self.event.is_some()) {
+            (true, true) => "http+event",
+            (false, true) => "event",
+            _ => "http",
+        }
+    }
+}
+
+/// Links `component` and locates its exports.
+pub(crate) fn prepare(
+    engine: &Engine,
+    linker: &Linker<InstanceState>,
+    component: &Component,
+) -> Result<Prepared, ComponentError> {
+    // Hook signatures first: a wrong one is an error whatever else is there.
+    let hooks = hooks(component)?;
+    let pre =
+        link::instantiate_pre(engine, linker, component).map_err(ComponentError::MissingImports)?;
+    let http = match component.get_export_index(None, HTTP_HANDLER) {
+        Some(_) => Some(ProxyIndices::new(&pre).map_err(|e| {
+            ComponentError::BadExport(format!("`wasi:http/incoming-handler`: {e:#}"))
+        })?),
+        None => None,
+    };
+    let event = match component.get_export_index(None, EVENT) {
+        Some(_) => Some(
+            event::GuestIndices::new(&pre)
+                .map_err(|e| ComponentError::BadExport(format!("`{EVENT}`: {e:#}")))?,
+        ),
+        None => None,
+    };
+    if http.is_none() && event.is_none() {
+        return Err(ComponentError::MissingExport);
+    }
+    Ok(Prepared {
+        pre,
+        http,
+        event,
+        hooks,
+    })
+}
+
+fn hooks(component: &Component) -> Result<Hooks, ComponentError> {
+    let Some((_, lifecycle)) = component.get_export(None, LIFECYCLE) else {
+        return Ok(Hooks::default());
+    };
+    let find = |name: &str, check: fn(&ComponentFunc) -> bool, wanted: &str| match component
+        .get_export(Some(&lifecycle), name)
+    {
+        None => Ok(None),
+        Some((ComponentItem::ComponentFunc(ty), index)) if check(&ty) => Ok(Some(index)),
+        Some(_) => Err(ComponentError::BadExport(format!(
+            "`{LIFECYCLE}` exports `{name}`, but not as `{wanted}`"
+        ))),
+    };
+    Ok(Hooks {
+        init: find("init", is_init, "func() -> result<_, string>")?,
+        pre_freeze: find("pre-freeze", is_unit, "func()")?,
+        pre_stop: find("pre-stop", is_unit, "func()")?,
+    })
+}
+
+fn is_unit(ty: &ComponentFunc) -> bool {
+    ty.params().len() == 0 && ty.results().len() == 0
+}
+
+fn is_init(ty: &ComponentFunc) -> bool {
+    let results: Vec<Type> = ty.results().collect();
+    ty.params().len() == 0
+        && matches!(results.as_slice(), [Type::Result(r)] if r.ok().is_none() && matches!(r.err(), Some(Type::String)))
+}
