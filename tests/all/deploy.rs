@@ -290,16 +290,36 @@ async fn uploads_over_the_limit_are_refused_before_and_while_reading() -> Result
     assert!(head.starts_with("HTTP/1.1 413"), "{head}");
 
     // Chunked (no Content-Length): refused once the count passes the limit.
-    let chunks = futures::stream::iter((0..64).map(|_| {
-        Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(vec![0u8; 4096])))
-    }));
-    let request = Request::put(server.control_url("/v1/functions/big"))
-        .header("authorization", format!("Bearer {}", server.token))
-        .body(http_body_util::StreamBody::new(chunks))?;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http();
-    let response = client.request(request).await?;
-    assert_eq!(response.status(), 413);
+    // The answer is read while the upload is still being written: the server
+    // closes the connection after it, and a reset could swallow it.
+    let mut conn = std::net::TcpStream::connect(server.control)?;
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(
+        conn,
+        "PUT /v1/functions/big HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ntransfer-encoding: chunked\r\n\r\n",
+        server.token
+    )?;
+    let mut reader = conn.try_clone()?;
+    let answer = std::thread::spawn(move || {
+        let mut head = [0u8; 64];
+        let n = reader.read(&mut head).unwrap_or(0);
+        String::from_utf8_lossy(&head[..n]).into_owned()
+    });
+    let chunk = vec![b'x'; 4096];
+    for _ in 0..64 {
+        // Writes fail once the server has answered and hung up.
+        if write!(conn, "{:x}\r\n", chunk.len()).is_err()
+            || conn.write_all(&chunk).is_err()
+            || conn.write_all(b"\r\n").is_err()
+        {
+            break;
+        }
+    }
+    let _ = conn.write_all(b"0\r\n\r\n");
+    let head = answer
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader thread panicked"))?;
+    assert!(head.starts_with("HTTP/1.1 413"), "{head:?}");
 
     // A component under the limit is fine.
     let small = wat::parse_str("(component)")?;

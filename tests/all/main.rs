@@ -15,6 +15,8 @@ mod cli;
 mod deploy;
 mod durability;
 mod embed;
+mod event;
 mod invoke;
+mod lifecycle;
 mod limits;
 mod observe;

@@ -21,6 +21,43 @@
 //! floe deploy hello target/wasm32-wasip2/release/hello.wasm
 //! ```
 //!
+//! ## Event functions
+//!
+//! An event function takes bytes and returns bytes; floe never decodes them:
+//!
+//! ```ignore
+//! use floe_sdk::event::{Context, Error};
+//!
+//! floe_sdk::event_function!(handle);
+//!
+//! async fn handle(context: Context, payload: Vec<u8>) -> Result<Vec<u8>, Error> {
+//!     if payload.is_empty() {
+//!         return Err(Error::invalid_input("empty payload"));
+//!     }
+//!     Ok(payload.iter().rev().copied().collect())
+//! }
+//! ```
+//!
+//! It answers `POST /{name}` on the data plane and `POST
+//! /v1/functions/{name}/invoke` on the control plane.
+//!
+//! ## Lifecycle hooks
+//!
+//! ```ignore
+//! floe_sdk::lifecycle! {
+//!     init: setup,            // fn() -> Result<(), impl Display>
+//!     pre_freeze: flush,      // fn()
+//!     pre_stop: goodbye,      // fn()
+//! }
+//! ```
+//!
+//! Every hook is optional; the ones left out are not called at all. `init`
+//! runs once: at deploy, where floe snapshots its result so that every
+//! instance starts initialized (unless it takes random bytes, or the function
+//! is deployed with `preinit=instance`: then it runs once per instance).
+//! `pre-freeze` runs when an instance has finished its requests and none
+//! waits for it; `pre-stop` runs once before an instance is stopped.
+//!
 //! ## Instance reuse
 //!
 //! floe keeps an instance alive between requests (unless the function is
@@ -41,6 +78,166 @@ pub mod http {
 pub mod time {
     pub use wstd::task::sleep;
     pub use wstd::time::*;
+}
+
+/// Event functions: what floe passes in, and how a function refuses or fails.
+pub mod event {
+    /// What floe tells an event function about one invocation.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Context {
+        /// The invocation's id.
+        pub request_id: String,
+        /// The function's name.
+        pub function: String,
+        /// The version serving the invocation.
+        pub version: u64,
+        /// When the invocation must be done, in milliseconds since the Unix
+        /// epoch.
+        pub deadline_ms: u64,
+        /// The instance's memory limit, in bytes.
+        pub memory_limit: u64,
+        /// The `Content-Type` the caller sent, if any.
+        pub content_type: Option<String>,
+    }
+
+    /// Why an event function did not produce a result.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Error {
+        /// The payload cannot be processed: the caller gets 400.
+        InvalidInput(String),
+        /// The function failed: the caller gets 500.
+        Failed(String),
+    }
+
+    impl Error {
+        /// The payload cannot be processed.
+        pub fn invalid_input(message: impl Into<String>) -> Self {
+            Self::InvalidInput(message.into())
+        }
+
+        /// The function failed.
+        pub fn failed(message: impl Into<String>) -> Self {
+            Self::Failed(message.into())
+        }
+    }
+}
+
+/// Turns an `async fn(Context, Vec<u8>) -> Result<Vec<u8>, Error>` into the
+/// component's `floe:function/event` export. See [`event`].
+#[macro_export]
+macro_rules! event_function {
+    ($handler:path) => {
+        struct __FloeEventFunction;
+
+        impl $crate::__bindings::event::exports::floe::function::event::Guest for __FloeEventFunction {
+            fn handle(
+                context: $crate::__bindings::event::exports::floe::function::event::Context,
+                payload: ::std::vec::Vec<u8>,
+            ) -> ::std::result::Result<
+                ::std::vec::Vec<u8>,
+                $crate::__bindings::event::exports::floe::function::event::Error,
+            > {
+                $crate::__internal::handle_event(context, payload, $handler)
+            }
+        }
+
+        $crate::__bindings::event::export!(
+            __FloeEventFunction with_types_in $crate::__bindings::event
+        );
+    };
+}
+
+/// Exports `floe:function/lifecycle` with the hooks given; those left out are
+/// never called (floe reads which ones there are from the component).
+///
+/// ```ignore
+/// floe_sdk::lifecycle! { init: setup, pre_stop: flush }
+/// ```
+#[macro_export]
+macro_rules! lifecycle {
+    ($($hook:ident : $f:path),* $(,)?) => {
+        $( $crate::__floe_known_hook!($hook); )*
+
+        struct __FloeLifecycle;
+
+        impl $crate::__bindings::lifecycle::exports::floe::function::lifecycle::Guest for __FloeLifecycle {
+            fn init() -> ::std::result::Result<(), ::std::string::String> {
+                $crate::__floe_hook!(init, ::std::result::Result::Ok(()); $($hook : $f),*)
+            }
+
+            fn pre_freeze() {
+                $crate::__floe_hook!(pre_freeze, {}; $($hook : $f),*)
+            }
+
+            fn pre_stop() {
+                $crate::__floe_hook!(pre_stop, {}; $($hook : $f),*)
+            }
+        }
+
+        $crate::__bindings::lifecycle::export!(
+            __FloeLifecycle with_types_in $crate::__bindings::lifecycle
+        );
+
+        // Which hooks are real: floe calls only these.
+        const _: () = {
+            const HOOKS: &str = concat!($(stringify!($hook), " "),*);
+            #[used]
+            #[unsafe(link_section = "floe:hooks")]
+            static HOOK_LIST: [u8; HOOKS.len()] = $crate::__internal::bytes(HOOKS);
+        };
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __floe_known_hook {
+    (init) => {};
+    (pre_freeze) => {};
+    (pre_stop) => {};
+    ($other:ident) => {
+        compile_error!(concat!(
+            "unknown lifecycle hook `",
+            stringify!($other),
+            "` (the hooks are init, pre_freeze and pre_stop)"
+        ));
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __floe_hook {
+    ($want:ident, $default:expr;) => { $default };
+    (init, $default:expr; init : $f:path $(, $k:ident : $g:path)*) => {
+        $crate::__internal::init_result($f())
+    };
+    (pre_freeze, $default:expr; pre_freeze : $f:path $(, $k:ident : $g:path)*) => { $f() };
+    (pre_stop, $default:expr; pre_stop : $f:path $(, $k:ident : $g:path)*) => { $f() };
+    ($want:ident, $default:expr; $k0:ident : $f0:path $(, $k:ident : $g:path)*) => {
+        $crate::__floe_hook!($want, $default; $($k : $g),*)
+    };
+}
+
+#[doc(hidden)]
+pub mod __bindings {
+    /// Bindings of `floe:function/event`.
+    pub mod event {
+        wit_bindgen::generate!({
+            path: "../../wit",
+            world: "floe:function/event-exports",
+            pub_export_macro: true,
+            default_bindings_module: "floe_sdk::__bindings::event",
+        });
+    }
+
+    /// Bindings of `floe:function/lifecycle`.
+    pub mod lifecycle {
+        wit_bindgen::generate!({
+            path: "../../wit",
+            world: "floe:function/lifecycle-exports",
+            pub_export_macro: true,
+            default_bindings_module: "floe_sdk::__bindings::lifecycle",
+        });
+    }
 }
 
 /// Turns an `async fn(Request<Body>) -> Result<Response<B>>` into the
@@ -79,6 +276,49 @@ macro_rules! http_function {
 #[doc(hidden)]
 pub mod __internal {
     pub use wstd::__internal::wasip2;
+
+    use crate::__bindings::event::exports::floe::function::event as wit;
+
+    /// A string's bytes as an array (for the `floe:hooks` section).
+    pub const fn bytes<const N: usize>(s: &str) -> [u8; N] {
+        let src = s.as_bytes();
+        let mut out = [0u8; N];
+        let mut i = 0;
+        while i < N {
+            out[i] = src[i];
+            i += 1;
+        }
+        out
+    }
+
+    /// `init`'s result, with any displayable error as the message.
+    pub fn init_result<E: std::fmt::Display>(result: Result<(), E>) -> Result<(), String> {
+        result.map_err(|e| e.to_string())
+    }
+
+    /// Runs an event handler on wstd's executor.
+    pub fn handle_event<F, Fut>(
+        context: wit::Context,
+        payload: Vec<u8>,
+        handler: F,
+    ) -> Result<Vec<u8>, wit::Error>
+    where
+        F: FnOnce(crate::event::Context, Vec<u8>) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<u8>, crate::event::Error>>,
+    {
+        let context = crate::event::Context {
+            request_id: context.request_id,
+            function: context.function,
+            version: context.version,
+            deadline_ms: context.deadline_ms,
+            memory_limit: context.memory_limit,
+            content_type: context.content_type,
+        };
+        wstd::runtime::block_on(handler(context, payload)).map_err(|e| match e {
+            crate::event::Error::InvalidInput(m) => wit::Error::InvalidInput(m),
+            crate::event::Error::Failed(m) => wit::Error::Failed(m),
+        })
+    }
 
     use std::future::Future;
     use wasip2::http::types::{IncomingRequest, ResponseOutparam};

@@ -31,6 +31,47 @@ pub struct Hooks {
     pub pre_stop: Option<ComponentExportIndex>,
 }
 
+/// The custom section in which floe's SDKs list the hooks a function really
+/// implements (names separated by whitespace: `init pre_freeze pre_stop`).
+/// An SDK exports the whole `lifecycle` interface with no-ops for the hooks
+/// left out; floe skips those instead of calling a no-op each time.
+pub const HOOKS_SECTION: &str = "floe:hooks";
+
+/// The hooks listed in `floe:hooks` sections of `wasm` (in the component or
+/// any core module in it); `None` when there is no such section.
+pub fn declared_hooks(wasm: &[u8]) -> Option<Vec<String>> {
+    let mut found: Option<Vec<String>> = None;
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        let Ok(payload) = payload else { break };
+        if let wasmparser::Payload::CustomSection(reader) = payload
+            && reader.name() == HOOKS_SECTION
+        {
+            let text = String::from_utf8_lossy(reader.data()).into_owned();
+            found
+                .get_or_insert_with(Vec::new)
+                .extend(text.split_whitespace().map(|h| h.replace('_', "-")));
+        }
+    }
+    found
+}
+
+impl Hooks {
+    /// Forgets the hooks a `floe:hooks` list leaves out (none, without a list).
+    pub fn restrict(&mut self, declared: Option<&[String]>) {
+        let Some(declared) = declared else { return };
+        let has = |name: &str| declared.iter().any(|d| d == name);
+        if !has("init") {
+            self.init = None;
+        }
+        if !has("pre-freeze") {
+            self.pre_freeze = None;
+        }
+        if !has("pre-stop") {
+            self.pre_stop = None;
+        }
+    }
+}
+
 /// A component linked against the host, with its exports located: all that
 /// instantiating and calling it needs, computed once per deployment.
 pub struct Prepared {

@@ -12,7 +12,7 @@ mod exports;
 mod link;
 
 pub use epoch::EpochThread;
-pub use exports::{EVENT, HTTP_HANDLER, Hooks, LIFECYCLE, Prepared};
+pub use exports::{EVENT, HOOKS_SECTION, HTTP_HANDLER, Hooks, LIFECYCLE, Prepared, declared_hooks};
 pub use link::MissingImport;
 
 use crate::config::{Allocator, Config};

@@ -306,6 +306,10 @@ impl Pool {
     pub async fn acquire(self: &Arc<Self>, deadline: Instant) -> Result<Lease, InvokeError> {
         let wait_until = deadline.min(after(Instant::now(), self.settings.queue_timeout.0));
         loop {
+            // A slow start (one that runs `init`) is announced as arriving
+            // in the same step as the decision to make it, so that a request
+            // right behind this one waits for it rather than starting another.
+            let announce = self.runnable.init_per_instance;
             let claim = {
                 let mut state = lock(&self.state);
                 if let Some(instance) = state.idle.pop() {
@@ -316,13 +320,21 @@ impl Pool {
                 let claim = state.arriving > state.claims;
                 if claim {
                     state.claims += 1;
+                } else if announce {
+                    state.arriving += 1;
                 }
                 claim
             };
-            // Never under the state lock: the budget may stop another pool's
-            // instance to make room, which takes that pool's lock.
-            if !claim && let Some(permits) = self.try_permits() {
-                return self.start(permits, deadline).await;
+            if !claim {
+                // Never under the state lock: the budget may stop another
+                // pool's instance to make room, which takes that pool's lock.
+                if let Some(permits) = self.try_permits() {
+                    return self.start(permits, deadline, announce).await;
+                }
+                if announce {
+                    lock(&self.state).arriving -= 1;
+                    self.arrival_failed.notify_waiters();
+                }
             }
             let failed = self.arrival_failed.notified();
             tokio::pin!(failed);
@@ -365,12 +377,14 @@ impl Pool {
             }
             match woken {
                 Woken::Instance(Some(instance)) => return Ok(Lease::new(instance, self.clone())),
-                Woken::Permits(Some(permits)) => return self.start(permits, deadline).await,
+                Woken::Permits(Some(permits)) => {
+                    return self.start(permits, deadline, false).await;
+                }
                 Woken::Retry => continue,
                 // A claim that waited out the queue timeout stops counting on
                 // the instance and starts one of its own, if there is room.
                 Woken::Timeout if claim => match self.try_permits() {
-                    Some(permits) => return self.start(permits, deadline).await,
+                    Some(permits) => return self.start(permits, deadline, false).await,
                     None => return Err(self.overloaded("queue timeout")),
                 },
                 Woken::Timeout => return Err(self.overloaded("queue timeout")),
@@ -407,16 +421,14 @@ impl Pool {
         })
     }
 
+    /// Starts an instance for a request. `announced`: the start was counted
+    /// as arriving (claimants may be waiting for it).
     async fn start(
         self: &Arc<Self>,
         permits: Permits,
         deadline: Instant,
+        announced: bool,
     ) -> Result<Lease, InvokeError> {
-        // Only a slow start (one that runs `init`) is worth waiting for.
-        let announced = self.runnable.init_per_instance;
-        if announced {
-            lock(&self.state).arriving += 1;
-        }
         let started = Instance::start(self, permits, deadline).await;
         if announced {
             lock(&self.state).arriving -= 1;

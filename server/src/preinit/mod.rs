@@ -79,6 +79,7 @@ pub async fn initialize(
     bytes: &Bytes,
     prepared: Prepared,
     settings: &FunctionSettings,
+    declared_hooks: Option<&[String]>,
 ) -> Result<Initialized, ComponentError> {
     if prepared.hooks.init.is_none() {
         return Ok(Initialized {
@@ -97,7 +98,8 @@ pub async fn initialize(
                     init_ms: snapshot.1,
                     reason: None,
                 };
-                let prepared = engine.prepare(&snapshot.0.component)?;
+                let mut prepared = engine.prepare(&snapshot.0.component)?;
+                prepared.hooks.restrict(declared_hooks);
                 return Ok(Initialized {
                     runnable: runnable(&record, prepared),
                     snapshot: Some(snapshot.0),

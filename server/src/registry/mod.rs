@@ -248,7 +248,8 @@ impl Registry {
                 reason: format!("active version {} is not in its record", record.active),
             })?;
         let (component, _) = self.component(version.serving()).await?;
-        let prepared = self.engine.prepare(&component)?;
+        let mut prepared = self.engine.prepare(&component)?;
+        prepared.hooks.restrict(version.declared_hooks.as_deref());
         let runnable = Arc::new(preinit::runnable(&version.preinit, prepared));
         let mut settings = record.settings.clone();
         for change in settings.clamp_to(&self.config.limits) {
@@ -474,7 +475,9 @@ impl Registry {
                 (compiled.component, Some(compiled.artifact), ms)
             }
         };
-        let prepared = self.engine.prepare(&component)?;
+        let mut prepared = self.engine.prepare(&component)?;
+        let declared_hooks = crate::engine::declared_hooks(&bytes);
+        prepared.hooks.restrict(declared_hooks.as_deref());
 
         let mut record = record.unwrap_or_else(|| FunctionRecord {
             name: name.to_string(),
@@ -491,6 +494,7 @@ impl Registry {
             &bytes,
             prepared,
             &new_settings,
+            declared_hooks.as_deref(),
         )
         .await?;
         record.next_version += 1;
@@ -503,6 +507,7 @@ impl Registry {
             created_at_ms: now_ms(),
             compile_ms,
             preinit: initialized.record,
+            declared_hooks,
         };
         record.versions.push(version_record.clone());
         let pruned = prune_versions(&mut record, self.config.limits.max_versions as usize);
@@ -616,7 +621,8 @@ impl Registry {
             which: version.map_or_else(|| format!("before {}", record.active), |v| v.to_string()),
         })?;
         let (component, _) = self.component(target.serving()).await?;
-        let prepared = self.engine.prepare(&component)?;
+        let mut prepared = self.engine.prepare(&component)?;
+        prepared.hooks.restrict(target.declared_hooks.as_deref());
         let runnable = Arc::new(preinit::runnable(&target.preinit, prepared));
         record.active = target.version;
         self.persist(&record).await?;
@@ -690,7 +696,8 @@ impl Registry {
                 },
             )?);
             let (component, _) = self.component(digest).await?;
-            let prepared = self.engine.prepare(&component)?;
+            let mut prepared = self.engine.prepare(&component)?;
+            prepared.hooks.restrict(active.declared_hooks.as_deref());
             let initialized = preinit::initialize(
                 &self.engine,
                 name.as_arc(),
@@ -698,6 +705,7 @@ impl Registry {
                 &bytes,
                 prepared,
                 &settings,
+                active.declared_hooks.as_deref(),
             )
             .await?;
             if let Some(v) = record
@@ -982,6 +990,7 @@ mod tests {
                     created_at_ms: 0,
                     compile_ms: 0,
                     preinit: Default::default(),
+                    declared_hooks: None,
                 })
                 .collect(),
         }

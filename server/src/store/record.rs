@@ -21,6 +21,10 @@ pub struct VersionRecord {
     /// How its instances are initialized (and the snapshot that serves).
     #[serde(default)]
     pub preinit: PreinitRecord,
+    /// The hooks the component says it implements (its `floe:hooks`
+    /// section); `None`: every exported hook is called.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declared_hooks: Option<Vec<String>>,
 }
 
 impl VersionRecord {
