@@ -65,6 +65,9 @@ enum Scenario {
     Http,
     /// Deploy time (upload -> 201) and first-response latency.
     Deploy,
+    /// The ~200 ms-init example: snapshot vs per-instance init vs wasmtime
+    /// serve, first response after deploy and fresh-instance requests.
+    Init,
     /// Everything.
     All,
 }
@@ -108,6 +111,7 @@ struct Results {
     runs: usize,
     http: Vec<Sample>,
     deploy: Vec<DeploySample>,
+    init: Vec<InitSample>,
 }
 
 fn main() -> Result<()> {
@@ -131,6 +135,10 @@ fn main() -> Result<()> {
     if matches!(cli.scenario, Scenario::Deploy | Scenario::All) {
         results.deploy = deploy(&cli, &tools)?;
         print_deploy(&results.deploy);
+    }
+    if matches!(cli.scenario, Scenario::Init | Scenario::All) {
+        results.init = init(&cli, &tools)?;
+        print_init(&results.init);
     }
     let out = cli.out.clone().unwrap_or_else(|| {
         tools.root.join("target/bench-results").join(format!(
@@ -166,7 +174,7 @@ fn floe_command(tools: &Tools, data_dir: &Path) -> Command {
     cmd
 }
 
-fn wasmtime_command(tools: &Tools, reuse: bool) -> Result<Command> {
+fn wasmtime_command(tools: &Tools, reuse: bool, component: &Path) -> Result<Command> {
     let bin = tools
         .wasmtime
         .as_ref()
@@ -176,7 +184,7 @@ fn wasmtime_command(tools: &Tools, reuse: bool) -> Result<Command> {
     if reuse {
         cmd.args(["--max-instance-reuse-count", "1000"]);
     }
-    cmd.arg(&tools.hello);
+    cmd.arg(component);
     Ok(cmd)
 }
 
@@ -193,8 +201,8 @@ fn start(subject: Subject, tools: &Tools, round: usize) -> Result<(Spawned, Stri
             }
             (cmd, "/hello/")
         }
-        Subject::WasmtimeServe => (wasmtime_command(tools, false)?, "/"),
-        Subject::WasmtimeServeReuse => (wasmtime_command(tools, true)?, "/"),
+        Subject::WasmtimeServe => (wasmtime_command(tools, false, &tools.hello)?, "/"),
+        Subject::WasmtimeServeReuse => (wasmtime_command(tools, true, &tools.hello)?, "/"),
         Subject::Hyper => {
             let mut cmd = Command::new(&tools.hyper);
             cmd.arg("127.0.0.1:0");
@@ -436,6 +444,195 @@ fn print_deploy(samples: &[DeploySample]) {
             "  wasmtime serve start -> first response (cache off):   {:>8.2} ms",
             median(&peer)
         );
+    }
+}
+
+/// One way of running the init example.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+enum InitSubject {
+    FloeSnapshot,
+    FloeInstance,
+    WasmtimeServe,
+}
+
+impl InitSubject {
+    fn label(self) -> &'static str {
+        match self {
+            InitSubject::FloeSnapshot => "floe, preinit=snapshot",
+            InitSubject::FloeInstance => "floe, preinit=instance",
+            InitSubject::WasmtimeServe => "wasmtime serve (init on first use)",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct InitSample {
+    subject: InitSubject,
+    /// The first request once the function is deployed (floe: after the
+    /// 201; wasmtime serve: once it listens).
+    first_response_ms: f64,
+    /// Each of these requests needs a fresh instance.
+    fresh_instance_ms: Vec<f64>,
+    /// floe's own mean instance start time (from /metrics), microseconds.
+    instance_start_us: Option<f64>,
+}
+
+/// Requests that each need a fresh instance, per subject and round.
+const FRESH_REQUESTS: usize = 40;
+const FRESH_REQUESTS_SLOW: usize = 8;
+
+fn init(cli: &Cli, tools: &Tools) -> Result<Vec<InitSample>> {
+    let component = bytes::Bytes::from(std::fs::read(&tools.init_table)?);
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut samples = Vec::new();
+    let mut subjects = vec![InitSubject::FloeSnapshot, InitSubject::FloeInstance];
+    if tools.wasmtime.is_some() {
+        subjects.push(InitSubject::WasmtimeServe);
+    }
+    for round in 0..cli.runs {
+        for &subject in &subjects {
+            eprintln_status(&format!("init round {}: {}", round + 1, subject.label()));
+            samples.push(match subject {
+                InitSubject::WasmtimeServe => {
+                    let server =
+                        Spawned::start(wasmtime_command(tools, false, &tools.init_table)?)?;
+                    let url = format!("{}/stats", server.base);
+                    let t = Instant::now();
+                    let (status, _) = http_get(&url)?;
+                    if status != 200 {
+                        bail!("wasmtime serve answered {status}");
+                    }
+                    let first = t.elapsed();
+                    let fresh = timed_gets(&url, FRESH_REQUESTS_SLOW)?;
+                    InitSample {
+                        subject,
+                        first_response_ms: ms(first),
+                        fresh_instance_ms: fresh,
+                        instance_start_us: None,
+                    }
+                }
+                _ => {
+                    let dir = bench_dir(tools, &format!("init-{round}-{subject:?}"))?;
+                    let server = Spawned::start(floe_command(tools, &dir))?;
+                    let control = std::fs::read_to_string(dir.join("control.url"))?;
+                    let token = std::fs::read_to_string(dir.join("token"))?;
+                    let client = ControlClient::new(control.trim(), token.trim());
+                    let mut settings = vec![];
+                    if subject == InitSubject::FloeInstance {
+                        settings.push(("preinit".to_owned(), "instance".to_owned()));
+                    }
+                    let (status, _) =
+                        runtime.block_on(client.deploy("table", component.clone(), &settings))?;
+                    if status != 201 {
+                        bail!("deploy answered {status}");
+                    }
+                    let url = format!("{}/table/stats", server.base);
+                    let t = Instant::now();
+                    http_get(&url)?;
+                    let first = t.elapsed();
+                    runtime.block_on(
+                        client.configure("table", &[("reuse".to_owned(), "false".to_owned())]),
+                    )?;
+                    let n = if subject == InitSubject::FloeSnapshot {
+                        FRESH_REQUESTS
+                    } else {
+                        FRESH_REQUESTS_SLOW
+                    };
+                    let fresh = timed_gets(&url, n)?;
+                    let (_, metrics) = http_get(&format!("{}/metrics", control.trim()))?;
+                    InitSample {
+                        subject,
+                        first_response_ms: ms(first),
+                        fresh_instance_ms: fresh,
+                        instance_start_us: mean_seconds(&metrics, "floe_instance_start_seconds")
+                            .map(|s| s * 1e6),
+                    }
+                }
+            });
+        }
+    }
+    Ok(samples)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn timed_gets(url: &str, n: usize) -> Result<Vec<f64>> {
+    (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            let (status, body) = http_get(url)?;
+            if status != 200 {
+                bail!("{url} answered {status}: {body}");
+            }
+            Ok(ms(t.elapsed()))
+        })
+        .collect()
+}
+
+/// `sum / count` of a histogram in Prometheus text (over all its labels).
+fn mean_seconds(metrics: &str, name: &str) -> Option<f64> {
+    let total = |suffix: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{suffix}")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let count = total("_count");
+    (count > 0.0).then(|| total("_sum") / count)
+}
+
+fn print_init(samples: &[InitSample]) {
+    println!("\ninit example (init does ~200 ms of work), medians over rounds");
+    println!(
+        "{:<36} {:>18} {:>22} {:>20}",
+        "server", "first response ms", "fresh-instance req ms", "instance start us"
+    );
+    let mut medians = Vec::new();
+    for subject in [
+        InitSubject::FloeSnapshot,
+        InitSubject::FloeInstance,
+        InitSubject::WasmtimeServe,
+    ] {
+        let of: Vec<&InitSample> = samples.iter().filter(|s| s.subject == subject).collect();
+        if of.is_empty() {
+            continue;
+        }
+        let first = median(&of.iter().map(|s| s.first_response_ms).collect::<Vec<_>>());
+        let fresh = median(
+            &of.iter()
+                .flat_map(|s| s.fresh_instance_ms.iter().copied())
+                .collect::<Vec<_>>(),
+        );
+        let start: Vec<f64> = of.iter().filter_map(|s| s.instance_start_us).collect();
+        let start = if start.is_empty() {
+            "-".to_owned()
+        } else {
+            format!("{:.1}", median(&start))
+        };
+        println!(
+            "{:<36} {:>18.2} {:>22.2} {:>20}",
+            subject.label(),
+            first,
+            fresh,
+            start
+        );
+        medians.push((subject, first, fresh));
+    }
+    let get = |s: InitSubject| medians.iter().find(|m| m.0 == s).map(|m| (m.1, m.2));
+    if let Some((first, fresh)) = get(InitSubject::FloeSnapshot) {
+        for peer in [InitSubject::FloeInstance, InitSubject::WasmtimeServe] {
+            if let Some((pf, pr)) = get(peer) {
+                println!(
+                    "snapshot vs {}: first response {:.0}x faster, fresh-instance request {:.0}x faster",
+                    peer.label(),
+                    pf / first,
+                    pr / fresh
+                );
+            }
+        }
     }
 }
 

@@ -19,6 +19,8 @@ pub(crate) struct Tools {
     pub(crate) hyper: PathBuf,
     /// The Rust hello component.
     pub(crate) hello: PathBuf,
+    /// The init-heavy example (~200 ms of `init`).
+    pub(crate) init_table: PathBuf,
     /// `wasmtime` 48, if it is to be measured.
     pub(crate) wasmtime: Option<PathBuf>,
 }
@@ -61,7 +63,7 @@ pub(crate) fn prepare(with_wasmtime: bool) -> Result<Tools> {
         "--bin",
         "hyper-hello",
     ]))?;
-    eprintln_status("building the hello component (wasm32-wasip2)");
+    eprintln_status("building the example components (wasm32-wasip2)");
     run(Command::new(&cargo)
         .current_dir(root.join("functions-examples/rust"))
         .args([
@@ -87,6 +89,7 @@ pub(crate) fn prepare(with_wasmtime: bool) -> Result<Tools> {
         floe: target.join("release/floe"),
         hyper: target.join("release/hyper-hello"),
         hello: target.join("wasm-examples/wasm32-wasip2/release/hello.wasm"),
+        init_table: target.join("wasm-examples/wasm32-wasip2/release/init_table.wasm"),
         wasmtime,
         root,
     })

@@ -24,6 +24,7 @@ pub struct FunctionMetrics {
     errors: [AtomicU64; ErrorCode::ALL.len()],
     duration: Histogram,
     hooks: [HookMetrics; 3],
+    instance_start: Histogram,
 }
 
 /// Calls of one lifecycle hook.
@@ -62,6 +63,12 @@ impl FunctionMetrics {
                 h.failures.fetch_add(1, Relaxed);
             }
         }
+    }
+
+    /// Records how long starting an instance took (instantiation, and `init`
+    /// when it runs per instance).
+    pub fn record_instance_start(&self, took: Duration) {
+        self.instance_start.observe(took);
     }
 
     /// Calls of `hook` so far.
@@ -228,6 +235,17 @@ impl Metrics {
                         &format!("function=\"{name}\",hook=\"{}\"", hook.name()),
                     );
                 }
+            }
+        }
+        out.push_str("# HELP floe_instance_start_seconds Time to start an instance (and run init per instance).\n");
+        out.push_str("# TYPE floe_instance_start_seconds histogram\n");
+        for (name, m) in &functions {
+            if m.instance_start.count() > 0 {
+                m.instance_start.render(
+                    &mut out,
+                    "floe_instance_start_seconds",
+                    &format!("function=\"{name}\""),
+                );
             }
         }
         out.push_str("# HELP floe_instances Instances of a function's active version, by state.\n");

@@ -429,7 +429,11 @@ impl Pool {
         deadline: Instant,
         announced: bool,
     ) -> Result<Lease, InvokeError> {
+        let began = Instant::now();
         let started = Instance::start(self, permits, deadline).await;
+        if started.is_ok() {
+            self.metrics.record_instance_start(began.elapsed());
+        }
         if announced {
             lock(&self.state).arriving -= 1;
         }

@@ -519,13 +519,14 @@ impl Registry {
             },
         };
         self.commit(&name, record, &bytes, digest, serving).await?;
-        self.activate(
-            &name,
-            version,
-            digest,
-            Arc::new(initialized.runnable),
-            new_settings,
-        );
+        let runnable = Arc::new(initialized.runnable);
+        // The copy-on-write memory image is otherwise made by the first
+        // instantiation, on the first request's time.
+        let component = runnable.prepared.pre.component().clone();
+        if let Ok(Err(e)) = blocking(move || component.initialize_copy_on_write_image()).await {
+            tracing::warn!(function = %name, error = %format!("{e:#}"), "preparing the memory image failed");
+        }
+        self.activate(&name, version, digest, runnable, new_settings);
         if pruned {
             self.collect_garbage().await?;
         }

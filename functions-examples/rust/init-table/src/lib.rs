@@ -10,6 +10,10 @@
 //! - `GET /stats`: how long `init` took, when it ran, and how often in this
 //!   instance;
 //! - `GET /random`: a random number taken now (instances never share one).
+//!
+//! A host that does not call `init` (one that knows nothing of floe's
+//! lifecycle) gets the same answers: the tables are then built by the first
+//! request of each instance.
 
 use floe_sdk::http::{Body, Request, Response, Result};
 use std::collections::HashMap;
@@ -50,6 +54,13 @@ static TABLES: OnceLock<Tables> = OnceLock::new();
 static INIT_RUNS: AtomicU32 = AtomicU32::new(0);
 
 fn init() -> std::result::Result<(), String> {
+    let tables = build()?;
+    TABLES
+        .set(tables)
+        .map_err(|_| "init ran twice in one instance".to_string())
+}
+
+fn build() -> std::result::Result<Tables, String> {
     let start = Instant::now();
     let mut composite = BitSet::new(PRIME_LIMIT);
     composite.set(0);
@@ -81,7 +92,8 @@ fn init() -> std::result::Result<(), String> {
     if words.is_empty() {
         return Err("the shipped text has no words".into());
     }
-    let tables = Tables {
+    INIT_RUNS.fetch_add(1, Ordering::Relaxed);
+    Ok(Tables {
         composite,
         primes,
         words,
@@ -89,12 +101,7 @@ fn init() -> std::result::Result<(), String> {
         init_at_ms: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis()),
-    };
-    TABLES
-        .set(tables)
-        .map_err(|_| "init ran twice in one instance".to_string())?;
-    INIT_RUNS.fetch_add(1, Ordering::Relaxed);
-    Ok(())
+    })
 }
 
 fn query<'a>(request: &'a Request<Body>, key: &str) -> Option<&'a str> {
@@ -106,10 +113,12 @@ fn query<'a>(request: &'a Request<Body>, key: &str) -> Option<&'a str> {
 }
 
 async fn handle(request: Request<Body>) -> Result<Response<Body>> {
-    let Some(tables) = TABLES.get() else {
-        return Ok(Response::builder()
-            .status(500)
-            .body("init has not run\n".into())?);
+    let tables = match TABLES.get() {
+        Some(tables) => tables,
+        None => {
+            let built = build().map_err(|e| anyhow_error(&e))?;
+            TABLES.get_or_init(|| built)
+        }
     };
     let answer = match request.uri().path() {
         "/prime" => {
@@ -147,4 +156,8 @@ async fn handle(request: Request<Body>) -> Result<Response<Body>> {
         ),
     };
     Ok(Response::new(answer.into()))
+}
+
+fn anyhow_error(message: &str) -> floe_sdk::http::Error {
+    floe_sdk::http::Error::msg(message.to_owned())
 }
