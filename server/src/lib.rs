@@ -42,9 +42,10 @@ pub mod metrics;
 pub mod pool;
 pub mod preinit;
 pub mod registry;
+pub mod scaling;
 mod server;
 pub mod status;
 pub mod store;
 
 pub use config::Config;
-pub use server::{Floe, Listening, REAP_INTERVAL, StartError};
+pub use server::{Floe, Listening, StartError};

@@ -1,6 +1,7 @@
 //! Per-function settings: what each function may use, with defaults from the
 //! `[functions]` section and ceilings from `[limits]`.
 
+use super::reserve::Reserve;
 use super::units::{ByteSize, HumanDuration};
 use super::{LimitsConfig, defaults};
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,15 @@ pub struct FunctionSettings {
     pub timeout: HumanDuration,
     /// Instances of this function alive at once (busy and idle).
     pub max_instances: u32,
+    /// Instances kept warm at all times (the `fixed` reservation); 0 lets
+    /// the function scale to zero.
+    pub min_instances: u32,
+    /// Requests one instance serves at once. WASI 0.2 components serve one
+    /// request at a time, so this is 1.
+    pub instance_concurrency: u32,
+    /// Reservation policies beyond `min_instances`: scheduled windows and a
+    /// utilization target (see [`Reserve`]).
+    pub reserve: Reserve,
     /// Requests one instance serves before it is retired; 0 means no limit.
     pub max_requests_per_instance: u64,
     /// How long an idle instance is kept before it is stopped.
@@ -91,6 +101,9 @@ impl Default for FunctionSettings {
             memory: defaults::MEMORY,
             timeout: HumanDuration(defaults::TIMEOUT),
             max_instances: defaults::MAX_INSTANCES,
+            min_instances: 0,
+            instance_concurrency: 1,
+            reserve: Reserve::default(),
             max_requests_per_instance: 0,
             idle_ttl: HumanDuration(defaults::IDLE_TTL),
             reuse: true,
@@ -127,7 +140,8 @@ pub enum SettingsError {
     },
 }
 
-const KNOWN: &str = "memory, timeout, max_instances, max_requests_per_instance, idle_ttl, \
+const KNOWN: &str = "memory, timeout, max_instances, min_instances, instance_concurrency, reserve, \
+                     max_requests_per_instance, idle_ttl, \
                      reuse, queue_timeout, max_queue, max_request_body, max_response_body, \
                      preinit, init_timeout, hook_timeout";
 
@@ -152,6 +166,9 @@ impl FunctionSettings {
             "memory" => self.memory = parse(key, value)?,
             "timeout" => self.timeout = parse(key, value)?,
             "max_instances" => self.max_instances = parse(key, value)?,
+            "min_instances" => self.min_instances = parse(key, value)?,
+            "instance_concurrency" => self.instance_concurrency = parse(key, value)?,
+            "reserve" => self.reserve = parse(key, value)?,
             "max_requests_per_instance" => self.max_requests_per_instance = parse(key, value)?,
             "idle_ttl" => self.idle_ttl = parse(key, value)?,
             "reuse" => self.reuse = parse(key, value)?,
@@ -206,6 +223,28 @@ impl FunctionSettings {
                     self.max_instances, limits.max_instances_total
                 ),
             );
+        }
+        if self.min_instances > self.max_instances {
+            return invalid(
+                "min_instances",
+                format!(
+                    "{} is more than max_instances ({})",
+                    self.min_instances, self.max_instances
+                ),
+            );
+        }
+        if self.instance_concurrency != 1 {
+            return invalid(
+                "instance_concurrency",
+                format!(
+                    "{} is not supported: WASI 0.2 components (every kind floe runs) serve \
+                     one request at a time per instance, so it must be 1",
+                    self.instance_concurrency
+                ),
+            );
+        }
+        if let Err(reason) = self.reserve.validate(self.max_instances) {
+            return invalid("reserve", reason);
         }
         for (key, value) in [
             ("init_timeout", self.init_timeout),
@@ -296,6 +335,18 @@ impl FunctionSettings {
                 to.to_string(),
             );
             self.max_instances = to;
+        }
+        if self.min_instances > self.max_instances {
+            clamp(
+                "min_instances",
+                self.min_instances.to_string(),
+                self.max_instances.to_string(),
+            );
+            self.min_instances = self.max_instances;
+        }
+        if let Err(reason) = self.reserve.validate(self.max_instances) {
+            clamp("reserve", reason, "no reservation".to_owned());
+            self.reserve = Reserve::default();
         }
         for (key, value) in [
             ("max_request_body", &mut self.max_request_body),

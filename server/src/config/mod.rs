@@ -9,9 +9,11 @@
 
 pub mod env;
 mod function;
+mod reserve;
 mod units;
 
 pub use function::{FunctionSettings, MAX_IDLE_TTL, MIN_MEMORY, Preinit, SettingsError};
+pub use reserve::{Days, Ratio, Reserve, TimeOfDay, Utilization, Window};
 pub use units::{ByteSize, HumanDuration, UnitError};
 
 use serde::{Deserialize, Serialize};
@@ -102,6 +104,9 @@ pub mod defaults {
     pub const TABLE_KEEP_RESIDENT: ByteSize = ByteSize::kib(64);
     /// Freed slots returned to the OS per batch.
     pub const DECOMMIT_BATCH_SIZE: u32 = 1;
+
+    /// How often the autoscaler runs.
+    pub const SCALING_TICK: Duration = Duration::from_millis(100);
 }
 
 /// The whole server configuration.
@@ -116,6 +121,26 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// The wasmtime engine.
     pub engine: EngineConfig,
+    /// The autoscaler.
+    pub scaling: ScalingConfig,
+}
+
+/// `[scaling]`: the autoscaler that keeps reserved instances warm and stops
+/// idle ones.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScalingConfig {
+    /// How often every function's target is worked out again: reservations
+    /// are met, and idle instances past `idle_ttl` stopped, within one tick.
+    pub tick: HumanDuration,
+}
+
+impl Default for ScalingConfig {
+    fn default() -> Self {
+        Self {
+            tick: HumanDuration(defaults::SCALING_TICK),
+        }
+    }
 }
 
 /// `[server]`: listeners, data directory, connection limits.
@@ -401,6 +426,10 @@ impl Config {
         }
         if self.engine.epoch_tick.0 > Duration::from_secs(1) {
             return Err(("engine.epoch_tick", "must be at most 1s".into()));
+        }
+        let tick = self.scaling.tick.0;
+        if tick < Duration::from_millis(10) || tick > Duration::from_secs(60) {
+            return Err(("scaling.tick", "must be between 10ms and 60s".into()));
         }
         if self.engine.decommit_batch_size == 0 {
             return Err(("engine.decommit_batch_size", "must be at least 1".into()));

@@ -6,8 +6,10 @@
 //! scraped.
 
 mod histogram;
+mod meter;
 
 pub use histogram::{BUCKETS, Histogram};
+pub use meter::{Meter, MeterView};
 
 use crate::pool::{Hook, PoolCounts};
 use crate::status::ErrorCode;
@@ -25,6 +27,8 @@ pub struct FunctionMetrics {
     duration: Histogram,
     hooks: [HookMetrics; 3],
     instance_start: Histogram,
+    /// Invocations, busy, frozen and hook time, compute units.
+    pub meter: Meter,
 }
 
 /// Calls of one lifecycle hook.
@@ -96,6 +100,68 @@ pub struct ServerMetrics {
     pub unrouted: AtomicU64,
 }
 
+type MeterSeries = (&'static str, &'static str, fn(&MeterView) -> f64);
+
+/// The metered series: name suffix, help, value.
+const METER_SERIES: [MeterSeries; 5] = [
+    ("invocations_total", "Requests and events executed.", |v| {
+        v.invocations as f64
+    }),
+    (
+        "busy_seconds_total",
+        "Time executing requests and events.",
+        |v| v.busy_ms / 1e3,
+    ),
+    (
+        "frozen_seconds_total",
+        "Time instances spent parked between requests (idle or frozen).",
+        |v| v.frozen_ms / 1e3,
+    ),
+    ("hook_seconds_total", "Time in lifecycle hooks.", |v| {
+        v.hook_ms / 1e3
+    }),
+    (
+        "compute_units_total",
+        "GB of memory limit x seconds executed (requests, events, hooks), billed by the millisecond.",
+        |v| v.compute_units,
+    ),
+];
+
+/// Metering per function (`floe_*`) and per live instance
+/// (`floe_instance_*`).
+fn render_meters(
+    out: &mut String,
+    functions: &[(Arc<str>, Arc<FunctionMetrics>)],
+    pools: &[PoolGauge],
+) {
+    for (suffix, help, value) in METER_SERIES {
+        let _ = writeln!(out, "# HELP floe_{suffix} {help}");
+        let _ = writeln!(out, "# TYPE floe_{suffix} counter");
+        for (name, m) in functions {
+            let _ = writeln!(
+                out,
+                "floe_{suffix}{{function=\"{name}\"}} {}",
+                value(&m.meter.view())
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP floe_instance_{suffix} {help} Per live instance."
+        );
+        let _ = writeln!(out, "# TYPE floe_instance_{suffix} counter");
+        for p in pools {
+            for (id, view) in &p.instances {
+                let _ = writeln!(
+                    out,
+                    "floe_instance_{suffix}{{function=\"{}\",instance=\"{id}\"}} {}",
+                    p.function,
+                    value(view)
+                );
+            }
+        }
+    }
+}
+
 /// All metrics of a server.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -113,6 +179,12 @@ pub struct PoolGauge {
     pub version: u64,
     /// Its instances.
     pub counts: PoolCounts,
+    /// Its instances by state.
+    pub states: std::collections::BTreeMap<&'static str, u32>,
+    /// The autoscaler's target.
+    pub target: u32,
+    /// Each live instance's metering, by instance id.
+    pub instances: Vec<(u64, MeterView)>,
 }
 
 impl Metrics {
@@ -251,7 +323,7 @@ impl Metrics {
         out.push_str("# HELP floe_instances Instances of a function's active version, by state.\n");
         out.push_str("# TYPE floe_instances gauge\n");
         for p in pools {
-            for (state, n) in [("idle", p.counts.idle), ("busy", p.counts.busy)] {
+            for (state, n) in &p.states {
                 let _ = writeln!(
                     out,
                     "floe_instances{{function=\"{}\",version=\"{}\",state=\"{state}\"}} {n}",
@@ -259,6 +331,16 @@ impl Metrics {
                 );
             }
         }
+        out.push_str("# HELP floe_scaling_target Instances the autoscaler keeps warm.\n");
+        out.push_str("# TYPE floe_scaling_target gauge\n");
+        for p in pools {
+            let _ = writeln!(
+                out,
+                "floe_scaling_target{{function=\"{}\"}} {}",
+                p.function, p.target
+            );
+        }
+        render_meters(&mut out, &functions, pools);
         out.push_str("# HELP floe_instances_started_total Instances started for a function's active version.\n");
         out.push_str("# TYPE floe_instances_started_total counter\n");
         for p in pools {

@@ -7,6 +7,7 @@ use super::{InvokeError, Pool};
 use crate::bindings::event;
 use crate::engine::{FloeEngine, Prepared};
 use crate::host::{InstanceState, LogSource};
+use crate::metrics::FunctionMetrics;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -56,6 +57,7 @@ pub(crate) struct Instance {
     pub(crate) served: u64,
     pub(crate) last_used: Instant,
     pub(crate) stats: Arc<InstanceStats>,
+    metrics: Arc<FunctionMetrics>,
     pool: Weak<Pool>,
     _permits: Permits,
 }
@@ -63,7 +65,7 @@ pub(crate) struct Instance {
 /// The instance's slot in its function's budget and in the server's.
 pub(crate) struct Permits {
     pub(crate) _function: OwnedSemaphorePermit,
-    pub(crate) _server: OwnedSemaphorePermit,
+    pub(crate) _server: super::BudgetPermit,
 }
 
 /// A store for one instance of `function`, with its limits, and the epoch
@@ -98,6 +100,7 @@ impl Instance {
             id,
             pool.version,
             pool.runnable.init_mode(),
+            pool.settings.memory.bytes() >> 20,
         ));
         pool.register(&stats);
         let source = Arc::new(LogSource {
@@ -161,6 +164,7 @@ impl Instance {
             served: 0,
             last_used: Instant::now(),
             stats,
+            metrics: pool.metrics.clone(),
             pool: Arc::downgrade(pool),
             _permits: permits,
         };
@@ -172,8 +176,7 @@ impl Instance {
             let result = until(init_deadline, init.call_async(&mut instance.store, ())).await;
             let elapsed = start.elapsed();
             let failed = !matches!(result, Some(Ok((Ok(()),))));
-            instance.stats.record_hook(Hook::Init, elapsed, failed);
-            pool.record_hook(Hook::Init, elapsed, failed);
+            instance.record_hook(Hook::Init, elapsed, failed);
             match result {
                 Some(Ok((Ok(()),))) => {}
                 Some(Ok((Err(message),))) => {
@@ -225,8 +228,26 @@ impl Instance {
         self.last_used = Instant::now();
         let memory = self.store.data().limiter.memory_used();
         let resources = self.store.data_mut().resource_count();
-        self.stats
-            .record_request(start.elapsed(), memory, resources);
+        let took = start.elapsed();
+        self.stats.record_request(took, memory, resources);
+        self.stats.meter.invocation(took, self.stats.memory_mib);
+        self.metrics.meter.invocation(took, self.stats.memory_mib);
+    }
+
+    /// Meters a hook call, apart from requests.
+    fn record_hook(&self, hook: Hook, took: Duration, failed: bool) {
+        self.stats.record_hook(hook, took, failed);
+        self.stats.meter.hook(took, self.stats.memory_mib);
+        self.metrics.record_hook(hook, took, failed);
+        self.metrics.meter.hook(took, self.stats.memory_mib);
+    }
+
+    /// Meters the time it spent parked, when it leaves the idle list.
+    pub(crate) fn unparked(&self) {
+        if let Some(parked) = self.stats.unparked() {
+            self.stats.meter.frozen(parked);
+            self.metrics.meter.frozen(parked);
+        }
     }
 
     /// Runs `incoming-handler.handle` for one request, within `deadline`.
@@ -306,11 +327,7 @@ impl Instance {
             Some(Err(e)) => Err(classify(e, &self.store, timeout, Phase::Call)),
             None => Err(InvokeError::Timeout(timeout)),
         };
-        self.stats
-            .record_hook(hook, start.elapsed(), result.is_err());
-        if let Some(pool) = self.pool.upgrade() {
-            pool.record_hook(hook, start.elapsed(), result.is_err());
-        }
+        self.record_hook(hook, start.elapsed(), result.is_err());
         result
     }
 }

@@ -56,6 +56,7 @@ pub(crate) mod instance_support {
 use crate::config::FunctionSettings;
 use crate::engine::{FloeEngine, Prepared};
 use crate::metrics::FunctionMetrics;
+use crate::scaling::policy::{Load, Target};
 use instance::{Instance, Permits};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -104,17 +105,41 @@ pub struct PoolContext {
 }
 
 /// The server-wide instance budget (`limits.max_instances_total`), shared by
-/// all pools. When it runs out, an idle instance of another pool is stopped to
-/// make room before anyone has to wait.
+/// all pools.
+///
+/// Reserved instances come first: a pool may take a slot only while enough
+/// stay free for every other pool to reach its reservation floor (the
+/// autoscaler's target), so one function at its burst cannot take the slots
+/// another function's reserved instances need. When the budget runs out, an
+/// idle instance of another pool that is above its floor is stopped to make
+/// room before anyone has to wait.
 #[derive(Debug)]
 pub struct InstanceBudget {
     permits: Arc<Semaphore>,
     total: u32,
     pools: Mutex<Vec<Weak<Pool>>>,
-    /// Requests waiting for a slot; only then is parking an instance
-    /// announced on `parked`.
+    /// The pools' floors added up: while more slots than this are free,
+    /// nobody's reservation is at risk and the check is skipped.
+    floors: AtomicU32,
+    /// Requests waiting for a slot; only then are changes announced.
     waiting: AtomicU32,
-    parked: Notify,
+    /// An instance was parked or stopped, or a floor went down.
+    changed: Notify,
+}
+
+/// One slot of the server-wide budget, held by a live instance.
+#[derive(Debug)]
+pub(crate) struct BudgetPermit {
+    permit: Option<OwnedSemaphorePermit>,
+    budget: Arc<InstanceBudget>,
+}
+
+impl Drop for BudgetPermit {
+    fn drop(&mut self) {
+        // Give the slot back before telling the waiters.
+        drop(self.permit.take());
+        self.budget.announce();
+    }
 }
 
 impl InstanceBudget {
@@ -124,14 +149,20 @@ impl InstanceBudget {
             permits: Arc::new(Semaphore::new(total as usize)),
             total,
             pools: Mutex::default(),
+            floors: AtomicU32::new(0),
             waiting: AtomicU32::new(0),
-            parked: Notify::new(),
+            changed: Notify::new(),
         })
     }
 
     /// Instances alive on the server.
     pub fn in_use(&self) -> u32 {
         self.total - self.permits.available_permits() as u32
+    }
+
+    /// The server's instance budget.
+    pub fn total(&self) -> u32 {
+        self.total
     }
 
     /// Every pool that still exists (active or retired with live instances).
@@ -145,47 +176,80 @@ impl InstanceBudget {
         pools.push(Arc::downgrade(pool));
     }
 
-    fn try_acquire(&self, asking: &Pool) -> Option<OwnedSemaphorePermit> {
-        if let Ok(p) = self.permits.clone().try_acquire_owned() {
+    /// Slots the other pools still need to reach their floors.
+    fn reserved_for_others(&self, asking: &Pool) -> u32 {
+        self.pools()
+            .iter()
+            .filter(|p| !std::ptr::eq(p.as_ref(), asking))
+            .map(|p| p.shortfall())
+            .sum()
+    }
+
+    /// Whether `asking` may take one more slot now.
+    fn may_take(&self, asking: &Pool) -> bool {
+        let free = self.permits.available_permits() as u32;
+        free > 0 && (free > self.floors.load(Relaxed) || free > self.reserved_for_others(asking))
+    }
+
+    fn take(self: &Arc<Self>, asking: &Pool) -> Option<BudgetPermit> {
+        if !self.may_take(asking) {
+            return None;
+        }
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        Some(BudgetPermit {
+            permit: Some(permit),
+            budget: self.clone(),
+        })
+    }
+
+    fn try_acquire(self: &Arc<Self>, asking: &Pool) -> Option<BudgetPermit> {
+        if let Some(p) = self.take(asking) {
             return Some(p);
         }
-        // Make room: stop the least recently used idle instance elsewhere.
+        // Make room: stop the least recently used idle instance of another
+        // pool, one above its floor.
         let victim = self
             .pools()
             .into_iter()
-            .filter(|p| !std::ptr::eq(p.as_ref(), asking))
+            .filter(|p| !std::ptr::eq(p.as_ref(), asking) && p.live() > p.floor())
             .filter_map(|p| p.oldest_idle().map(|t| (t, p)))
             .min_by_key(|(t, _)| *t)
             .map(|(_, p)| p);
         if let Some(pool) = victim {
             pool.evict_oldest_idle();
         }
-        self.permits.clone().try_acquire_owned().ok()
+        self.take(asking)
     }
 
     /// Waits for a slot: one freed, or one made by stopping an instance that
     /// another pool parks meanwhile.
-    async fn acquire(&self, asking: &Pool) -> Option<OwnedSemaphorePermit> {
+    async fn acquire(self: &Arc<Self>, asking: &Pool) -> Option<BudgetPermit> {
         loop {
-            let parked = self.parked.notified();
-            tokio::pin!(parked);
-            parked.as_mut().enable();
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
             self.waiting.fetch_add(1, Relaxed);
             let _waiting = CountGuard(&self.waiting);
             if let Some(permit) = self.try_acquire(asking) {
                 return Some(permit);
             }
-            tokio::select! {
-                permit = self.permits.clone().acquire_owned() => return permit.ok(),
-                () = &mut parked => {}
-            }
+            changed.await;
         }
     }
 
-    /// Announces that an instance was parked idle, if anyone waits for a slot.
-    fn instance_parked(&self) {
+    /// Tells requests waiting for a slot to look again.
+    fn announce(&self) {
         if self.waiting.load(Relaxed) > 0 {
-            self.parked.notify_waiters();
+            self.changed.notify_waiters();
+        }
+    }
+
+    fn floor_changed(&self, from: u32, to: u32) {
+        if to >= from {
+            self.floors.fetch_add(to - from, Relaxed);
+        } else {
+            self.floors.fetch_sub(from - to, Relaxed);
+            self.announce();
         }
     }
 }
@@ -204,6 +268,15 @@ pub struct Pool {
     /// Tells claimants that an instance they waited for will not arrive.
     arrival_failed: Notify,
     queued: AtomicU32,
+    /// Requests being served.
+    in_flight: AtomicU32,
+    /// The most requests in flight and queued at once since the autoscaler
+    /// last looked.
+    peak: AtomicU32,
+    /// Instances the autoscaler keeps warm (its target).
+    floor: AtomicU32,
+    /// The autoscaler's last decision, for the API.
+    target: Mutex<Option<Target>>,
     retired: AtomicBool,
     started: AtomicU64,
     stopped: AtomicU64,
@@ -218,6 +291,12 @@ struct PoolState {
     arriving: u32,
     /// Waiters counting on one of those.
     claims: u32,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.set_floor(0);
+    }
 }
 
 impl std::fmt::Debug for Pool {
@@ -272,6 +351,10 @@ impl Pool {
             instances: Mutex::default(),
             arrival_failed: Notify::new(),
             queued: AtomicU32::new(0),
+            in_flight: AtomicU32::new(0),
+            peak: AtomicU32::new(0),
+            floor: AtomicU32::new(0),
+            target: Mutex::new(None),
             retired: AtomicBool::new(false),
             started: AtomicU64::new(0),
             stopped: AtomicU64::new(0),
@@ -313,7 +396,7 @@ impl Pool {
             let claim = {
                 let mut state = lock(&self.state);
                 if let Some(instance) = state.idle.pop() {
-                    return Ok(Lease::new(instance, self.clone()));
+                    return Ok(self.lend(instance));
                 }
                 // An instance on its way that nobody counts on yet serves
                 // this request: no second cold start.
@@ -346,7 +429,7 @@ impl Pool {
                 if let Some(instance) = state.idle.pop() {
                     drop(state);
                     drop(waiter);
-                    return Ok(Lease::new(instance, self.clone()));
+                    return Ok(self.lend(instance));
                 }
                 if self.queued.load(Relaxed) > self.settings.max_queue {
                     drop(state);
@@ -373,10 +456,10 @@ impl Pool {
             // From here on, an instance coming back goes to the next waiter;
             // one that came meanwhile is taken (and any permits given back).
             if let Some(instance) = waiter.stop_waiting() {
-                return Ok(Lease::new(instance, self.clone()));
+                return Ok(self.lend(instance));
             }
             match woken {
-                Woken::Instance(Some(instance)) => return Ok(Lease::new(instance, self.clone())),
+                Woken::Instance(Some(instance)) => return Ok(self.lend(instance)),
                 Woken::Permits(Some(permits)) => {
                     return self.start(permits, deadline, false).await;
                 }
@@ -393,6 +476,20 @@ impl Pool {
                 }
             }
         }
+    }
+
+    /// Lends `instance` to a request.
+    fn lend(self: &Arc<Self>, instance: Instance) -> Lease {
+        instance.unparked();
+        let in_flight = self.in_flight.fetch_add(1, Relaxed) + 1;
+        self.note_demand(in_flight);
+        Lease::new(instance, self.clone())
+    }
+
+    /// Records the demand (in flight and waiting) for the autoscaler.
+    fn note_demand(&self, in_flight: u32) {
+        let demand = in_flight.saturating_add(self.queued.load(Relaxed));
+        self.peak.fetch_max(demand, Relaxed);
     }
 
     pub(crate) fn overloaded(&self, reason: &'static str) -> InvokeError {
@@ -441,7 +538,7 @@ impl Pool {
             Ok(instance) => {
                 self.started.fetch_add(1, Relaxed);
                 tracing::debug!(function = %self.function, version = self.version, instance = instance.id(), "instance started");
-                Ok(Lease::new(instance, self.clone()))
+                Ok(self.lend(instance))
             }
             Err(e) => {
                 if announced {
@@ -454,6 +551,7 @@ impl Pool {
 
     /// Takes an instance back after a call.
     pub(crate) fn release(self: &Arc<Self>, instance: Instance, outcome: &CallOutcome) {
+        self.in_flight.fetch_sub(1, Relaxed);
         let retire = match outcome {
             CallOutcome::Failed(_) => Some("call failed"),
             CallOutcome::Completed if instance.store.data().limiter.limit_hit() => {
@@ -523,14 +621,16 @@ impl Pool {
             // freeze task has marked it frozen.)
             instance.stats.set_state(InstanceState::Idle);
         }
+        instance.stats.parked();
         state.idle.push(instance);
         drop(state);
-        self.ctx.budget.instance_parked();
+        self.ctx.budget.announce();
     }
 
     /// Stops `instance`: after `pre-stop`, on a task of its own, unless it
     /// `failed` (trapped or overran), in which case it is dropped at once.
     fn stop(self: &Arc<Self>, mut instance: Instance, reason: &'static str, failed: bool) {
+        instance.unparked();
         instance.stats.set_state(InstanceState::Stopping);
         tracing::debug!(
             function = %self.function,
@@ -564,10 +664,6 @@ impl Pool {
         }
     }
 
-    pub(crate) fn record_hook(&self, hook: Hook, took: Duration, failed: bool) {
-        self.metrics.record_hook(hook, took, failed);
-    }
-
     fn oldest_idle(&self) -> Option<Instant> {
         lock(&self.state).idle.first().map(|i| i.last_used)
     }
@@ -582,15 +678,18 @@ impl Pool {
         }
     }
 
-    /// Stops instances idle for longer than `idle_ttl`. Returns how many.
+    /// Stops instances idle for longer than `idle_ttl`, but never below the
+    /// autoscaler's floor. Returns how many.
     pub fn reap_idle(self: &Arc<Self>, now: Instant) -> usize {
         let ttl = self.settings.idle_ttl.0;
+        let above_floor = self.live().saturating_sub(self.floor()) as usize;
         let expired: Vec<Instance> = {
             let mut state = lock(&self.state);
             // Oldest first: the idle list is in order of return.
             let n = state
                 .idle
                 .iter()
+                .take(above_floor)
                 .take_while(|i| now.duration_since(i.last_used) >= ttl)
                 .count();
             state.idle.drain(..n).collect()
@@ -607,10 +706,114 @@ impl Pool {
     /// redeployed, reconfigured or deleted, and at shutdown.
     pub fn retire(self: &Arc<Self>) {
         self.retired.store(true, Relaxed);
+        self.set_floor(0);
         let idle = std::mem::take(&mut lock(&self.state).idle);
         for instance in idle {
             self.stop(instance, "pool retired", false);
         }
+    }
+
+    /// Instances alive, starting or stopping included.
+    pub fn live(&self) -> u32 {
+        self.settings.max_instances - self.slots.available_permits() as u32
+    }
+
+    /// Instances the autoscaler keeps warm.
+    pub fn floor(&self) -> u32 {
+        self.floor.load(Relaxed)
+    }
+
+    /// Instances missing to reach the floor.
+    fn shortfall(&self) -> u32 {
+        self.floor().saturating_sub(self.live())
+    }
+
+    fn set_floor(&self, floor: u32) {
+        let old = self.floor.swap(floor, Relaxed);
+        if old != floor {
+            self.ctx.budget.floor_changed(old, floor);
+        }
+    }
+
+    /// The load since the autoscaler last looked; starts a new period.
+    pub fn take_load(&self) -> Load {
+        let in_flight = self.in_flight.load(Relaxed);
+        let queued = self.queued.load(Relaxed);
+        let peak = self.peak.swap(in_flight.saturating_add(queued), Relaxed);
+        Load {
+            in_flight,
+            queued,
+            peak,
+        }
+    }
+
+    /// Applies the autoscaler's decision: the floor below which idle
+    /// instances are not stopped, and up to which instances are started
+    /// ahead of demand. Returns how many instances were started.
+    pub fn scale_to(self: &Arc<Self>, target: Target) -> u32 {
+        if self.retired.load(Relaxed) {
+            return 0;
+        }
+        self.set_floor(target.instances);
+        *lock(&self.target) = Some(target);
+        let mut started = 0;
+        while self.shortfall() > 0 {
+            let Some(permits) = self.try_permits() else {
+                break;
+            };
+            self.prewarm(permits);
+            started += 1;
+        }
+        started
+    }
+
+    /// The autoscaler's last decision.
+    pub fn target(&self) -> Option<Target> {
+        lock(&self.target).clone()
+    }
+
+    /// Starts an instance ahead of demand and parks it. One that runs `init`
+    /// is announced as arriving, so that a request wait for it rather than
+    /// start another.
+    fn prewarm(self: &Arc<Self>, permits: Permits) {
+        let announce = self.runnable.init_per_instance;
+        if announce {
+            lock(&self.state).arriving += 1;
+        }
+        let pool = self.clone();
+        tokio::spawn(async move {
+            let timeout = pool.settings.init_timeout.0.max(pool.settings.timeout.0);
+            let deadline = after(Instant::now(), timeout);
+            let began = Instant::now();
+            let started = Instance::start(&pool, permits, deadline).await;
+            if announce {
+                lock(&pool.state).arriving -= 1;
+            }
+            match started {
+                Ok(instance) => {
+                    pool.metrics.record_instance_start(began.elapsed());
+                    pool.started.fetch_add(1, Relaxed);
+                    instance.stats.set_state(InstanceState::Idle);
+                    pool.park(instance, false);
+                }
+                Err(e) => {
+                    if announce {
+                        pool.arrival_failed.notify_waiters();
+                    }
+                    tracing::warn!(function = %pool.function, version = pool.version, error = %e, "starting a reserved instance failed");
+                }
+            }
+        });
+    }
+
+    /// Instances by state.
+    pub fn states(&self) -> BTreeMap<&'static str, u32> {
+        let mut by_state: BTreeMap<&'static str, u32> =
+            InstanceState::ALL.iter().map(|s| (s.name(), 0)).collect();
+        for stats in lock(&self.instances).values() {
+            *by_state.entry(stats.state().name()).or_default() += 1;
+        }
+        by_state
     }
 
     /// Instance counts.
@@ -672,6 +875,7 @@ struct Waiter<'a> {
 impl<'a> Waiter<'a> {
     fn new(pool: &'a Arc<Pool>, claim: bool, _state: &mut PoolState) -> Self {
         pool.queued.fetch_add(1, Relaxed);
+        pool.note_demand(pool.in_flight.load(Relaxed));
         Self {
             rx: None,
             pool,
@@ -696,7 +900,8 @@ impl Drop for Waiter<'_> {
         if let Some(rx) = self.rx.as_mut() {
             rx.close();
             if let Ok(instance) = rx.try_recv() {
-                self.pool.release(instance, &CallOutcome::Completed);
+                // Handed over but never lent: back to the pool as it is.
+                self.pool.park(instance, true);
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Live figures of one instance, readable while it serves.
 
 use super::instance::Hook;
+use crate::metrics::{Meter, MeterView};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -24,6 +25,16 @@ pub enum InstanceState {
 }
 
 impl InstanceState {
+    /// Every state, in order.
+    pub const ALL: [Self; 6] = [
+        Self::Starting,
+        Self::Busy,
+        Self::Idle,
+        Self::Freezing,
+        Self::Frozen,
+        Self::Stopping,
+    ];
+
     fn from_u8(v: u8) -> Self {
         match v {
             0 => Self::Starting,
@@ -82,7 +93,16 @@ pub struct InstanceStats {
     resources: AtomicU64,
     busy_ns: AtomicU64,
     hooks: [HookCounter; 3],
+    /// The memory limit, MiB (for compute units).
+    pub(crate) memory_mib: u64,
+    /// Invocations, busy, frozen and hook time, compute units.
+    pub(crate) meter: Meter,
+    /// When it was last parked, nanoseconds after `started`; `NOT_PARKED`
+    /// while it is not.
+    parked_since: AtomicU64,
 }
+
+const NOT_PARKED: u64 = u64::MAX;
 
 /// Calls of one hook in an instance, as shown by the API.
 #[derive(Debug, Clone, Serialize)]
@@ -122,6 +142,8 @@ pub struct InstanceView {
     pub started_at_ms: u64,
     /// Last request's end, milliseconds since the Unix epoch (0: none yet).
     pub last_used_at_ms: u64,
+    /// Invocations, busy, frozen and hook time, compute units.
+    pub metering: MeterView,
 }
 
 /// Hook calls of one instance.
@@ -150,7 +172,7 @@ fn slot(hook: Hook) -> usize {
 }
 
 impl InstanceStats {
-    pub(crate) fn new(id: u64, version: u64, init: &'static str) -> Self {
+    pub(crate) fn new(id: u64, version: u64, init: &'static str, memory_mib: u64) -> Self {
         Self {
             id,
             version,
@@ -164,6 +186,9 @@ impl InstanceStats {
             resources: AtomicU64::new(0),
             busy_ns: AtomicU64::new(0),
             hooks: Default::default(),
+            memory_mib,
+            meter: Meter::default(),
+            parked_since: AtomicU64::new(NOT_PARKED),
         }
     }
 
@@ -193,6 +218,21 @@ impl InstanceStats {
         }
     }
 
+    /// The instance was parked between requests.
+    pub(crate) fn parked(&self) {
+        let now = self.started.elapsed().as_nanos() as u64;
+        self.parked_since.store(now.min(NOT_PARKED - 1), Relaxed);
+    }
+
+    /// The instance left the idle list: how long it was parked.
+    pub(crate) fn unparked(&self) -> Option<Duration> {
+        let since = self.parked_since.swap(NOT_PARKED, Relaxed);
+        (since != NOT_PARKED).then(|| {
+            let now = self.started.elapsed().as_nanos() as u64;
+            Duration::from_nanos(now.saturating_sub(since))
+        })
+    }
+
     pub(crate) fn set_memory(&self, memory: usize) {
         self.memory.store(memory as u64, Relaxed);
     }
@@ -216,6 +256,16 @@ impl InstanceStats {
             age_ms: self.started.elapsed().as_millis() as u64,
             started_at_ms: self.started_at_ms,
             last_used_at_ms: self.last_used_ms.load(Relaxed),
+            metering: {
+                let mut m = self.meter.view();
+                // The time parked so far, while it is.
+                let since = self.parked_since.load(Relaxed);
+                if since != NOT_PARKED {
+                    let now = self.started.elapsed().as_nanos() as u64;
+                    m.frozen_ms += now.saturating_sub(since) as f64 / 1e6;
+                }
+                m
+            },
         }
     }
 }

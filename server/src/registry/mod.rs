@@ -143,6 +143,13 @@ pub struct FunctionInfo {
     pub init: &'static str,
     /// Instance counts of the active version.
     pub instances: PoolCounts,
+    /// What the function used, all versions together: invocations, busy,
+    /// frozen and hook time, compute units.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metering: Option<crate::metrics::MeterView>,
+    /// The autoscaler's target and why, and instances by state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<crate::scaling::ScalingView>,
     /// Each live instance (only in the single-function view).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_list: Option<Vec<InstanceView>>,
@@ -837,6 +844,10 @@ impl Registry {
                 .as_ref()
                 .map(|f| f.pool.counts())
                 .unwrap_or_default(),
+            metering: function.as_ref().map(|f| f.metrics.meter.view()),
+            scaling: function
+                .as_ref()
+                .map(|f| crate::scaling::ScalingView::of(&f.pool)),
             instance_list: detail.then(|| self.instances_of(&record.name)),
             error,
             name: record.name,
@@ -893,16 +904,33 @@ impl Registry {
                 function: f.name.as_arc().clone(),
                 version: f.version,
                 counts: f.pool.counts(),
+                states: f.pool.states(),
+                target: f.pool.floor(),
+                instances: f
+                    .pool
+                    .instances()
+                    .into_iter()
+                    .map(|i| (i.id, i.metering))
+                    .collect(),
             })
             .collect();
         gauges.sort_by(|a, b| a.function.cmp(&b.function));
         gauges
     }
 
-    /// Stops instances idle past their function's `idle_ttl`.
-    pub fn reap_idle(&self, now: Instant) -> usize {
-        let active = self.active_functions();
-        active.iter().map(|f| f.pool.reap_idle(now)).sum()
+    /// One pass of the autoscaler over every active function: works out its
+    /// target from its load and `wall` (the time of day, for scheduled
+    /// reservations), starts instances up to it and stops instances idle
+    /// past `idle_ttl` down to it.
+    pub fn scale(&self, now: Instant, wall: jiff::Timestamp) -> crate::scaling::Step {
+        let mut step = crate::scaling::Step::default();
+        for f in self.active_functions() {
+            let load = f.pool.take_load();
+            let target = crate::scaling::policy::target(f.pool.settings(), load, wall);
+            step.started += f.pool.scale_to(target);
+            step.stopped += f.pool.reap_idle(now) as u32;
+        }
+        step
     }
 
     /// At shutdown: retires every pool and waits (at most `wait`) for the

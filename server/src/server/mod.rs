@@ -30,15 +30,12 @@ use listener::{ListenerLimits, serve};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-/// How often idle instances are checked against their `idle_ttl`.
-pub const REAP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +130,10 @@ impl Floe {
             &config.server.domain,
             config.server.max_uri_bytes.as_usize(),
         );
-        let janitor = tokio::spawn(reap_idle(Arc::downgrade(&registry)));
+        let janitor = tokio::spawn(crate::scaling::run(
+            Arc::downgrade(&registry),
+            config.scaling.tick.0,
+        ));
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -298,20 +298,5 @@ impl Listening {
         let drain = self.floe.inner.config.server.drain_timeout.0;
         self.floe.inner.registry.shutdown(drain).await;
         tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
-    }
-}
-
-async fn reap_idle(registry: Weak<Registry>) {
-    let mut tick = tokio::time::interval(REAP_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(registry) = registry.upgrade() else {
-            return;
-        };
-        let reaped = registry.reap_idle(Instant::now());
-        if reaped > 0 {
-            tracing::debug!(instances = reaped, "stopped idle instances");
-        }
     }
 }

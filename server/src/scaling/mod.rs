@@ -1,0 +1,74 @@
+//! Autoscaling: a pure policy ([`policy`]) and the driver that applies it.
+//!
+//! Requests start instances on demand (in microseconds, from the pooling
+//! allocator's copy-on-write images), so the driver does not sit on the
+//! request path. Once per `scaling.tick` it looks at every active function:
+//! the load since the last tick and the time go into [`policy::target`], and
+//! the pool keeps that many instances warm, starting them ahead of demand,
+//! and stops instances idle past `idle_ttl` only down to it (after their
+//! `pre-stop`). A function with no reservation scales to zero.
+
+pub mod policy;
+
+use crate::registry::Registry;
+use std::sync::Weak;
+use std::time::{Duration, Instant};
+
+/// Runs the autoscaler every `tick` until the registry is gone.
+pub async fn run(registry: Weak<Registry>, tick: Duration) {
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(registry) = registry.upgrade() else {
+            return;
+        };
+        let step = registry.scale(Instant::now(), jiff::Timestamp::now());
+        if step.started > 0 || step.stopped > 0 {
+            tracing::debug!(started = step.started, stopped = step.stopped, "autoscaler");
+        }
+    }
+}
+
+/// What one pass of the autoscaler did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Step {
+    /// Instances started ahead of demand.
+    pub started: u32,
+    /// Idle instances stopped.
+    pub stopped: u32,
+}
+
+/// A function's scaling, as the API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScalingView {
+    /// The reservation policies configured: `none`, `fixed`, `scheduled`,
+    /// `utilization` or `hybrid`.
+    pub policy: &'static str,
+    /// Instances the autoscaler keeps warm now.
+    pub target: u32,
+    /// Which policy set the target.
+    pub decided_by: policy::Policy,
+    /// Why.
+    pub reason: String,
+    /// Live instances by state.
+    pub instances: std::collections::BTreeMap<&'static str, u32>,
+}
+
+impl ScalingView {
+    /// The view of `pool`.
+    pub fn of(pool: &crate::pool::Pool) -> Self {
+        let target = pool.target().unwrap_or_else(|| policy::Target {
+            instances: 0,
+            policy: policy::Policy::None,
+            reason: "not evaluated yet".to_owned(),
+        });
+        Self {
+            policy: policy::configured(pool.settings()),
+            target: target.instances,
+            decided_by: target.policy,
+            reason: target.reason,
+            instances: pool.states(),
+        }
+    }
+}
