@@ -196,6 +196,12 @@ impl ControlClient {
         Ok(self.send(Method::GET, &path, Bytes::new()).await?.1)
     }
 
+    /// Lists a function's live instances.
+    pub async fn instances(&self, name: &str) -> Result<Value, ClientError> {
+        let path = format!("/v1/functions/{}/instances", encode_component(name));
+        Ok(self.send(Method::GET, &path, Bytes::new()).await?.1)
+    }
+
     /// Deletes a function.
     pub async fn delete(&self, name: &str) -> Result<(), ClientError> {
         let path = format!("/v1/functions/{}", encode_component(name));

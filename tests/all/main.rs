@@ -20,3 +20,4 @@ mod invoke;
 mod lifecycle;
 mod limits;
 mod observe;
+mod scaling;
