@@ -38,6 +38,7 @@ pub mod config;
 pub mod dataplane;
 pub mod engine;
 pub mod host;
+pub mod invocations;
 pub mod metrics;
 pub mod pool;
 pub mod preinit;

@@ -11,6 +11,8 @@
 
 mod harness;
 
+mod asynch;
+
 mod cli;
 mod deploy;
 mod durability;

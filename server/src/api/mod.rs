@@ -17,6 +17,7 @@
 
 mod auth;
 mod error;
+mod invocations;
 
 pub use auth::Token;
 pub use error::ApiError;
@@ -49,6 +50,8 @@ pub struct ApiState {
     pub draining: Arc<AtomicBool>,
     /// Serves event invocations.
     pub dataplane: crate::dataplane::DataPlane,
+    /// Async invocations.
+    pub invocations: Arc<crate::invocations::Invocations>,
 }
 
 /// The control plane's routes.
@@ -59,6 +62,9 @@ pub fn router(state: ApiState, token: Token) -> Router {
         .route("/v1/functions/{name}/rollback", post(rollback))
         .route("/v1/functions/{name}/invoke", post(invoke))
         .route("/v1/functions/{name}/instances", get(instances))
+        .route("/v1/invocations", get(invocations::list))
+        .route("/v1/invocations/{id}", get(invocations::show))
+        .route("/v1/invocations/{id}/result", get(invocations::result))
         .route(
             "/v1/functions/{name}/config",
             axum::routing::patch(configure),
@@ -274,10 +280,11 @@ async fn ready(State(state): State<ApiState>) -> Response {
 }
 
 async fn metrics(State(state): State<ApiState>) -> Response {
-    let text = state.metrics.render(
+    let mut text = state.metrics.render(
         &state.registry.pool_gauges(),
         state.registry.budget().in_use(),
     );
+    text.push_str(&state.invocations.render_metrics());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

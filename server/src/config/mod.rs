@@ -123,6 +123,42 @@ pub struct Config {
     pub engine: EngineConfig,
     /// The autoscaler.
     pub scaling: ScalingConfig,
+    /// Async invocations.
+    pub invocations: InvocationsConfig,
+}
+
+/// `[invocations]`: async invocation of event functions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InvocationsConfig {
+    /// Invocations run at once.
+    pub workers: u32,
+    /// Invocations queued or running; more are refused with 503.
+    pub max_queued: u32,
+    /// Attempts per invocation before it is dead.
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubled for each further one.
+    pub retry_base: HumanDuration,
+    /// Longest wait between retries.
+    pub retry_max: HumanDuration,
+    /// Age past which a failing invocation is not retried.
+    pub max_age: HumanDuration,
+    /// How long finished (succeeded or dead) invocations are kept.
+    pub retention: HumanDuration,
+}
+
+impl Default for InvocationsConfig {
+    fn default() -> Self {
+        Self {
+            workers: 4,
+            max_queued: 10_000,
+            max_attempts: 3,
+            retry_base: HumanDuration(Duration::from_secs(1)),
+            retry_max: HumanDuration(Duration::from_secs(300)),
+            max_age: HumanDuration(Duration::from_secs(6 * 3600)),
+            retention: HumanDuration(Duration::from_secs(24 * 3600)),
+        }
+    }
 }
 
 /// `[scaling]`: the autoscaler that keeps reserved instances warm and stops
@@ -426,6 +462,26 @@ impl Config {
         }
         if self.engine.epoch_tick.0 > Duration::from_secs(1) {
             return Err(("engine.epoch_tick", "must be at most 1s".into()));
+        }
+        let inv = &self.invocations;
+        if inv.workers == 0 || inv.workers > 1024 {
+            return Err(("invocations.workers", "must be between 1 and 1024".into()));
+        }
+        if inv.max_queued == 0 || inv.max_attempts == 0 {
+            return Err((
+                "invocations.max_queued",
+                "max_queued and max_attempts must be at least 1".into(),
+            ));
+        }
+        for (key, d) in [
+            ("invocations.retry_base", inv.retry_base.0),
+            ("invocations.retry_max", inv.retry_max.0),
+            ("invocations.max_age", inv.max_age.0),
+            ("invocations.retention", inv.retention.0),
+        ] {
+            if d > Duration::from_secs(365 * 24 * 3600) {
+                return Err((key, "must be at most a year".into()));
+            }
         }
         let tick = self.scaling.tick.0;
         if tick < Duration::from_millis(10) || tick > Duration::from_secs(60) {

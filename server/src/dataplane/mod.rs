@@ -5,6 +5,7 @@
 //! response (see [`crate::status`]), logged once here with the request id.
 //! It does not own a listener, so an embedder can hand it requests directly.
 
+mod asynch;
 mod body;
 mod router;
 
@@ -12,6 +13,7 @@ pub use body::{LimitedBody, ResponseBody};
 pub use router::{Route, RouteBy, route};
 
 use crate::bindings::event;
+use crate::invocations::Invocations;
 use crate::metrics::Metrics;
 use crate::pool::{EventReply, InvokeError};
 use crate::registry::{Function, Registry};
@@ -39,6 +41,19 @@ pub struct DataPlane {
     domain: Arc<str>,
     max_uri_bytes: usize,
     ids: Arc<RequestIds>,
+    invocations: OnceLock<Arc<Invocations>>,
+}
+
+impl DataPlane {
+    /// The registry requests are routed through.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Enables async invocations (`Prefer: respond-async`, `?mode=async`).
+    pub fn set_invocations(&self, invocations: Arc<Invocations>) {
+        let _ = self.invocations.set(invocations);
+    }
 }
 
 impl std::fmt::Debug for DataPlane {
@@ -106,6 +121,7 @@ impl DataPlane {
             domain: domain.into(),
             max_uri_bytes,
             ids: Arc::new(RequestIds::new()),
+            invocations: OnceLock::new(),
         }
     }
 
@@ -284,6 +300,10 @@ impl DataPlane {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let async_request = match asynch::AsyncRequest::of(&request) {
+            Ok(a) => a,
+            Err(message) => return reject(ErrorCode::BadRequest, &message, request_id.get()),
+        };
         let exceeded = Arc::new(AtomicBool::new(false));
         let body = LimitedBody::new(request.into_body(), limit, exceeded.clone());
         let payload = match body.collect().await {
@@ -299,22 +319,15 @@ impl DataPlane {
                 );
             }
         };
-        let deadline = crate::pool::after(start, settings.timeout.0);
-        let left = deadline.saturating_duration_since(Instant::now());
-        let context = event::Context {
-            request_id: request_id.get().to_owned(),
-            function: function.name.to_string(),
-            version: function.version,
-            deadline_ms: unix_ms().saturating_add(left.as_millis() as u64),
-            memory_limit: settings.memory.bytes(),
-            content_type,
-        };
-        let lease = match function.pool.acquire(deadline).await {
-            Ok(lease) => lease,
-            Err(e) => return self.fail(function, &e, request_id.get()),
-        };
-        tracing::Span::current().record("instance", lease.instance_id());
-        match lease.invoke_event(&context, &payload, deadline).await {
+        if let Some(a) = async_request {
+            return self
+                .accept_async(function, a, payload, content_type, request_id.get())
+                .await;
+        }
+        match self
+            .run_event(function, request_id.get(), &payload, content_type, start)
+            .await
+        {
             Ok(EventReply::Output(bytes)) => {
                 let mut response = Response::new(ResponseBody::Full(Full::new(Bytes::from(bytes))));
                 response.headers_mut().insert(
@@ -349,6 +362,32 @@ impl DataPlane {
             }
             Err(e) => self.fail(function, &e, request_id.get()),
         }
+    }
+
+    /// Runs one event through `function`'s pool: bytes in, the function's
+    /// reply out. Shared by the synchronous paths and async invocations.
+    pub(crate) async fn run_event(
+        &self,
+        function: &Function,
+        request_id: &str,
+        payload: &[u8],
+        content_type: Option<String>,
+        start: Instant,
+    ) -> Result<EventReply, InvokeError> {
+        let settings = function.pool.settings();
+        let deadline = crate::pool::after(start, settings.timeout.0);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let context = event::Context {
+            request_id: request_id.to_owned(),
+            function: function.name.to_string(),
+            version: function.version,
+            deadline_ms: unix_ms().saturating_add(left.as_millis() as u64),
+            memory_limit: settings.memory.bytes(),
+            content_type,
+        };
+        let lease = function.pool.acquire(deadline).await?;
+        tracing::Span::current().record("instance", lease.instance_id());
+        lease.invoke_event(&context, payload, deadline).await
     }
 
     async fn invoke<B>(
@@ -462,7 +501,7 @@ impl DataPlane {
 
 /// What a client is told: enough to know what happened, nothing about the
 /// host's internals.
-fn public_message(error: &InvokeError) -> &'static str {
+pub(crate) fn public_message(error: &InvokeError) -> &'static str {
     match error {
         InvokeError::Overloaded { .. } => "the function is at capacity; retry later",
         InvokeError::Timeout(_) => "the function did not finish within its timeout",

@@ -22,6 +22,7 @@ use crate::api::{self, ApiState, Token};
 use crate::config::Config;
 use crate::dataplane::{DataPlane, ResponseBody};
 use crate::engine::{EngineError, FloeEngine};
+use crate::invocations::Invocations;
 use crate::metrics::Metrics;
 use crate::registry::{Deployed, Registry, RegistryError};
 use crate::store::{FunctionStore, StoreError};
@@ -64,6 +65,9 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The async invocation store could not be opened.
+    #[error("opening the async invocation store: {0}")]
+    Invocations(#[source] std::io::Error),
     /// A function given at startup could not be read.
     #[error("reading {path}: {source}")]
     ReadComponent {
@@ -86,7 +90,9 @@ struct Inner {
     store: Arc<FunctionStore>,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
-    dataplane: DataPlane,
+    dataplane: Arc<DataPlane>,
+    invocations: Arc<Invocations>,
+    workers: Vec<JoinHandle<()>>,
     token: Token,
     token_created: bool,
     draining: Arc<AtomicBool>,
@@ -96,6 +102,9 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.janitor.abort();
+        for worker in &self.workers {
+            worker.abort();
+        }
     }
 }
 
@@ -130,6 +139,13 @@ impl Floe {
             &config.server.domain,
             config.server.max_uri_bytes.as_usize(),
         );
+        let invocations = Arc::new(
+            Invocations::open(&config.server.data_dir, config.invocations.clone())
+                .map_err(StartError::Invocations)?,
+        );
+        dataplane.set_invocations(invocations.clone());
+        let dataplane = Arc::new(dataplane);
+        let workers = invocations.start(&dataplane);
         let janitor = tokio::spawn(crate::scaling::run(
             Arc::downgrade(&registry),
             config.scaling.tick.0,
@@ -141,6 +157,8 @@ impl Floe {
                 registry,
                 metrics,
                 dataplane,
+                invocations,
+                workers,
                 token: Token(token.into()),
                 token_created,
                 draining: Arc::new(AtomicBool::new(false)),
@@ -187,7 +205,8 @@ impl Floe {
                 metrics: self.inner.metrics.clone(),
                 max_upload: self.inner.config.limits.max_upload.bytes(),
                 draining: self.inner.draining.clone(),
-                dataplane: self.inner.dataplane.clone(),
+                dataplane: (*self.inner.dataplane).clone(),
+                invocations: self.inner.invocations.clone(),
             },
             self.inner.token.clone(),
         )
@@ -243,7 +262,7 @@ impl Floe {
             drain_timeout: server.drain_timeout.0,
         };
         let (stop_tx, stop_rx) = watch::channel(false);
-        let dataplane = self.inner.dataplane.clone();
+        let dataplane = (*self.inner.dataplane).clone();
         let data_service = hyper::service::service_fn(move |request| {
             let dataplane = dataplane.clone();
             async move { Ok::<_, Infallible>(dataplane.handle(request).await) }

@@ -21,7 +21,7 @@
 //! them from `spawn_blocking` on async paths.
 
 mod digest;
-mod fsio;
+pub(crate) mod fsio;
 mod record;
 
 pub use digest::{BadDigest, Digest};

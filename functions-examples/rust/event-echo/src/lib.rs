@@ -3,7 +3,8 @@
 //!
 //! - an empty payload is refused: `invalid-input`, which the caller sees as 400;
 //! - the payload `fail` fails: `failed`, a 500 with this function's message;
-//! - the payload `context` answers with what floe says about the invocation.
+//! - the payload `context` answers with what floe says about the invocation;
+//! - a payload `sleep:N` answers (with itself) after N milliseconds.
 
 use floe_sdk::event::{Context, Error};
 
@@ -23,6 +24,15 @@ async fn handle(context: Context, payload: Vec<u8>) -> Result<Vec<u8>, Error> {
             context.content_type.as_deref().unwrap_or("-"),
         )
         .into_bytes()),
-        _ => Ok(payload),
+        other => {
+            if let Some(ms) = std::str::from_utf8(other)
+                .ok()
+                .and_then(|s| s.strip_prefix("sleep:"))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                floe_sdk::time::sleep(std::time::Duration::from_millis(ms).into()).await;
+            }
+            Ok(payload)
+        }
     }
 }

@@ -1,0 +1,194 @@
+//! What is stored about one async invocation, and where.
+//!
+//! Each invocation is two or three files in `<data_dir>/invocations/`:
+//! `{id}.payload` (the bytes, written first), `{id}.json` (this record; its
+//! presence is what makes the invocation exist) and, once it succeeded,
+//! `{id}.result`. Every write is atomic and durable.
+
+use crate::store::fsio::{self, Access};
+use serde::{Deserialize, Serialize};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Where an invocation stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Waiting for its first attempt, or for a retry (`error` says why the
+    /// last attempt failed).
+    Queued,
+    /// An attempt is running.
+    Running,
+    /// The function returned a result.
+    Succeeded,
+    /// Out of attempts (or of time, or refused as invalid input): in the
+    /// dead-letter store with its last error.
+    Dead,
+}
+
+impl Status {
+    /// Whether the invocation will not run again.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Dead)
+    }
+}
+
+/// Why an attempt failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptError {
+    /// The error code, as in synchronous error bodies.
+    pub code: String,
+    /// The message (the function's, for `function_error` and
+    /// `invalid_input`).
+    pub message: String,
+}
+
+/// One async invocation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvocationRecord {
+    /// Its id.
+    pub id: String,
+    /// The event function it invokes.
+    pub function: String,
+    /// Where it stands.
+    pub status: Status,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// When it was accepted, milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Its last change.
+    pub updated_at_ms: u64,
+    /// When the next attempt is due (queued invocations).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at_ms: Option<u64>,
+    /// The caller's `Idempotency-Key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// SHA-256 of the payload, hex.
+    pub payload_sha256: String,
+    /// Payload size.
+    pub payload_bytes: u64,
+    /// The caller's `Content-Type`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// The function invoked with the result when this one succeeds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_success: Option<String>,
+    /// The function invoked with the error when this one is dead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<String>,
+    /// The last attempt's error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<AttemptError>,
+    /// Size of the result, once succeeded (`GET .../result` has the bytes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result_bytes: Option<u64>,
+    /// The invocation a destination was given, once one was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination_invocation: Option<String>,
+}
+
+/// The files of the invocation store.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    dir: PathBuf,
+    tmp: PathBuf,
+}
+
+impl Journal {
+    /// The journal in `data_dir` (creating its directory).
+    pub fn open(data_dir: &Path) -> io::Result<Self> {
+        let dir = data_dir.join("invocations");
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self {
+            dir,
+            tmp: data_dir.join("tmp"),
+        })
+    }
+
+    fn path(&self, id: &str, ext: &str) -> PathBuf {
+        self.dir.join(format!("{id}.{ext}"))
+    }
+
+    /// Stores a new invocation: its payload, then its record.
+    pub fn create(&self, record: &InvocationRecord, payload: &[u8]) -> io::Result<()> {
+        fsio::write_atomic(
+            &self.tmp,
+            &self.path(&record.id, "payload"),
+            payload,
+            Access::Default,
+        )?;
+        self.update(record)
+    }
+
+    /// Rewrites a record.
+    pub fn update(&self, record: &InvocationRecord) -> io::Result<()> {
+        let json = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
+        fsio::write_atomic(
+            &self.tmp,
+            &self.path(&record.id, "json"),
+            &json,
+            Access::Default,
+        )
+    }
+
+    /// Stores a result.
+    pub fn put_result(&self, id: &str, result: &[u8]) -> io::Result<()> {
+        fsio::write_atomic(&self.tmp, &self.path(id, "result"), result, Access::Default)
+    }
+
+    /// An invocation's payload.
+    pub fn payload(&self, id: &str) -> io::Result<Vec<u8>> {
+        std::fs::read(self.path(id, "payload"))
+    }
+
+    /// An invocation's result.
+    pub fn result(&self, id: &str) -> io::Result<Vec<u8>> {
+        std::fs::read(self.path(id, "result"))
+    }
+
+    /// Removes every file of an invocation (the record last).
+    pub fn remove(&self, id: &str) -> io::Result<()> {
+        fsio::remove_durably(&self.path(id, "payload"))?;
+        fsio::remove_durably(&self.path(id, "result"))?;
+        fsio::remove_durably(&self.path(id, "json"))
+    }
+
+    /// Every stored record. Files without a record (a crash between the
+    /// payload and the record: never acknowledged) and unreadable records
+    /// are removed, and named in the second list.
+    pub fn load(&self) -> io::Result<(Vec<InvocationRecord>, Vec<String>)> {
+        let mut records = Vec::new();
+        let mut removed = Vec::new();
+        let mut others = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+                continue;
+            };
+            if let Some(id) = name.strip_suffix(".json") {
+                let parsed = std::fs::read(&path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<InvocationRecord>(&b).ok())
+                    .filter(|r| r.id == id && self.path(id, "payload").exists());
+                match parsed {
+                    Some(r) => records.push(r),
+                    None => {
+                        self.remove(id)?;
+                        removed.push(name);
+                    }
+                }
+            } else {
+                others.push((path, name));
+            }
+        }
+        for (path, name) in others {
+            let id = name.split('.').next().unwrap_or_default();
+            if !records.iter().any(|r| r.id == id) {
+                fsio::remove_durably(&path)?;
+                removed.push(name);
+            }
+        }
+        Ok((records, removed))
+    }
+}
