@@ -33,12 +33,7 @@ impl AsyncRequest {
             .any(|p| p.trim().eq_ignore_ascii_case("respond-async"));
         let mut this = Self::default();
         let mut mode_async = false;
-        for (key, value) in request
-            .uri()
-            .query()
-            .map(form_pairs)
-            .unwrap_or_default()
-        {
+        for (key, value) in request.uri().query().map(form_pairs).unwrap_or_default() {
             match key.as_str() {
                 "mode" if value == "async" => mode_async = true,
                 "mode" if value == "sync" => {}
