@@ -4,6 +4,8 @@
 //! ```text
 //! cargo run -p floe-bench --release -- http     # warm requests/s and latency
 //! cargo run -p floe-bench --release -- deploy   # upload -> 201, first response
+//! cargo run -p floe-bench --release -- init     # init snapshots vs per-instance init
+//! cargo run -p floe-bench --release -- scale    # scale-out, idle memory, overload
 //! cargo run -p floe-bench --release -- all
 //! ```
 //!
@@ -14,8 +16,10 @@
 //! generator it is the steadiest figure.
 #![expect(clippy::print_stdout, reason = "the report is this program's output")]
 
+mod load;
 mod prepare;
 mod report;
+mod scale;
 mod servers;
 mod wrk;
 
@@ -68,6 +72,9 @@ enum Scenario {
     /// The ~200 ms-init example: snapshot vs per-instance init vs wasmtime
     /// serve, first response after deploy and fresh-instance requests.
     Init,
+    /// Scale-out from zero (reserved prewarm and a step load), memory per
+    /// idle instance, and admitted latency at 10x overload.
+    Scale,
     /// Everything.
     All,
 }
@@ -112,6 +119,7 @@ struct Results {
     http: Vec<Sample>,
     deploy: Vec<DeploySample>,
     init: Vec<InitSample>,
+    scale: Option<scale::ScaleResults>,
 }
 
 fn main() -> Result<()> {
@@ -139,6 +147,11 @@ fn main() -> Result<()> {
     if matches!(cli.scenario, Scenario::Init | Scenario::All) {
         results.init = init(&cli, &tools)?;
         print_init(&results.init);
+    }
+    if matches!(cli.scenario, Scenario::Scale | Scenario::All) {
+        let scaled = scale::scale(&cli, &tools)?;
+        scale::print(&scaled);
+        results.scale = Some(scaled);
     }
     let out = cli.out.clone().unwrap_or_else(|| {
         tools.root.join("target/bench-results").join(format!(
@@ -172,6 +185,59 @@ fn floe_command(tools: &Tools, data_dir: &Path) -> Command {
         .env("FLOE_LOG", "warn")
         .arg("serve");
     cmd
+}
+
+/// A floe server started for a benchmark, with a client for its control
+/// plane.
+struct Floe {
+    server: Spawned,
+    client: ControlClient,
+    /// The control plane's base URL.
+    control: String,
+}
+
+impl Floe {
+    /// Starts floe on a fresh data directory named after `tag`, with extra
+    /// `FLOE_*` settings.
+    fn start(tools: &Tools, tag: &str, env: &[(&str, String)]) -> Result<Self> {
+        let dir = bench_dir(tools, tag)?;
+        let mut cmd = floe_command(tools, &dir);
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        let server = Spawned::start(cmd)?;
+        let control = std::fs::read_to_string(dir.join("control.url"))?
+            .trim()
+            .to_owned();
+        let token = std::fs::read_to_string(dir.join("token"))?;
+        let client = ControlClient::new(&control, token.trim());
+        Ok(Self {
+            server,
+            client,
+            control,
+        })
+    }
+
+    /// Deploys `component` as `name`, expecting 201.
+    async fn deploy(
+        &self,
+        name: &str,
+        component: bytes::Bytes,
+        settings: &[(&str, String)],
+    ) -> Result<()> {
+        let settings: Vec<(String, String)> = settings
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        let (status, body) = self.client.deploy(name, component, &settings).await?;
+        if status != 201 {
+            bail!("deploying {name} answered {status}: {body}");
+        }
+        Ok(())
+    }
+
+    /// The data plane's socket address.
+    fn data_addr(&self) -> Result<std::net::SocketAddr> {
+        Ok(self.server.base.trim_start_matches("http://").parse()?)
+    }
 }
 
 fn wasmtime_command(tools: &Tools, reuse: bool, component: &Path) -> Result<Command> {
@@ -345,25 +411,18 @@ fn deploy(cli: &Cli, tools: &Tools) -> Result<Vec<DeploySample>> {
     let mut samples = Vec::new();
     for round in 0..cli.runs.max(3) {
         eprintln_status(&format!("deploy round {}", round + 1));
-        let dir = bench_dir(tools, &format!("deploy-{round}"))?;
-        let server = Spawned::start(floe_command(tools, &dir))?;
-        let control = std::fs::read_to_string(dir.join("control.url"))?;
-        let token = std::fs::read_to_string(dir.join("token"))?;
-        let client = ControlClient::new(control.trim(), token.trim());
+        let floe = Floe::start(tools, &format!("deploy-{round}"), &[])?;
         let t0 = Instant::now();
-        let (status, _) = runtime.block_on(client.deploy("hello", component.clone(), &[]))?;
+        runtime.block_on(floe.deploy("hello", component.clone(), &[]))?;
         let upload = t0.elapsed();
-        if status != 201 {
-            bail!("deploy answered {status}");
-        }
-        let url = format!("{}/hello/", server.base);
+        let url = format!("{}/hello/", floe.server.base);
         let t1 = Instant::now();
         http_get(&url)?;
         let first = t1.elapsed();
         let t2 = Instant::now();
         http_get(&url)?;
         let second = t2.elapsed();
-        drop(server);
+        drop(floe);
 
         let dir = bench_dir(tools, &format!("deploy-start-{round}"))?;
         let mut cmd = floe_command(tools, &dir);
@@ -512,26 +571,19 @@ fn init(cli: &Cli, tools: &Tools) -> Result<Vec<InitSample>> {
                     }
                 }
                 _ => {
-                    let dir = bench_dir(tools, &format!("init-{round}-{subject:?}"))?;
-                    let server = Spawned::start(floe_command(tools, &dir))?;
-                    let control = std::fs::read_to_string(dir.join("control.url"))?;
-                    let token = std::fs::read_to_string(dir.join("token"))?;
-                    let client = ControlClient::new(control.trim(), token.trim());
+                    let floe = Floe::start(tools, &format!("init-{round}-{subject:?}"), &[])?;
                     let mut settings = vec![];
                     if subject == InitSubject::FloeInstance {
-                        settings.push(("preinit".to_owned(), "instance".to_owned()));
+                        settings.push(("preinit", "instance".to_owned()));
                     }
-                    let (status, _) =
-                        runtime.block_on(client.deploy("table", component.clone(), &settings))?;
-                    if status != 201 {
-                        bail!("deploy answered {status}");
-                    }
-                    let url = format!("{}/table/stats", server.base);
+                    runtime.block_on(floe.deploy("table", component.clone(), &settings))?;
+                    let url = format!("{}/table/stats", floe.server.base);
                     let t = Instant::now();
                     http_get(&url)?;
                     let first = t.elapsed();
                     runtime.block_on(
-                        client.configure("table", &[("reuse".to_owned(), "false".to_owned())]),
+                        floe.client
+                            .configure("table", &[("reuse".to_owned(), "false".to_owned())]),
                     )?;
                     let n = if subject == InitSubject::FloeSnapshot {
                         FRESH_REQUESTS
@@ -539,7 +591,7 @@ fn init(cli: &Cli, tools: &Tools) -> Result<Vec<InitSample>> {
                         FRESH_REQUESTS_SLOW
                     };
                     let fresh = timed_gets(&url, n)?;
-                    let (_, metrics) = http_get(&format!("{}/metrics", control.trim()))?;
+                    let (_, metrics) = http_get(&format!("{}/metrics", floe.control))?;
                     InitSample {
                         subject,
                         first_response_ms: ms(first),

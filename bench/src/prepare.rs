@@ -21,6 +21,8 @@ pub(crate) struct Tools {
     pub(crate) hello: PathBuf,
     /// The init-heavy example (~200 ms of `init`).
     pub(crate) init_table: PathBuf,
+    /// The example that answers after `?ms=N` on a host timer.
+    pub(crate) slow: PathBuf,
     /// `wasmtime` 48, if it is to be measured.
     pub(crate) wasmtime: Option<PathBuf>,
 }
@@ -73,6 +75,10 @@ pub(crate) fn prepare(with_wasmtime: bool) -> Result<Tools> {
             "wasm32-wasip2",
             "-p",
             "hello",
+            "-p",
+            "init-table",
+            "-p",
+            "slow",
             "--target-dir",
         ])
         .arg(target.join("wasm-examples")))?;
@@ -90,6 +96,7 @@ pub(crate) fn prepare(with_wasmtime: bool) -> Result<Tools> {
         hyper: target.join("release/hyper-hello"),
         hello: target.join("wasm-examples/wasm32-wasip2/release/hello.wasm"),
         init_table: target.join("wasm-examples/wasm32-wasip2/release/init_table.wasm"),
+        slow: target.join("wasm-examples/wasm32-wasip2/release/slow.wasm"),
         wasmtime,
         root,
     })

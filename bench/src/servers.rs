@@ -111,6 +111,35 @@ impl Spawned {
     }
 }
 
+/// Memory of a process from `/proc/PID/smaps_rollup`, KiB.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub(crate) struct Memory {
+    /// Resident.
+    pub(crate) rss_kib: u64,
+    /// Resident and not shared with any other mapping (what an instance
+    /// really costs): `Private_Clean + Private_Dirty`.
+    pub(crate) private_kib: u64,
+}
+
+impl Spawned {
+    /// The process's resident and private memory now.
+    pub(crate) fn memory(&self) -> Result<Memory> {
+        let rollup = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", self.pid()))?;
+        let field = |name: &str| -> u64 {
+            rollup
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim_start_matches(':').split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok(Memory {
+            rss_kib: field("Rss"),
+            private_kib: field("Private_Clean") + field("Private_Dirty"),
+        })
+    }
+}
+
 impl Drop for Spawned {
     fn drop(&mut self) {
         let _ = self.child.kill();

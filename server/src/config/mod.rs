@@ -107,6 +107,8 @@ pub mod defaults {
 
     /// How often the autoscaler runs.
     pub const SCALING_TICK: Duration = Duration::from_millis(100);
+    /// At most how often freed heap memory is handed back to the OS.
+    pub const RELEASE_MEMORY: Duration = Duration::from_secs(1);
 }
 
 /// The whole server configuration.
@@ -169,12 +171,18 @@ pub struct ScalingConfig {
     /// How often every function's target is worked out again: reservations
     /// are met, and idle instances past `idle_ttl` stopped, within one tick.
     pub tick: HumanDuration,
+    /// Once the server is quiet after a burst (no request in flight or
+    /// waiting anywhere), the heap memory freed since (instances stopped,
+    /// connections closed) is handed back to the OS, at most this often;
+    /// `0s` never does.
+    pub release_memory: HumanDuration,
 }
 
 impl Default for ScalingConfig {
     fn default() -> Self {
         Self {
             tick: HumanDuration(defaults::SCALING_TICK),
+            release_memory: HumanDuration(defaults::RELEASE_MEMORY),
         }
     }
 }

@@ -264,7 +264,10 @@ fn build_engine(config: &Config) -> anyhow::Result<(Engine, Allocator)> {
         let mut pooled = wasm.clone();
         pooled.allocation_strategy(pooling_config(config));
         match Engine::new(&pooled) {
-            Ok(engine) => return Ok((engine, Allocator::Pooling)),
+            Ok(engine) => {
+                check_map_count(config);
+                return Ok((engine, Allocator::Pooling));
+            }
             Err(err) => tracing::warn!(
                 error = %format!("{err:#}"),
                 "the pooling allocator is not available here; allocating instances on demand"
@@ -272,6 +275,33 @@ fn build_engine(config: &Config) -> anyhow::Result<(Engine, Allocator)> {
         }
     }
     Ok((Engine::new(&wasm)?, Allocator::OnDemand))
+}
+
+/// Memory mappings one live instance of a small component costs in the
+/// pooling allocator (its memory image, the rest of its memory, guard and
+/// table splits), plus the two of its fiber stack slot (stack and guard).
+const MAPPINGS_PER_INSTANCE: u64 = 7;
+
+/// Warns when `limits.max_instances_total` live instances would need more
+/// memory mappings than the kernel allows a process (`vm.max_map_count`):
+/// past that, starting an instance fails with ENOMEM.
+fn check_map_count(config: &Config) {
+    let Some(allowed) = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+    else {
+        return;
+    };
+    let total = u64::from(config.limits.max_instances_total);
+    let needed = total * MAPPINGS_PER_INSTANCE + 1_000;
+    if needed > allowed {
+        tracing::warn!(
+            max_instances_total = total,
+            vm_max_map_count = allowed,
+            instances_that_fit = allowed.saturating_sub(1_000) / MAPPINGS_PER_INSTANCE,
+            "vm.max_map_count is too low for limits.max_instances_total: raise it to at least {needed} (sysctl -w vm.max_map_count={needed})"
+        );
+    }
 }
 
 fn pooling_config(config: &Config) -> PoolingAllocationConfig {

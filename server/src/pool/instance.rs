@@ -103,6 +103,13 @@ impl Instance {
             pool.settings.memory.bytes() >> 20,
         ));
         pool.register(&stats);
+        // Until the instance exists (and its drop takes over), a failed or
+        // abandoned start takes its entry out of the pool's view.
+        let mut starting = Starting {
+            pool,
+            id,
+            armed: true,
+        };
         let source = Arc::new(LogSource {
             function: pool.function.clone(),
             version: pool.version,
@@ -168,6 +175,7 @@ impl Instance {
             pool: Arc::downgrade(pool),
             _permits: permits,
         };
+        starting.armed = false;
         if let Some(init) = init {
             let init_deadline = deadline.min(super::after(Instant::now(), settings.init_timeout.0));
             instance.store.data_mut().deadline = init_deadline;
@@ -336,6 +344,21 @@ impl Drop for Instance {
     fn drop(&mut self) {
         if let Some(pool) = self.pool.upgrade() {
             pool.unregister(self.stats.id);
+        }
+    }
+}
+
+/// An instance being started, listed in its pool before it exists.
+struct Starting<'a> {
+    pool: &'a Pool,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.pool.forget(self.id);
         }
     }
 }

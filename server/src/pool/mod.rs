@@ -280,7 +280,13 @@ pub struct Pool {
     retired: AtomicBool,
     started: AtomicU64,
     stopped: AtomicU64,
+    /// After a reserved instance failed to start, no more are started ahead
+    /// of demand until then.
+    prewarm_paused_until: Mutex<Option<Instant>>,
 }
+
+/// How long prewarming pauses after a reserved instance failed to start.
+const PREWARM_BACKOFF: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 struct PoolState {
@@ -358,6 +364,7 @@ impl Pool {
             retired: AtomicBool::new(false),
             started: AtomicU64::new(0),
             stopped: AtomicU64::new(0),
+            prewarm_paused_until: Mutex::new(None),
         });
         pool.ctx.budget.attach(&pool);
         pool
@@ -658,6 +665,11 @@ impl Pool {
         lock(&self.instances).insert(stats.id, stats.clone());
     }
 
+    /// Takes out an instance that never started (not counted as stopped).
+    pub(crate) fn forget(&self, id: u64) {
+        lock(&self.instances).remove(&id);
+    }
+
     pub(crate) fn unregister(&self, id: u64) {
         if lock(&self.instances).remove(&id).is_some() {
             self.stopped.fetch_add(1, Relaxed);
@@ -756,6 +768,9 @@ impl Pool {
         }
         self.set_floor(target.instances);
         *lock(&self.target) = Some(target);
+        if lock(&self.prewarm_paused_until).is_some_and(|until| Instant::now() < until) {
+            return 0;
+        }
         let mut started = 0;
         while self.shortfall() > 0 {
             let Some(permits) = self.try_permits() else {
@@ -800,7 +815,18 @@ impl Pool {
                     if announce {
                         pool.arrival_failed.notify_waiters();
                     }
-                    tracing::warn!(function = %pool.function, version = pool.version, error = %e, "starting a reserved instance failed");
+                    // One warning per pause, not one per instance of a
+                    // failed batch.
+                    let first = {
+                        let mut paused = lock(&pool.prewarm_paused_until);
+                        let now = Instant::now();
+                        let first = paused.is_none_or(|until| now >= until);
+                        *paused = Some(now + PREWARM_BACKOFF);
+                        first
+                    };
+                    if first {
+                        tracing::warn!(function = %pool.function, version = pool.version, error = %e, retry_in = ?PREWARM_BACKOFF, "starting a reserved instance failed");
+                    }
                 }
             }
         });

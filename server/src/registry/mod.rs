@@ -30,7 +30,7 @@ use crate::store::{Digest, FunctionRecord, FunctionStore, VersionRecord};
 use bytes::Bytes;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::task::TaskTracker;
@@ -173,6 +173,9 @@ pub struct Registry {
     components: moka::sync::Cache<Digest, (Component, u32)>,
     /// New functions being deployed (reserved under `max_functions`).
     creating: AtomicUsize,
+    /// Deploys, reconfigurations, rollbacks and deletions so far: the
+    /// autoscaler hands memory back after them too.
+    changes: AtomicU64,
 }
 
 impl std::fmt::Debug for Registry {
@@ -216,6 +219,7 @@ impl Registry {
             locks: Mutex::default(),
             gc: tokio::sync::RwLock::new(()),
             creating: AtomicUsize::new(0),
+            changes: AtomicU64::new(0),
             components: moka::sync::Cache::builder()
                 .weigher(|_, v: &(Component, u32)| v.1)
                 .max_capacity(COMPONENT_CACHE_BYTES)
@@ -589,6 +593,7 @@ impl Registry {
         // Committed in memory before the guard goes: a collection that waits
         // for it sees the new record.
         lock(&self.records).insert(name.to_string(), record);
+        self.changes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -791,11 +796,13 @@ impl Registry {
         let store = self.store.clone();
         let record = record.clone();
         blocking(move || store.write_record(&record)).await??;
+        self.changes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     /// Removes stored files that no record names. Returns how many.
     async fn collect_garbage(&self) -> Result<usize, RegistryError> {
+        self.changes.fetch_add(1, Ordering::Relaxed);
         let _gc = self.gc.write().await;
         let live: HashSet<Digest> = lock(&self.records)
             .values()
@@ -923,9 +930,16 @@ impl Registry {
     /// reservations), starts instances up to it and stops instances idle
     /// past `idle_ttl` down to it.
     pub fn scale(&self, now: Instant, wall: jiff::Timestamp) -> crate::scaling::Step {
-        let mut step = crate::scaling::Step::default();
+        let mut step = crate::scaling::Step {
+            changes: self.changes.load(Ordering::Relaxed),
+            ..Default::default()
+        };
         for f in self.active_functions() {
             let load = f.pool.take_load();
+            step.busy = step
+                .busy
+                .saturating_add(load.in_flight.saturating_add(load.queued));
+            step.peak = step.peak.max(load.peak);
             let target = crate::scaling::policy::target(f.pool.settings(), load, wall);
             step.started += f.pool.scale_to(target);
             step.stopped += f.pool.reap_idle(now) as u32;

@@ -8,35 +8,47 @@
 //! and stops instances idle past `idle_ttl` only down to it (after their
 //! `pre-stop`). A function with no reservation scales to zero.
 
+mod heap;
 pub mod policy;
 
+use crate::config::ScalingConfig;
 use crate::registry::Registry;
 use std::sync::Weak;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// Runs the autoscaler every `tick` until the registry is gone.
-pub async fn run(registry: Weak<Registry>, tick: Duration) {
-    let mut interval = tokio::time::interval(tick);
+/// Runs the autoscaler every `scaling.tick` until the registry is gone.
+pub async fn run(registry: Weak<Registry>, config: ScalingConfig) {
+    let mut interval = tokio::time::interval(config.tick.0);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heap = heap::Releaser::new(config.release_memory.0);
     loop {
         interval.tick().await;
         let Some(registry) = registry.upgrade() else {
             return;
         };
         let step = registry.scale(Instant::now(), jiff::Timestamp::now());
+        drop(registry);
         if step.started > 0 || step.stopped > 0 {
             tracing::debug!(started = step.started, stopped = step.stopped, "autoscaler");
         }
+        heap.after(step, Instant::now());
     }
 }
 
-/// What one pass of the autoscaler did.
+/// What one pass of the autoscaler saw and did.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Step {
     /// Instances started ahead of demand.
     pub started: u32,
     /// Idle instances stopped.
     pub stopped: u32,
+    /// Requests in flight or waiting, over all functions, now.
+    pub busy: u32,
+    /// The most requests in flight and waiting in any one function since the
+    /// last pass.
+    pub peak: u32,
+    /// Functions deployed, reconfigured, rolled back or deleted so far.
+    pub changes: u64,
 }
 
 /// A function's scaling, as the API shows it.

@@ -148,7 +148,7 @@ impl Floe {
         let workers = invocations.start(&dataplane);
         let janitor = tokio::spawn(crate::scaling::run(
             Arc::downgrade(&registry),
-            config.scaling.tick.0,
+            config.scaling.clone(),
         ));
         Ok(Self {
             inner: Arc::new(Inner {
