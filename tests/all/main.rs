@@ -22,4 +22,5 @@ mod invoke;
 mod lifecycle;
 mod limits;
 mod observe;
+mod python;
 mod scaling;
