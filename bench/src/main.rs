@@ -20,6 +20,7 @@ mod load;
 mod prepare;
 mod report;
 mod scale;
+mod sdks;
 mod servers;
 mod wrk;
 
@@ -75,6 +76,10 @@ enum Scenario {
     /// Scale-out from zero (reserved prewarm and a step load), memory per
     /// idle instance, and admitted latency at 10x overload.
     Scale,
+    /// The hello example of each SDK (Rust, JavaScript, Python): size,
+    /// build, deploy (first and cached), first response, warm requests/s,
+    /// against wasmtime serve.
+    Sdks,
     /// Everything.
     All,
 }
@@ -120,6 +125,7 @@ struct Results {
     deploy: Vec<DeploySample>,
     init: Vec<InitSample>,
     scale: Option<scale::ScaleResults>,
+    sdks: Vec<sdks::SdkSample>,
 }
 
 fn main() -> Result<()> {
@@ -152,6 +158,10 @@ fn main() -> Result<()> {
         let scaled = scale::scale(&cli, &tools)?;
         scale::print(&scaled);
         results.scale = Some(scaled);
+    }
+    if matches!(cli.scenario, Scenario::Sdks | Scenario::All) {
+        results.sdks = sdks::sdks(&cli, &tools)?;
+        sdks::print(&cli, &results.sdks);
     }
     let out = cli.out.clone().unwrap_or_else(|| {
         tools.root.join("target/bench-results").join(format!(
@@ -240,18 +250,24 @@ impl Floe {
     }
 }
 
-fn wasmtime_command(tools: &Tools, reuse: bool, component: &Path) -> Result<Command> {
+/// `wasmtime serve -S cli=y` of `component` on a port the OS picks, with
+/// extra `flags`.
+fn wasmtime_command(tools: &Tools, flags: &[&str], component: &Path) -> Result<Command> {
     let bin = tools
         .wasmtime
         .as_ref()
         .context("wasmtime is not available")?;
     let mut cmd = Command::new(bin);
-    cmd.args(["serve", "-S", "cli=y", "--addr", "127.0.0.1:0"]);
-    if reuse {
-        cmd.args(["--max-instance-reuse-count", "1000"]);
-    }
-    cmd.arg(component);
+    cmd.args(["serve", "-S", "cli=y", "--addr", "127.0.0.1:0"])
+        .args(flags)
+        .arg(component);
     Ok(cmd)
+}
+
+/// `wasmtime serve` of `component` with its compile cache off: it compiles
+/// at start, as floe does at deploy.
+fn wasmtime_cold(tools: &Tools, component: &Path) -> Result<Command> {
+    wasmtime_command(tools, &["-C", "cache=n"], component)
 }
 
 /// Starts `subject` and returns it with the URL to load.
@@ -267,8 +283,11 @@ fn start(subject: Subject, tools: &Tools, round: usize) -> Result<(Spawned, Stri
             }
             (cmd, "/hello/")
         }
-        Subject::WasmtimeServe => (wasmtime_command(tools, false, &tools.hello)?, "/"),
-        Subject::WasmtimeServeReuse => (wasmtime_command(tools, true, &tools.hello)?, "/"),
+        Subject::WasmtimeServe => (wasmtime_command(tools, &[], &tools.hello)?, "/"),
+        Subject::WasmtimeServeReuse => (
+            wasmtime_command(tools, &["--max-instance-reuse-count", "1000"], &tools.hello)?,
+            "/",
+        ),
         Subject::Hyper => {
             let mut cmd = Command::new(&tools.hyper);
             cmd.arg("127.0.0.1:0");
@@ -430,20 +449,10 @@ fn deploy(cli: &Cli, tools: &Tools) -> Result<Vec<DeploySample>> {
             .arg(format!("hello={}", tools.hello.display()));
         let floe_start = start_to_first_response(cmd, "/hello/")?;
         let wasmtime_start = match &tools.wasmtime {
-            Some(bin) => {
-                let mut cmd = Command::new(bin);
-                cmd.args([
-                    "serve",
-                    "-S",
-                    "cli=y",
-                    "-C",
-                    "cache=n",
-                    "--addr",
-                    "127.0.0.1:0",
-                ])
-                .arg(&tools.hello);
-                Some(start_to_first_response(cmd, "/")?.as_secs_f64() * 1e3)
-            }
+            Some(_) => Some(
+                start_to_first_response(wasmtime_cold(tools, &tools.hello)?, "/")?.as_secs_f64()
+                    * 1e3,
+            ),
             None => None,
         };
         samples.push(DeploySample {
@@ -553,8 +562,7 @@ fn init(cli: &Cli, tools: &Tools) -> Result<Vec<InitSample>> {
             eprintln_status(&format!("init round {}: {}", round + 1, subject.label()));
             samples.push(match subject {
                 InitSubject::WasmtimeServe => {
-                    let server =
-                        Spawned::start(wasmtime_command(tools, false, &tools.init_table)?)?;
+                    let server = Spawned::start(wasmtime_command(tools, &[], &tools.init_table)?)?;
                     let url = format!("{}/stats", server.base);
                     let t = Instant::now();
                     let (status, _) = http_get(&url)?;

@@ -7,6 +7,7 @@
 
 use crate::client::{ClientError, ControlClient};
 use crate::config::env;
+use crate::scaffold;
 use crate::{Config, Floe};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
@@ -83,6 +84,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Make a function project from a template, ready to build.
+    New {
+        /// The function's name (also the project's directory, unless --dir).
+        name: String,
+        /// The language.
+        #[arg(long, value_enum)]
+        lang: scaffold::Lang,
+        /// The kind of function.
+        #[arg(long, value_enum, default_value = "http")]
+        kind: scaffold::Kind,
+        /// Where to make the project (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The sdk/ folder of a floe checkout (default: the one floe was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
     /// Change a function's settings.
     Config {
         /// The function's name.
@@ -155,6 +173,31 @@ async fn run(cli: Cli) -> Result<()> {
             }
             serve(config, deploys).await
         }
+        Command::New {
+            name,
+            lang,
+            kind,
+            dir,
+            sdk,
+        } => {
+            let project = scaffold::create(&scaffold::Request {
+                name,
+                lang,
+                kind,
+                dir,
+                sdk,
+            })?;
+            println!("created {}", project.dir.display());
+            for file in &project.files {
+                println!("  {}", file.display());
+            }
+            println!(
+                "build it in {} with: {}",
+                project.dir.display(),
+                project.build
+            );
+            Ok(())
+        }
         command => {
             let data_dir = match cli.data_dir {
                 Some(dir) => dir,
@@ -225,7 +268,9 @@ async fn wait_for_signal() -> Result<()> {
 
 async fn manage(client: &ControlClient, command: Command) -> Result<()> {
     match command {
-        Command::Serve { .. } => bail!("serve is not a management command"),
+        Command::Serve { .. } | Command::New { .. } => {
+            bail!("not a management command")
+        }
         Command::Deploy {
             name,
             file,

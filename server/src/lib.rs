@@ -43,6 +43,7 @@ pub mod metrics;
 pub mod pool;
 pub mod preinit;
 pub mod registry;
+pub mod scaffold;
 pub mod scaling;
 mod server;
 pub mod status;

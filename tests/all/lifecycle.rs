@@ -403,3 +403,52 @@ async fn hook_calls_are_metered() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bytes_deployed_before_reuse_their_compiled_snapshot_and_settings_still_count() -> Result<()>
+{
+    let server = Server::start()?;
+    let first = server.deploy("table", INIT_TABLE, &[]).await?;
+    assert_eq!(first["init"], "snapshot");
+    let s = stats(&server, "/table/stats").await?;
+
+    // The same bytes as another function: the snapshot taken for the first
+    // serves it, with nothing compiled and no init run.
+    let again = server.deploy("table-two", INIT_TABLE, &[]).await?;
+    assert_eq!(again["init"], "snapshot", "{again}");
+    assert_eq!(again["compile_ms"], 0, "{again}");
+    assert_eq!(again["init_ms"], first["init_ms"], "{again}");
+    let t = stats(&server, "/table-two/stats").await?;
+    assert_eq!(t["init_runs"], 1);
+    assert_eq!(t["init_at_ms"], s["init_at_ms"], "the one snapshot");
+    assert_eq!(t["primes"], 3_001_134);
+
+    // Back to bytes the function had before, as a new version.
+    server.deploy("table", HELLO, &[]).await?;
+    let back = server.deploy("table", INIT_TABLE, &[]).await?;
+    assert_eq!(
+        (back["version"].as_u64(), back["compile_ms"].as_u64()),
+        (Some(3), Some(0))
+    );
+    assert_eq!(
+        stats(&server, "/table/stats").await?["init_at_ms"],
+        s["init_at_ms"]
+    );
+
+    // Another memory limit is another deploy: init runs again.
+    let other = server
+        .deploy("table-three", INIT_TABLE, &[("memory", "96MiB")])
+        .await?;
+    assert_eq!(other["init"], "snapshot");
+    let u = stats(&server, "/table-three/stats").await?;
+    assert_ne!(u["init_at_ms"], s["init_at_ms"], "{u}");
+
+    // The reused versions survive a restart.
+    let mut server = server;
+    server.restart()?;
+    assert_eq!(
+        stats(&server, "/table-two/stats").await?["primes"],
+        3_001_134
+    );
+    Ok(())
+}

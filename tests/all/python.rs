@@ -1,50 +1,21 @@
 //! Python functions built with the Python SDK (`floe-py build`, on
 //! componentize-py), deployed to a real server like any other component.
 
-use crate::harness::{Server, send};
-use anyhow::{Context, Result, bail};
+use crate::examples::{check_event_echo, check_init_index, check_json_api, check_metrics_flush};
+use crate::harness::{Collector, Server, send};
+use crate::sdk::{Sdk, repo};
+use anyhow::Result;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from(".."), Path::to_owned)
-}
-
-/// `floe-py`, installed by `scripts/setup` into `target/py-sdk`.
-fn floe_py() -> PathBuf {
-    repo().join("target/py-sdk/bin/floe-py")
-}
-
-/// Runs `floe-py build` on `source`; the output status and stderr.
-fn floe_py_build(source: &Path, output: &Path) -> Result<(bool, String)> {
-    let done = Command::new(floe_py())
-        .arg("build")
-        .arg(source)
-        .arg("-o")
-        .arg(output)
-        .output()
-        .context("running floe-py (scripts/setup installs it)")?;
-    Ok((
-        done.status.success(),
-        String::from_utf8_lossy(&done.stderr).into_owned(),
-    ))
-}
 
 /// Builds `functions-examples/python/{name}/app.py` with the SDK; the
 /// component's path.
 fn build_example(name: &str) -> Result<String> {
-    let source = repo().join(format!("functions-examples/python/{name}/app.py"));
-    let output = repo().join(format!("target/py-examples/{name}.wasm"));
-    let (ok, stderr) = floe_py_build(&source, &output)?;
-    if !ok {
-        bail!("floe-py build of {name} failed:\n{stderr}");
-    }
-    Ok(output.display().to_string())
+    Sdk::Python.build_ok(
+        &repo().join(format!("functions-examples/python/{name}/app.py")),
+        &repo().join(format!("target/py-examples/{name}.wasm")),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -65,18 +36,7 @@ async fn python_http_functions_build_deploy_and_answer() -> Result<()> {
 
     // init runs once, before the first request, and the deploy says how.
     let index = build_example("init-index")?;
-    let deployed = server.deploy("py-index", &index, &[]).await?;
-    let mode = deployed["init"].as_str().unwrap_or_default().to_owned();
-    assert!(mode == "snapshot" || mode == "instance", "{deployed}");
-    if mode == "instance" {
-        assert!(deployed["init_reason"].is_string(), "{deployed}");
-    }
-    let r = server.get("/py-index/?word=Floe").await?;
-    assert_eq!(r.status, 200, "{}", r.text());
-    let body = r.json();
-    assert_eq!(body["word"], "floe");
-    assert_eq!(body["init_runs"], 1);
-    assert!(body["count"].as_u64() > Some(1_000), "{body}");
+    let body = check_init_index(&server, "py-index", &index).await?;
     assert_eq!(body["words_indexed"], 20);
     Ok(())
 }
@@ -86,28 +46,92 @@ async fn python_event_functions_keep_bytes_and_type_their_errors() -> Result<()>
     let component = build_example("event-echo")?;
     let server = Server::start()?;
     server.deploy("py-event", &component, &[]).await?;
-    let post = |body: &'static [u8]| {
-        Request::post(server.url("/py-event"))
-            .header("content-type", "application/x-test")
-            .body(Full::new(Bytes::from_static(body)))
-    };
-    let r = send(post(b"ab\xff\x00c")?).await?;
-    assert_eq!(
-        (r.status.as_u16(), r.body.as_ref()),
-        (200, &b"c\x00\xffba"[..])
+    check_event_echo(&server, "py-event", "RuntimeError: asked to fail").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_json_api_routes_by_path_and_method() -> Result<()> {
+    let component = build_example("json-api")?;
+    let server = Server::start()?;
+    server
+        .deploy("py-notes", &component, &[("max_instances", "1")])
+        .await?;
+    check_json_api(&server, "py-notes").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_hooks_flush_metrics_with_fetch() -> Result<()> {
+    let component = build_example("metrics-flush")?;
+    let server = Server::start()?;
+    server
+        .deploy("py-metrics", &component, &[("max_instances", "1")])
+        .await?;
+    check_metrics_flush(&server, "py-metrics").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_event_functions_fetch_and_see_fetch_errors() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let source = dir.path().join("fetcher.py");
+    std::fs::write(
+        &source,
+        r#"import floe
+
+@floe.event
+def handle(payload: bytes, ctx: floe.Context) -> bytes:
+    url, _, timeout = payload.decode().partition(" ")
+    try:
+        reply = floe.fetch(url, method="post", body=b"x" * 10000, timeout=float(timeout or 5))
+    except floe.FetchError as e:
+        return f"FetchError: {e}".encode()
+    return f"{reply.status} {reply.header('content-length')} {reply.text()}".encode()
+"#,
+    )?;
+    let component = dir.path().join("fetcher.wasm");
+    let (ok, stderr) = Sdk::Python.build(&source, &component)?;
+    assert!(ok, "{stderr}");
+    let server = Server::start()?;
+    server
+        .deploy("fetcher", &component.display().to_string(), &[])
+        .await?;
+    let collector = Collector::start().await?;
+    let post =
+        |body: String| Request::post(server.url("/fetcher")).body(Full::new(Bytes::from(body)));
+
+    // The body goes out in several writes, and the answer comes back whole.
+    let r = send(post(collector.url.clone())?).await?;
+    assert_eq!((r.status.as_u16(), r.text()), (200, "200 2 ok".into()));
+    assert_eq!(collector.lines(), vec!["x".repeat(10_000)]);
+
+    // No one listens on a port just given back.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let r = send(post(format!("http://127.0.0.1:{port}/"))?).await?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text().starts_with("FetchError: POST http://127.0.0.1:"),
+        "{}",
+        r.text()
     );
-    let r = send(post(b"")?).await?;
-    assert_eq!((r.status.as_u16(), r.code()), (400, "invalid_input".into()));
-    assert_eq!(r.json()["message"], "empty payload");
-    let r = send(post(b"fail")?).await?;
-    assert_eq!(
-        (r.status.as_u16(), r.code()),
-        (500, "function_error".into())
+    assert!(r.text().contains("connection refused"), "{}", r.text());
+    // One that listens but never answers: the timeout bounds the wait.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}/ 0.5", silent.local_addr()?);
+    let r = send(post(url)?).await?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text().starts_with("FetchError: timed out"),
+        "{}",
+        r.text()
     );
-    assert_eq!(r.json()["message"], "RuntimeError: asked to fail");
-    let r = send(post(b"context")?).await?;
-    assert_eq!(r.json()["function"], "py-event");
-    assert_eq!(r.json()["content_type"], "application/x-test");
+    let r = send(post("ftp://example.com/".into())?).await?;
+    assert!(
+        r.text().contains("not an http:// or https:// URL"),
+        "{}",
+        r.text()
+    );
     Ok(())
 }
 
@@ -119,7 +143,7 @@ fn a_python_syntax_error_names_file_and_line() -> Result<()> {
         &source,
         "import floe\n\n@floe.http\ndef handle(request)\n    return 'x'\n",
     )?;
-    let (ok, stderr) = floe_py_build(&source, &dir.path().join("broken.wasm"))?;
+    let (ok, stderr) = Sdk::Python.build(&source, &dir.path().join("broken.wasm"))?;
     assert!(!ok);
     assert!(
         stderr.contains("broken.py:4:") && stderr.contains("SyntaxError"),

@@ -21,6 +21,11 @@
 //! floe deploy hello target/wasm32-wasip2/release/hello.wasm
 //! ```
 //!
+//! A handler that returns `Err` answers `500 function_error`; one that panics
+//! traps: floe answers `500 trap` and discards the instance. [`http::json`]
+//! answers with a value as JSON, and [`http::Client`] calls other services
+//! (see [`http`]).
+//!
 //! ## Event functions
 //!
 //! An event function takes bytes and returns bytes; floe never decodes them:
@@ -32,14 +37,17 @@
 //!
 //! async fn handle(context: Context, payload: Vec<u8>) -> Result<Vec<u8>, Error> {
 //!     if payload.is_empty() {
-//!         return Err(Error::invalid_input("empty payload"));
+//!         return Err(Error::invalid_input("empty payload")); // 400 invalid_input
 //!     }
 //!     Ok(payload.iter().rev().copied().collect())
 //! }
 //! ```
 //!
 //! It answers `POST /{name}` on the data plane and `POST
-//! /v1/functions/{name}/invoke` on the control plane.
+//! /v1/functions/{name}/invoke` on the control plane. [`event::Context`]
+//! says which invocation it is and how much time is left
+//! ([`event::Context::remaining`]); [`event::from_json`] and
+//! [`event::to_json`] handle JSON payloads.
 //!
 //! ## Lifecycle hooks
 //!
@@ -56,7 +64,9 @@
 //! instance starts initialized (unless it takes random bytes, or the function
 //! is deployed with `preinit=instance`: then it runs once per instance).
 //! `pre-freeze` runs when an instance has finished its requests and none
-//! waits for it; `pre-stop` runs once before an instance is stopped.
+//! waits for it; `pre-stop` runs once before an instance is stopped. Hooks
+//! are plain functions; one that needs to `.await` (an outbound request, say)
+//! runs its future with [`wstd::runtime::block_on`].
 //!
 //! ## Instance reuse
 //!
@@ -64,14 +74,95 @@
 //! deployed with `reuse=false`), so statics and anything set up lazily (with
 //! [`std::sync::OnceLock`], say) survive from one request to the next. An
 //! instance that traps is thrown away, never reused.
+//!
+//! ## Features
+//!
+//! - `json` (on by default): [`http::json`], [`event::from_json`],
+//!   [`event::to_json`], the [`serde_json`] re-export, and wstd's
+//!   `Body::from_json` and `Body::json`. Turn it off with
+//!   `default-features = false` to leave serde out of the function's
+//!   dependencies. Helpers a function does not call cost nothing in its
+//!   component either way.
 #![deny(missing_docs)]
 
 pub use wstd;
 
+/// [`serde_json`], re-exported for its `json!` macro and `Value`.
+#[cfg(feature = "json")]
+pub use serde_json;
+
 /// HTTP types for handlers: requests, responses, bodies, headers, and an
-/// outbound [`http::Client`].
+/// outbound [`Client`](http::Client).
+///
+/// Everything in [`wstd::http`] is here, plus [`json`](http::json) to answer
+/// with JSON.
+///
+/// # Reading a request
+///
+/// The body is streamed: read it whole with `Body::contents`,
+/// `Body::str_contents`, or (with the `json` feature) `Body::json`:
+///
+/// ```ignore
+/// use floe_sdk::http::{Body, Request, Response, Result, StatusCode};
+///
+/// #[derive(serde::Deserialize, serde::Serialize)]
+/// struct Order { item: String, quantity: u32 }
+///
+/// async fn handle(mut request: Request<Body>) -> Result<Response<Body>> {
+///     let order: Order = request.body_mut().json().await?;
+///     floe_sdk::http::json(StatusCode::CREATED, &order)
+/// }
+/// ```
+///
+/// # Outbound HTTP
+///
+/// Functions have no sockets; they reach other services over HTTP or HTTPS
+/// with [`Client`](http::Client) (`wasi:http/outgoing-handler`). It works in
+/// HTTP and event handlers alike; the time a call takes counts toward the
+/// function's `timeout`.
+///
+/// ```ignore
+/// use floe_sdk::http::{Body, Client, Request, Response, Result};
+///
+/// async fn handle(_request: Request<Body>) -> Result<Response<Body>> {
+///     let upstream = Request::get("https://example.com/").body(Body::empty())?;
+///     let mut answer = Client::new().send(upstream).await?;
+///     let status = answer.status();
+///     let text = answer.body_mut().str_contents().await?;
+///     Ok(Response::new(format!("{status}, {} bytes\n", text.len()).into()))
+/// }
+/// ```
+///
+/// `Client::set_connect_timeout`, `set_first_byte_timeout` and
+/// `set_between_bytes_timeout` bound one call more tightly than the
+/// function's `timeout`.
 pub mod http {
     pub use wstd::http::*;
+
+    /// A response with `status` whose body is `value` as JSON, with
+    /// `content-type: application/json`.
+    ///
+    /// ```ignore
+    /// use floe_sdk::http::{Body, Request, Response, Result, StatusCode};
+    ///
+    /// async fn handle(_request: Request<Body>) -> Result<Response<Body>> {
+    ///     floe_sdk::http::json(StatusCode::OK, &floe_sdk::serde_json::json!({"ok": true}))
+    /// }
+    /// ```
+    ///
+    /// Fails only where `value`'s `Serialize` implementation does (a map
+    /// with keys that are not strings, say).
+    #[cfg(feature = "json")]
+    pub fn json<T: serde::Serialize + ?Sized>(
+        status: StatusCode,
+        value: &T,
+    ) -> Result<Response<Body>> {
+        let body = serde_json::to_vec(value)?;
+        Ok(Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(Body::from(body))?)
+    }
 }
 
 /// Timers and sleeping inside a handler.
@@ -81,7 +172,35 @@ pub mod time {
 }
 
 /// Event functions: what floe passes in, and how a function refuses or fails.
+///
+/// The handler returns [`Error::InvalidInput`](event::Error::InvalidInput)
+/// for a payload it cannot take: the caller gets `400 invalid_input` with the
+/// message, and an asynchronous invocation is not retried.
+/// [`Error::Failed`](event::Error::Failed) answers `500 function_error` with
+/// the message, and an asynchronous invocation is retried. A panic traps:
+/// `500 trap`, and the instance is discarded.
+///
+/// With the `json` feature, [`from_json`](event::from_json) and
+/// [`to_json`](event::to_json) map JSON payloads onto those errors:
+///
+/// ```ignore
+/// use floe_sdk::event::{self, Context, Error};
+///
+/// #[derive(serde::Deserialize)]
+/// struct Resize { width: u32, height: u32 }
+///
+/// async fn handle(context: Context, payload: Vec<u8>) -> Result<Vec<u8>, Error> {
+///     let resize: Resize = event::from_json(&payload)?; // 400 if it does not parse
+///     if context.remaining() < std::time::Duration::from_secs(1) {
+///         return Err(Error::failed("not enough time left"));
+///     }
+///     event::to_json(&[resize.width * 2, resize.height * 2])
+/// }
+/// ```
 pub mod event {
+    use std::fmt;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
     /// What floe tells an event function about one invocation.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct Context {
@@ -98,6 +217,20 @@ pub mod event {
         pub memory_limit: u64,
         /// The `Content-Type` the caller sent, if any.
         pub content_type: Option<String>,
+    }
+
+    impl Context {
+        /// The time left before [`deadline_ms`](Self::deadline_ms), zero
+        /// once it has passed. Past the deadline floe stops the function and
+        /// the caller gets `504 timeout`: a handler that works in steps can
+        /// check this between them and stop in time, with a result or an
+        /// [`Error`] of its own.
+        pub fn remaining(&self) -> Duration {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            Duration::from_millis(self.deadline_ms).saturating_sub(now)
+        }
     }
 
     /// Why an event function did not produce a result.
@@ -119,6 +252,42 @@ pub mod event {
         pub fn failed(message: impl Into<String>) -> Self {
             Self::Failed(message.into())
         }
+
+        /// The message the caller gets.
+        pub fn message(&self) -> &str {
+            match self {
+                Self::InvalidInput(message) | Self::Failed(message) => message,
+            }
+        }
+    }
+
+    impl fmt::Display for Error {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self {
+                Self::InvalidInput(message) => write!(f, "invalid input: {message}"),
+                Self::Failed(message) => write!(f, "failed: {message}"),
+            }
+        }
+    }
+
+    impl std::error::Error for Error {}
+
+    /// Decodes a JSON payload into `T`. A payload that is not JSON, or not
+    /// the JSON `T` expects, is refused: [`Error::InvalidInput`] (400) with
+    /// serde's message.
+    #[cfg(feature = "json")]
+    pub fn from_json<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, Error> {
+        serde_json::from_slice(payload)
+            .map_err(|e| Error::invalid_input(format!("the payload is not the expected JSON: {e}")))
+    }
+
+    /// Encodes `value` as JSON, to return as the result. Fails
+    /// ([`Error::Failed`], 500) only where `value`'s `Serialize`
+    /// implementation does.
+    #[cfg(feature = "json")]
+    pub fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
+        serde_json::to_vec(value)
+            .map_err(|e| Error::failed(format!("the result cannot be encoded as JSON: {e}")))
     }
 }
 
@@ -249,8 +418,10 @@ pub mod __bindings {
 /// floe_sdk::http_function!(handle);
 /// ```
 ///
-/// A handler that returns `Err` answers with a 500 status; one that panics
-/// traps, and floe answers 500 and discards the instance.
+/// A handler that returns `Err` answers `500 function_error` (the error goes
+/// to floe's log, not to the client); one that panics traps, and floe answers
+/// `500 trap` and discards the instance. To answer with another status,
+/// return `Ok` with a response that has it.
 #[macro_export]
 macro_rules! http_function {
     ($handler:path) => {
@@ -350,5 +521,74 @@ pub mod __internal {
                 Err(err) => responder.fail(err),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::event::{Context, Error};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    fn context(deadline_ms: u64) -> Context {
+        Context {
+            request_id: "r".into(),
+            function: "f".into(),
+            version: 1,
+            deadline_ms,
+            memory_limit: 1 << 20,
+            content_type: None,
+        }
+    }
+
+    fn now_ms() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    }
+
+    #[test]
+    fn remaining_counts_down_to_the_deadline_and_stops_at_zero() {
+        let left = context(now_ms() + 10_000).remaining();
+        assert!(left > Duration::from_secs(9) && left <= Duration::from_secs(10));
+        assert_eq!(context(now_ms() - 1_000).remaining(), Duration::ZERO);
+        assert_eq!(context(0).remaining(), Duration::ZERO);
+    }
+
+    #[test]
+    fn errors_display_their_kind_and_message() {
+        assert_eq!(
+            Error::invalid_input("empty").to_string(),
+            "invalid input: empty"
+        );
+        assert_eq!(Error::failed("boom").to_string(), "failed: boom");
+        assert_eq!(Error::failed("boom").message(), "boom");
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn json_payloads_map_onto_event_errors() {
+        let n: Vec<u32> = crate::event::from_json(b"[1,2]").unwrap();
+        assert_eq!(n, [1, 2]);
+        let err = crate::event::from_json::<Vec<u32>>(b"{").unwrap_err();
+        assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+        assert_eq!(crate::event::to_json(&n).unwrap(), b"[1,2]");
+        let bad: std::collections::HashMap<Vec<u8>, u8> = [(vec![1], 1)].into();
+        assert!(matches!(crate::event::to_json(&bad), Err(Error::Failed(_))));
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn http_json_sets_status_type_and_body() {
+        use crate::http::StatusCode;
+        let mut response =
+            crate::http::json(StatusCode::CREATED, &crate::serde_json::json!({"ok": true}))
+                .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let body = wstd::runtime::block_on(response.body_mut().str_contents())
+            .unwrap()
+            .to_owned();
+        assert_eq!(body, r#"{"ok":true}"#);
     }
 }

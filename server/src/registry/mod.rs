@@ -119,6 +119,19 @@ enum Serving {
     },
     /// A snapshot taken after its `init`.
     Snapshot(preinit::Snapshot),
+    /// A component already stored and compiled for another version with
+    /// the same digest (serving from the component named): nothing to write
+    /// but the record.
+    Stored(Digest),
+}
+
+/// What an earlier deploy of the same component settled, reusable by a new
+/// deploy with the same memory limit and `preinit` setting: the component
+/// that serves (the upload or its snapshot), how `init` runs, and the hooks.
+struct Settled {
+    serving: Digest,
+    preinit: crate::store::PreinitRecord,
+    declared_hooks: Option<Vec<String>>,
 }
 
 /// What the API shows about a function.
@@ -355,6 +368,78 @@ impl Registry {
         Ok((compiled.component, compiled.compile_time.as_millis() as u64))
     }
 
+    /// An earlier version (of any function) of the component `digest`,
+    /// deployed with the same memory limit and `preinit` setting as
+    /// `settings`: `init` would come out the same, so its outcome (a
+    /// snapshot, or init per instance) is reused rather than run again.
+    fn settled(&self, digest: Digest, settings: &FunctionSettings) -> Option<Settled> {
+        let records = lock(&self.records);
+        records
+            .values()
+            .filter(|r| {
+                r.settings.memory == settings.memory && r.settings.preinit == settings.preinit
+            })
+            .flat_map(|r| r.versions.iter())
+            .find(|v| v.digest == digest)
+            .map(|v| Settled {
+                serving: v.serving(),
+                preinit: v.preinit.clone(),
+                declared_hooks: v.declared_hooks.clone(),
+            })
+    }
+
+    /// Deploys `digest` as `settled` by an earlier deploy: the compiled
+    /// component is loaded (from memory or its artifact), checked, and
+    /// activated without compiling or running `init` again. `None` when the
+    /// stored files are gone: the caller deploys in full.
+    async fn redeploy_settled(
+        &self,
+        name: &FunctionName,
+        record: Option<FunctionRecord>,
+        new_settings: &FunctionSettings,
+        bytes: &Bytes,
+        digest: Digest,
+        settled: Settled,
+    ) -> Result<Option<Deployed>, RegistryError> {
+        let (store, len) = (self.store.clone(), bytes.len() as u64);
+        if !blocking(move || store.has_blob(&digest, Some(len))).await? {
+            return Ok(None);
+        }
+        let Ok((component, _)) = self.component(settled.serving).await else {
+            return Ok(None);
+        };
+        let mut prepared = self.engine.prepare(&component)?;
+        prepared.hooks.restrict(settled.declared_hooks.as_deref());
+        let runnable = Arc::new(preinit::runnable(&settled.preinit, prepared));
+        let mut record = record.unwrap_or_else(|| FunctionRecord::new(name.as_str(), new_settings));
+        let version = record.next_version;
+        let version_record = VersionRecord {
+            version,
+            digest,
+            size: len,
+            created_at_ms: now_ms(),
+            compile_ms: 0,
+            preinit: settled.preinit,
+            declared_hooks: settled.declared_hooks,
+        };
+        record.push_active(version_record.clone(), new_settings);
+        let pruned = prune_versions(&mut record, self.config.limits.max_versions as usize);
+        self.commit(
+            name,
+            record,
+            bytes,
+            digest,
+            Serving::Stored(settled.serving),
+        )
+        .await?;
+        self.activate(name, version, digest, runnable, new_settings.clone());
+        if pruned {
+            self.collect_garbage().await?;
+        }
+        tracing::info!(function = %name, version, %digest, size = len, init = version_record.preinit.mode.name(), "deployed (compiled and initialized before)");
+        Ok(Some(Deployed::new(name, &version_record, 0, true)))
+    }
+
     fn cache(&self, digest: Digest, component: &Component, size: usize) {
         let weight = u32::try_from(size).unwrap_or(u32::MAX);
         self.components.insert(digest, (component.clone(), weight));
@@ -477,6 +562,21 @@ impl Registry {
             None => Some(self.reserve_new_function()?),
         };
 
+        if let Some(settled) = self.settled(digest, &new_settings)
+            && let Some(deployed) = self
+                .redeploy_settled(
+                    &name,
+                    record.clone(),
+                    &new_settings,
+                    &bytes,
+                    digest,
+                    settled,
+                )
+                .await?
+        {
+            return Ok(deployed);
+        }
+
         let size = bytes.len() as u64;
         let (component, artifact, compile_ms) = match self.components.get(&digest) {
             Some((component, _)) => (component, None, 0),
@@ -490,13 +590,8 @@ impl Registry {
         let declared_hooks = crate::engine::declared_hooks(&bytes);
         prepared.hooks.restrict(declared_hooks.as_deref());
 
-        let mut record = record.unwrap_or_else(|| FunctionRecord {
-            name: name.to_string(),
-            active: 0,
-            next_version: 1,
-            settings: new_settings.clone(),
-            versions: Vec::new(),
-        });
+        let mut record =
+            record.unwrap_or_else(|| FunctionRecord::new(name.as_str(), &new_settings));
         let version = record.next_version;
         let initialized = preinit::initialize(
             &self.engine,
@@ -508,9 +603,6 @@ impl Registry {
             declared_hooks.as_deref(),
         )
         .await?;
-        record.next_version += 1;
-        record.active = version;
-        record.settings = new_settings.clone();
         let version_record = VersionRecord {
             version,
             digest,
@@ -520,7 +612,7 @@ impl Registry {
             preinit: initialized.record,
             declared_hooks,
         };
-        record.versions.push(version_record.clone());
+        record.push_active(version_record.clone(), &new_settings);
         let pruned = prune_versions(&mut record, self.config.limits.max_versions as usize);
         let serving = match initialized.snapshot {
             Some(snapshot) => Serving::Snapshot(snapshot),
@@ -574,6 +666,21 @@ impl Registry {
                 (snapshot.digest, snapshot.component),
                 Some((snapshot.digest, Some(snapshot.bytes), snapshot.artifact)),
             ),
+            Serving::Stored(serving) => {
+                // A collection may have taken the files since they were
+                // loaded: then the deploy fails rather than name them.
+                let store = self.store.clone();
+                blocking(move || {
+                    if !store.has_blob(&serving, None) {
+                        return Err(crate::store::StoreError::Missing(serving));
+                    }
+                    store.write_record(&to_write)
+                })
+                .await??;
+                lock(&self.records).insert(name.to_string(), record);
+                self.changes.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
         };
         let artifact_len = files.as_ref().map_or(0, |f| f.2.len());
         blocking(move || {

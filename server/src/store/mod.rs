@@ -64,6 +64,9 @@ pub enum StoreError {
         /// What the bytes hash to.
         actual: Digest,
     },
+    /// A stored component was removed (by a collection) while in use.
+    #[error("stored component {0} was removed meanwhile; deploy again")]
+    Missing(Digest),
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
@@ -173,6 +176,12 @@ impl FunctionStore {
             return Ok(());
         }
         self.write(&path, bytes)
+    }
+
+    /// Whether component bytes (of `len` bytes, when given) are stored under
+    /// `digest`; by their length only: reading them checks their digest.
+    pub fn has_blob(&self, digest: &Digest, len: Option<u64>) -> bool {
+        fs::metadata(self.blob_path(digest)).is_ok_and(|m| len.is_none_or(|len| m.len() == len))
     }
 
     /// Reads component bytes, checking them against their digest.

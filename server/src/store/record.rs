@@ -91,6 +91,26 @@ pub struct FunctionRecord {
 }
 
 impl FunctionRecord {
+    /// A function with no version yet.
+    pub fn new(name: &str, settings: &FunctionSettings) -> Self {
+        Self {
+            name: name.to_owned(),
+            active: 0,
+            next_version: 1,
+            settings: settings.clone(),
+            versions: Vec::new(),
+        }
+    }
+
+    /// Adds `version` (numbered `next_version`) and makes it active, with
+    /// `settings`.
+    pub fn push_active(&mut self, version: VersionRecord, settings: &FunctionSettings) {
+        self.next_version = version.version + 1;
+        self.active = version.version;
+        self.settings = settings.clone();
+        self.versions.push(version);
+    }
+
     /// The active version's record.
     pub fn active_version(&self) -> Option<&VersionRecord> {
         self.version(self.active)

@@ -20,6 +20,11 @@ Mark one function as the handler, and optionally the lifecycle hooks:
 
     @floe.pre_stop
     def close() -> None: ...          # the instance is about to be stopped
+
+Call out over HTTP (from a handler or a hook) with `floe.fetch`:
+
+    reply = floe.fetch("http://example.com/api", method="POST", body=b"...")
+    reply.status, reply.header("content-type"), reply.text(), reply.json()
 """
 
 from __future__ import annotations
@@ -27,7 +32,24 @@ from __future__ import annotations
 import json as _json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
+
+try:  # componentize-py generates these bindings when it builds the component
+    import wit_world  # noqa: F401
+except ImportError:  # outside a component (an editor, a unit test)
+    _wasi = False
+else:
+    _wasi = True
+    from componentize_py_types import Err as _Err, Ok as _Ok
+    from wit_world.imports import monotonic_clock as _clock
+    from wit_world.imports import outgoing_handler as _outgoing
+    from wit_world.imports import poll as _poll
+    from wit_world.imports import streams as _streams
+
+    try:  # the event world also imports wasi:filesystem, whose `types` wins the name
+        from wit_world.imports import wasi_http_types as _http
+    except ImportError:
+        from wit_world.imports import types as _http
 
 _handler: Optional[Callable[..., Any]] = None
 _kind: Optional[str] = None
@@ -108,8 +130,26 @@ class Request:
         return _json.loads(self.body)
 
 
+class _either:
+    """`Response.json(data)` makes a JSON response; `response.json()` parses
+    one (the way the Web's `Response.json` and `response.json()` do)."""
+
+    def __init__(self, on_class: Callable[..., Any], on_instance: Callable[..., Any]) -> None:
+        self.on_class, self.on_instance = on_class, on_instance
+        self.__doc__ = on_class.__doc__
+
+    def __get__(self, obj: Any, cls: type) -> Callable[..., Any]:
+        if obj is None:
+            return self.on_class.__get__(cls, cls)
+        return self.on_instance.__get__(obj, cls)
+
+
 class Response:
-    """An HTTP response."""
+    """An HTTP response: the one a handler returns, or the one `fetch` got.
+
+    `status`, `headers` (a list of `(name, value)` pairs) and `body` (bytes);
+    `header(name)`, `text()`, `json()` and `ok` read them.
+    `Response.json(data, status=200)` makes a JSON response."""
 
     def __init__(
         self,
@@ -124,13 +164,46 @@ class Response:
         if isinstance(body, str) and not any(k.lower() == "content-type" for k, _ in self.headers):
             self.headers.append(("content-type", "text/plain; charset=utf-8"))
 
-    @classmethod
-    def json(cls, data: Any, status: int = 200) -> "Response":
+    def _make_json(
+        cls,
+        data: Any,
+        status: int = 200,
+        headers: Optional[dict[str, str] | list[tuple[str, str]]] = None,
+    ) -> "Response":
+        """A response with `data` as JSON (`content-type: application/json`),
+        plus `headers`."""
+        items = headers.items() if isinstance(headers, dict) else (headers or [])
         return cls(
             _json.dumps(data).encode("utf-8"),
             status,
-            [("content-type", "application/json")],
+            [("content-type", "application/json"), *items],
         )
+
+    def _parse_json(self) -> Any:
+        """The body, parsed as JSON."""
+        return _json.loads(self.body)
+
+    json = _either(classmethod(_make_json), _parse_json)
+
+    def header(self, name: str) -> Optional[str]:
+        """The first value of header `name` (case-insensitive), as text."""
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                return value.decode("latin-1") if isinstance(value, bytes) else value
+        return None
+
+    def text(self) -> str:
+        """The body, decoded as UTF-8."""
+        return self.body.decode("utf-8")
+
+    @property
+    def ok(self) -> bool:
+        """Whether the status is 2xx."""
+        return 200 <= self.status < 300
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status}, {len(self.body)} bytes>"
 
 
 @dataclass
@@ -163,3 +236,186 @@ def _payload(value: Any) -> bytes:
     if value is None:
         return b""
     return _json.dumps(value).encode("utf-8")
+
+
+# Outbound HTTP, over wasi:http/outgoing-handler.
+
+_CHUNK = 4096  # the most one blocking write may take
+_READ = 65536
+
+
+class FetchError(Exception):
+    """`fetch` got no response: a bad URL, a refused connection, a timeout,
+    a broken stream. (A response with an error status is not an exception:
+    look at `status` or `ok`.)"""
+
+
+def _error_code(code: Any) -> str:
+    """`ErrorCode_ConnectionRefused()` -> `connection refused`, with the
+    case's details if any."""
+    name = type(code).__name__.removeprefix("ErrorCode_")
+    words = "".join(f" {c.lower()}" if c.isupper() else c for c in name).strip()
+    detail = getattr(code, "value", None)
+    if hasattr(detail, "__dict__"):
+        detail = ", ".join(f"{k}={v}" for k, v in vars(detail).items() if v is not None) or None
+    return words if detail is None else f"{words} ({detail})"
+
+
+def _stream_error(error: Any) -> str:
+    """What a `StreamError_LastOperationFailed` says (and drops its resource)."""
+    io_error = getattr(error, "value", None)
+    if io_error is None:
+        return "stream error"
+    try:
+        code = _http.http_error_code(io_error)
+        text = _error_code(code) if code is not None else io_error.to_debug_string()
+    finally:
+        io_error.__exit__(None, None, None)
+    return text
+
+
+def _method(name: str) -> Any:
+    cls = getattr(_http, "Method_" + name.capitalize(), None)
+    if cls is not None and name != "OTHER":
+        return cls()
+    return _http.Method_Other(name)
+
+
+def _wait(pollable: Any, deadline: Optional[int], what: str) -> None:
+    """Blocks until `pollable` is ready, or raises `FetchError` at `deadline`
+    (a monotonic-clock instant). Drops `pollable`."""
+    try:
+        if deadline is None:
+            pollable.block()
+            return
+        timer = _clock.subscribe_instant(deadline)
+        try:
+            ready = _poll.poll([pollable, timer])
+        finally:
+            timer.__exit__(None, None, None)
+        if 0 not in ready:
+            raise FetchError(f"timed out {what}")
+    finally:
+        pollable.__exit__(None, None, None)
+
+
+def fetch(
+    url: str,
+    method: str = "GET",
+    body: bytes | str = b"",
+    headers: Optional[dict[str, str] | list[tuple[str, str | bytes]]] = None,
+    timeout: Optional[float] = None,
+) -> Response:
+    """Sends an HTTP request and returns the response, its body read in full.
+
+    `url` is `http://` or `https://`; `body` (bytes, or text sent as UTF-8) is
+    sent with a `content-length`; `timeout` (seconds) bounds the whole
+    exchange, body included. A response with any status is returned (see
+    `Response.ok`); `FetchError` is raised when there is none: a bad URL or
+    header, a failed connection, a timeout, a broken stream."""
+    if not _wasi:
+        raise FetchError("floe.fetch works only inside a floe function (a built component)")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.netloc:
+        raise FetchError(f"{url!r}: not an http:// or https:// URL")
+    if parts.username is not None or parts.password is not None:
+        raise FetchError(f"{url!r}: credentials in the URL are not supported; send a header")
+    method = method.upper()
+    what = f"{method} {url}"
+    data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+    items = list(headers.items() if isinstance(headers, dict) else (headers or []))
+    entries = [(k, v.encode("latin-1") if isinstance(v, str) else bytes(v)) for k, v in items]
+    has_body = bool(data) or method in ("POST", "PUT", "PATCH")
+    if has_body and not any(k.lower() == "content-length" for k, _ in entries):
+        entries.append(("content-length", str(len(data)).encode()))
+    deadline = None
+    if timeout is not None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        deadline = _clock.now() + int(timeout * 1e9)
+
+    try:
+        fields = _http.Fields.from_list(entries)
+    except _Err as e:
+        raise FetchError(f"{what}: invalid header ({type(e.value).__name__.removeprefix('HeaderError_')})") from None
+    request = _http.OutgoingRequest(fields)
+    try:
+        request.set_method(_method(method))
+        request.set_scheme(_http.Scheme_Https() if scheme == "https" else _http.Scheme_Http())
+        request.set_authority(parts.netloc)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        request.set_path_with_query(path)
+    except _Err:
+        request.__exit__(None, None, None)
+        raise FetchError(f"{what}: invalid method or URL") from None
+    outgoing_body = request.body() if has_body else None
+    try:
+        future = _outgoing.handle(request, None)
+    except _Err as e:
+        if outgoing_body is not None:
+            outgoing_body.__exit__(None, None, None)
+        raise FetchError(f"{what}: {_error_code(e.value)}") from None
+
+    try:
+        write_error = None
+        if outgoing_body is not None:
+            stream = outgoing_body.write()
+            try:
+                for at in range(0, len(data), _CHUNK):
+                    stream.blocking_write_and_flush(data[at : at + _CHUNK])
+            except _Err as e:
+                write_error = _stream_error(e.value) if not isinstance(e.value, _streams.StreamError_Closed) else "closed"
+            finally:
+                stream.__exit__(None, None, None)
+            if write_error is None:
+                try:
+                    _http.OutgoingBody.finish(outgoing_body, None)
+                except _Err as e:
+                    write_error = _error_code(e.value)
+            else:
+                outgoing_body.__exit__(None, None, None)  # dropped unfinished: the request fails
+        return _receive(future, deadline, what, write_error)
+    finally:
+        future.__exit__(None, None, None)
+
+
+def _receive(future: Any, deadline: Optional[int], what: str, write_error: Optional[str]) -> Response:
+    result = future.get()
+    if result is None:
+        _wait(future.subscribe(), deadline, f"waiting for {what}")
+        result = future.get()
+    if not isinstance(result, _Ok):
+        raise FetchError(f"{what}: no response")
+    if not isinstance(result.value, _Ok):
+        raise FetchError(f"{what}: {_error_code(result.value.value)}")
+    if write_error is not None:
+        result.value.value.__exit__(None, None, None)
+        raise FetchError(f"{what}: sending the body failed: {write_error}")
+    with result.value.value as incoming:
+        status = incoming.status()
+        with incoming.headers() as fields:
+            entries = fields.entries()
+        body = incoming.consume()
+        stream = body.stream()
+        chunks = []
+        try:
+            while True:
+                try:
+                    chunk = stream.blocking_read(_READ) if deadline is None else stream.read(_READ)
+                except _Err as e:
+                    if isinstance(e.value, _streams.StreamError_Closed):
+                        break
+                    raise FetchError(f"{what}: reading the body failed: {_stream_error(e.value)}") from None
+                if chunk:
+                    chunks.append(chunk)
+                elif deadline is not None:
+                    _wait(stream.subscribe(), deadline, f"reading the body of {what}")
+        finally:
+            stream.__exit__(None, None, None)
+            _http.IncomingBody.finish(body).__exit__(None, None, None)
+    return Response(
+        b"".join(chunks),
+        status,
+        [(k, v.decode("latin-1")) for k, v in entries],
+    )

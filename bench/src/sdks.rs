@@ -1,0 +1,245 @@
+//! The hello example of each SDK (Rust, JavaScript, Python): component size,
+//! build time, deploy time (first compile, and again for bytes deployed
+//! before), first response after deploy, and warm requests/s, floe against
+//! `wasmtime serve -S cli=y` on the same component.
+
+use crate::prepare::{Tools, eprintln_status};
+use crate::report::median;
+use crate::{Cli, Floe, http_get, start_to_first_response, wasmtime_cold, wasmtime_command, wrk};
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// One language's hello component.
+struct Hello {
+    language: &'static str,
+    component: PathBuf,
+    /// Time the SDK's build command took (none for Rust, which cargo builds
+    /// with the other examples).
+    build_ms: Option<f64>,
+}
+
+/// What was measured for one language in one round.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct SdkSample {
+    language: &'static str,
+    size_bytes: u64,
+    build_ms: Option<f64>,
+    /// Upload -> 201 on a fresh server: validate, compile, store.
+    deploy_first_ms: f64,
+    /// Upload -> 201 of the same bytes as another function: nothing to
+    /// compile.
+    deploy_cached_ms: f64,
+    /// The first request after the first deploy's 201.
+    first_request_ms: f64,
+    /// wasmtime serve: process start (compile cache off) to first 200.
+    wasmtime_start_to_first_response_ms: Option<f64>,
+    floe_ok_per_sec: f64,
+    floe_p50_ms: f64,
+    wasmtime_ok_per_sec: Option<f64>,
+    wasmtime_p50_ms: Option<f64>,
+}
+
+fn timed(command: &mut Command) -> Result<f64> {
+    let t0 = Instant::now();
+    let out = command.output().with_context(|| format!("{command:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{command:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(t0.elapsed().as_secs_f64() * 1e3)
+}
+
+fn build(tools: &Tools) -> Result<Vec<Hello>> {
+    let out = tools.root.join("target/bench-sdks");
+    std::fs::create_dir_all(&out)?;
+    let examples = tools.root.join("functions-examples");
+    let js = out.join("js-hello.wasm");
+    eprintln_status("building the JavaScript hello (floe-js)");
+    let js_ms = timed(
+        Command::new("node")
+            .arg(tools.root.join("sdk/js/src/cli.js"))
+            .arg("build")
+            .arg(examples.join("js/hello/app.js"))
+            .arg("-o")
+            .arg(&js),
+    )?;
+    let py = out.join("python-hello.wasm");
+    eprintln_status("building the Python hello (floe-py)");
+    let py_ms = timed(
+        Command::new(tools.root.join("target/py-sdk/bin/floe-py"))
+            .arg("build")
+            .arg(examples.join("python/hello/app.py"))
+            .arg("-o")
+            .arg(&py),
+    )?;
+    Ok(vec![
+        Hello {
+            language: "Rust",
+            component: tools.hello.clone(),
+            build_ms: None,
+        },
+        Hello {
+            language: "JavaScript",
+            component: js,
+            build_ms: Some(js_ms),
+        },
+        Hello {
+            language: "Python",
+            component: py,
+            build_ms: Some(py_ms),
+        },
+    ])
+}
+
+fn warm(cli: &Cli, url: &str) -> Result<wrk::WrkResult> {
+    wrk::run(url, cli.connections, Duration::from_secs(2))?;
+    wrk::run(url, cli.connections, Duration::from_secs(cli.duration))
+}
+
+fn measure(cli: &Cli, tools: &Tools, hello: &Hello, round: usize) -> Result<SdkSample> {
+    let bytes = bytes::Bytes::from(std::fs::read(&hello.component)?);
+    let runtime = tokio::runtime::Runtime::new()?;
+    // No compile cache: the first deploy compiles.
+    let floe = Floe::start(
+        tools,
+        &format!("sdk-{}-{round}", hello.language),
+        &[("FLOE_ENGINE__COMPILE_CACHE", String::new())],
+    )?;
+    let t0 = Instant::now();
+    runtime.block_on(floe.deploy("hello", bytes.clone(), &[]))?;
+    let deploy_first = t0.elapsed();
+    let url = format!("{}/hello/", floe.server.base);
+    let t1 = Instant::now();
+    let (status, _) = http_get(&url)?;
+    let first = t1.elapsed();
+    if status != 200 {
+        bail!("{} hello answered {status}", hello.language);
+    }
+    let t2 = Instant::now();
+    runtime.block_on(floe.deploy("hello-again", bytes.clone(), &[]))?;
+    let deploy_cached = t2.elapsed();
+    let floe_load = warm(cli, &url)?;
+    drop(floe);
+
+    let (wasmtime_start, wasmtime_load) = match &tools.wasmtime {
+        Some(_) => {
+            let start = start_to_first_response(wasmtime_cold(tools, &hello.component)?, "/")?;
+            let server =
+                crate::servers::Spawned::start(wasmtime_command(tools, &[], &hello.component)?)?;
+            let url = format!("{}/", server.base);
+            wait_for_200(&url)?;
+            let load = warm(cli, &url)?;
+            drop(server);
+            (Some(start.as_secs_f64() * 1e3), Some(load))
+        }
+        None => (None, None),
+    };
+    Ok(SdkSample {
+        language: hello.language,
+        size_bytes: bytes.len() as u64,
+        build_ms: hello.build_ms,
+        deploy_first_ms: deploy_first.as_secs_f64() * 1e3,
+        deploy_cached_ms: deploy_cached.as_secs_f64() * 1e3,
+        first_request_ms: first.as_secs_f64() * 1e3,
+        wasmtime_start_to_first_response_ms: wasmtime_start,
+        floe_ok_per_sec: floe_load.ok_per_sec,
+        floe_p50_ms: floe_load.p50_us / 1e3,
+        wasmtime_ok_per_sec: wasmtime_load.as_ref().map(|l| l.ok_per_sec),
+        wasmtime_p50_ms: wasmtime_load.as_ref().map(|l| l.p50_us / 1e3),
+    })
+}
+
+fn wait_for_200(url: &str) -> Result<()> {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(120) {
+        if let Ok((200, _)) = http_get(url) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("no 200 from {url} within 120 s")
+}
+
+/// Runs the scenario.
+pub(crate) fn sdks(cli: &Cli, tools: &Tools) -> Result<Vec<SdkSample>> {
+    let hellos = build(tools)?;
+    let mut samples = Vec::new();
+    for round in 0..cli.runs {
+        for hello in &hellos {
+            eprintln_status(&format!(
+                "sdk round {}/{}: {}",
+                round + 1,
+                cli.runs,
+                hello.language
+            ));
+            samples.push(measure(cli, tools, hello, round)?);
+        }
+    }
+    Ok(samples)
+}
+
+fn med(samples: &[&SdkSample], f: impl Fn(&SdkSample) -> Option<f64>) -> String {
+    let values: Vec<f64> = samples.iter().filter_map(|s| f(s)).collect();
+    if values.is_empty() {
+        "-".to_owned()
+    } else {
+        format!("{:.1}", median(&values))
+    }
+}
+
+/// Prints the table.
+pub(crate) fn print(cli: &Cli, samples: &[SdkSample]) {
+    println!(
+        "\nhello per SDK, {} round(s), medians; warm load wrk -t1 -c{} -d{}s",
+        cli.runs, cli.connections, cli.duration
+    );
+    println!(
+        "{:<11} {:>8} {:>9} {:>10} {:>10} {:>9} {:>10} {:>10} {:>10} {:>10}",
+        "language",
+        "size MB",
+        "build s",
+        "deploy ms",
+        "cached ms",
+        "first ms",
+        "wt 1st ms",
+        "floe rps",
+        "wt rps",
+        "floe/wt"
+    );
+    for language in ["Rust", "JavaScript", "Python"] {
+        let of: Vec<&SdkSample> = samples.iter().filter(|s| s.language == language).collect();
+        if of.is_empty() {
+            continue;
+        }
+        let rps = median(&of.iter().map(|s| s.floe_ok_per_sec).collect::<Vec<_>>());
+        let peer: Vec<f64> = of.iter().filter_map(|s| s.wasmtime_ok_per_sec).collect();
+        let ratio = if peer.is_empty() {
+            "-".to_owned()
+        } else {
+            format!("{:.1}x", rps / median(&peer))
+        };
+        println!(
+            "{:<11} {:>8.1} {:>9} {:>10} {:>10} {:>9} {:>10} {:>10.0} {:>10} {:>10}",
+            language,
+            of[0].size_bytes as f64 / 1e6,
+            med(&of, |s| s.build_ms.map(|ms| ms / 1e3)),
+            med(&of, |s| Some(s.deploy_first_ms)),
+            med(&of, |s| Some(s.deploy_cached_ms)),
+            med(&of, |s| Some(s.first_request_ms)),
+            med(&of, |s| s.wasmtime_start_to_first_response_ms),
+            rps,
+            med(&of, |s| s.wasmtime_ok_per_sec),
+            ratio
+        );
+    }
+    println!(
+        "deploy: upload -> 201 with compilation; cached: the same bytes as another \
+         function; first: the first request after the 201; wt 1st: wasmtime serve \
+         start -> first 200 with its compile cache off"
+    );
+}

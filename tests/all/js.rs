@@ -1,0 +1,103 @@
+//! JavaScript functions built with the JavaScript SDK (`floe-js build`, on
+//! componentize-js), deployed to a real server like any other component.
+
+use crate::examples::{check_event_echo, check_init_index, check_json_api, check_metrics_flush};
+use crate::harness::Server;
+use crate::sdk::{Sdk, repo};
+use anyhow::Result;
+
+/// Builds `functions-examples/js/{name}/app.js` with the SDK; the
+/// component's path.
+fn build_example(name: &str) -> Result<String> {
+    Sdk::Js.build_ok(
+        &repo().join(format!("functions-examples/js/{name}/app.js")),
+        &repo().join(format!("target/js-examples/{name}.wasm")),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn js_http_functions_build_deploy_and_answer_on_reused_instances() -> Result<()> {
+    let hello = build_example("hello")?;
+    let server = Server::start()?;
+    server
+        .deploy("js-hello", &hello, &[("max_instances", "1")])
+        .await?;
+    let r = server.get("/js-hello/some/path?x=1").await?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "hello from javascript, path=/some/path?x=1\n");
+    assert!(
+        r.headers["content-type"]
+            .to_str()?
+            .starts_with("text/plain")
+    );
+    // One instance answers request after request.
+    for _ in 0..5 {
+        let r = server.get("/js-hello/again").await?;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let instances = server.client().instances("js-hello").await?;
+    let list = instances["instances"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(list.len(), 1, "{instances}");
+
+    // init runs once, before the first request, and the deploy says how.
+    let index = build_example("init-index")?;
+    let body = check_init_index(&server, "js-index", &index).await?;
+    assert!(body["words_indexed"].as_u64() > Some(400), "{body}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn js_event_functions_keep_bytes_and_type_their_errors() -> Result<()> {
+    let component = build_example("event-echo")?;
+    let server = Server::start()?;
+    server.deploy("js-event", &component, &[]).await?;
+    let context = check_event_echo(&server, "js-event", "Error: asked to fail").await?;
+    assert_eq!(context["version"], 1);
+    assert_eq!(context["remaining_ms_positive"], true);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn js_json_api_routes_and_answers_each_status() -> Result<()> {
+    let component = build_example("json-api")?;
+    let server = Server::start()?;
+    server
+        .deploy("js-notes", &component, &[("max_instances", "1")])
+        .await?;
+    check_json_api(&server, "js-notes").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn js_hooks_flush_buffered_metrics_over_outbound_http() -> Result<()> {
+    let component = build_example("metrics-flush")?;
+    let server = Server::start()?;
+    server
+        .deploy("js-metrics", &component, &[("max_instances", "1")])
+        .await?;
+    check_metrics_flush(&server, "js-metrics").await
+}
+
+#[test]
+fn a_js_syntax_error_names_file_and_line() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let source = dir.path().join("broken.js");
+    std::fs::write(
+        &source,
+        "export function fetch(request) {\n  return new Response('x';\n}\n",
+    )?;
+    let output = dir.path().join("broken.wasm");
+    let (ok, stderr) = Sdk::Js.build(&source, &output)?;
+    assert!(!ok);
+    assert!(stderr.contains("broken.js:2:"), "{stderr}");
+    assert!(!output.exists());
+
+    // A module with no handler is refused with what to export.
+    std::fs::write(&source, "export const answer = 42;\n")?;
+    let (ok, stderr) = Sdk::Js.build(&source, &output)?;
+    assert!(!ok);
+    assert!(stderr.contains("exports no handler"), "{stderr}");
+    Ok(())
+}
