@@ -124,7 +124,19 @@ async function send(response, outparam) {
       entries.push([name, encoder.encode(value)]);
     }
   }
-  const outgoing = new OutgoingResponse(Fields.fromList(entries));
+  let fields;
+  try {
+    fields = Fields.fromList(entries);
+  } catch (error) {
+    // A header the host refuses (an invalid name or value): say so rather
+    // than trap, which would cost the instance.
+    console.error(`floe: the response has a header the host refuses: ${describe(error)}`);
+    return send(
+      new Response('the function answered with an invalid header\n', { status: 500 }),
+      outparam,
+    );
+  }
+  const outgoing = new OutgoingResponse(fields);
   outgoing.setStatusCode(response.status);
   const body = outgoing.body();
   ResponseOutparam.set(outparam, { tag: 'ok', val: outgoing });
