@@ -19,7 +19,8 @@ mod scale;
 pub use color::{Coefficients, Color, Matrix, Range};
 pub use convert::{convert, repack, rgba_from_yuv, yuv_from_rgba};
 pub use scale::{
-    Filter, Rect, area_span, bilinear_tap, crop, difference, resize, thumbnail, thumbnail_size,
+    Filter, MAX_AREA_PIXELS, Rect, area_pixels, area_span, bilinear_tap, crop, difference, resize,
+    thumbnail, thumbnail_size,
 };
 
 /// The largest width or height a frame may have.

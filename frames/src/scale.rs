@@ -42,6 +42,17 @@ pub fn area_span(i: u32, from: u32, to: u32) -> (u32, u32) {
     (start, end.max(start + 1).min(from))
 }
 
+/// The largest number of source pixels one output pixel of an area resize
+/// may average (its integer sums must fit 32 bits).
+pub const MAX_AREA_PIXELS: u64 = 1 << 24;
+
+/// A bound on the source pixels one output pixel averages when an area
+/// resize goes from `sw` × `sh` to `dw` × `dh`.
+pub fn area_pixels(sw: u32, sh: u32, dw: u32, dh: u32) -> u64 {
+    let span = |from: u32, to: u32| u64::from(from.div_ceil(to)) + 1;
+    span(sw, dw) * span(sh, dh)
+}
+
 /// Where output pixel `i` of `to` samples a source of `from` pixels under
 /// bilinear filtering: the two source pixels and the second one's weight.
 pub fn bilinear_tap(i: u32, from: u32, to: u32) -> (u32, u32, f32) {
@@ -62,6 +73,12 @@ pub fn resize(
     rgba_only(frame, "resize")?;
     check_size(width, height)?;
     let (sw, sh) = (frame.width(), frame.height());
+    if filter == Filter::Area && area_pixels(sw, sh, width, height) > MAX_AREA_PIXELS {
+        return Err(BadDimensions(format!(
+            "an area resize from {sw}x{sh} to {width}x{height} averages too many pixels \
+             per output pixel; resize in two steps"
+        )));
+    }
     let src = frame.data();
     let at = |x: u32, y: u32, k: usize| src[4 * (y as usize * sw as usize + x as usize) + k];
     let mut out = Vec::with_capacity(4 * width as usize * height as usize);
