@@ -12,3 +12,20 @@ mod generated {
 }
 
 pub use generated::exports::floe::function::event;
+
+/// The `floe:function/gpu` interface functions import.
+#[cfg(feature = "gpu")]
+pub mod gpu {
+    mod generated {
+        wasmtime::component::bindgen!({
+            path: "../wit",
+            world: "floe:function/gpu-imports",
+            imports: { default: async | trappable },
+            with: {
+                "floe:function/gpu.pipeline": crate::gpu::PipelineResource,
+            },
+        });
+    }
+
+    pub use generated::floe::function::gpu::*;
+}

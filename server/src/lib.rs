@@ -29,6 +29,8 @@
 //! | [`client`] | a client for the control plane (used by the CLI) |
 //! | [`cli`] | the `floe` command line |
 #![deny(missing_docs)]
+// Proving the GPU device types Send and Sync goes deep (wgpu-core).
+#![recursion_limit = "256"]
 
 pub mod api;
 pub mod bindings;
@@ -37,6 +39,7 @@ pub mod client;
 pub mod config;
 pub mod dataplane;
 pub mod engine;
+pub mod gpu;
 pub mod host;
 pub mod invocations;
 pub mod metrics;

@@ -270,6 +270,7 @@ async fn ready(State(state): State<ApiState>) -> Response {
         "functions": state.registry.list().len(),
         "instances": state.registry.budget().in_use(),
         "allocator": format!("{:?}", state.registry.engine().allocator()).to_lowercase(),
+        "gpu": state.registry.engine().gpu_status(),
     });
     let status = if draining {
         StatusCode::SERVICE_UNAVAILABLE

@@ -105,6 +105,9 @@ pub struct FloeEngine {
     table_elements: usize,
     epoch_tick: Duration,
     _epoch: EpochThread,
+    /// GPU frame work for functions that import `floe:function/gpu`.
+    #[cfg(feature = "gpu")]
+    gpu: Arc<crate::gpu::GpuService>,
 }
 
 impl std::fmt::Debug for FloeEngine {
@@ -141,6 +144,8 @@ impl FloeEngine {
             table_elements: config.engine.table_elements as usize,
             epoch_tick: config.engine.epoch_tick.0,
             _epoch: epoch,
+            #[cfg(feature = "gpu")]
+            gpu: crate::gpu::GpuService::new(&config.gpu),
         })
     }
 
@@ -229,7 +234,32 @@ impl FloeEngine {
 
     /// Links `component` against the host and locates its exports.
     pub fn prepare(&self, component: &Component) -> Result<Prepared, ComponentError> {
-        exports::prepare(&self.engine, &self.linker, component)
+        let prepared = exports::prepare(&self.engine, &self.linker, component)?;
+        // A function that does GPU work is coming: open the device now, in
+        // the background, rather than on its first call.
+        #[cfg(feature = "gpu")]
+        if component
+            .component_type()
+            .imports(&self.engine)
+            .any(|(name, _)| name.starts_with(GPU_INTERFACE))
+        {
+            self.gpu.warm();
+        }
+        Ok(prepared)
+    }
+
+    /// The GPU service.
+    #[cfg(feature = "gpu")]
+    pub fn gpu(&self) -> &Arc<crate::gpu::GpuService> {
+        &self.gpu
+    }
+
+    /// What `/readyz` says of GPU frame work.
+    pub fn gpu_status(&self) -> serde_json::Value {
+        #[cfg(feature = "gpu")]
+        return self.gpu.status();
+        #[cfg(not(feature = "gpu"))]
+        serde_json::json!({ "state": "not built in" })
     }
 
     /// The host linker.
@@ -237,6 +267,10 @@ impl FloeEngine {
         &self.linker
     }
 }
+
+/// The import that makes a function a user of the GPU.
+#[cfg(feature = "gpu")]
+const GPU_INTERFACE: &str = "floe:function/gpu@";
 
 /// Rejects what is clearly not a component before compiling anything.
 fn check_header(bytes: &[u8]) -> Result<(), ComponentError> {

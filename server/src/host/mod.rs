@@ -25,7 +25,11 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 pub struct InstanceState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
+    /// The way to the server's GPU (`floe:function/gpu`); `None` while
+    /// `init` runs for a snapshot.
+    #[cfg(feature = "gpu")]
+    pub(crate) gpu: Option<crate::gpu::GpuAccess>,
     /// Memory and table caps.
     pub limiter: InstanceLimiter,
     /// When the request (or hook) running now must end; the epoch callback
@@ -70,6 +74,8 @@ impl InstanceState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
+            #[cfg(feature = "gpu")]
+            gpu: None,
             limiter: InstanceLimiter::new(memory_limit, table_elements),
             deadline,
         }
@@ -113,5 +119,8 @@ impl WasiHttpView for InstanceState {
 /// Adds everything functions may import to `linker`.
 pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+    #[cfg(feature = "gpu")]
+    crate::gpu::add_to_linker(linker)?;
+    Ok(())
 }

@@ -116,12 +116,22 @@ impl Instance {
             instance: id,
         });
         let settings = &pool.settings;
-        let state = InstanceState::new(
+        #[allow(unused_mut, reason = "mutated only with the gpu feature")]
+        let mut state = InstanceState::new(
             source,
             settings.memory.as_usize(),
             pool.ctx.engine.table_elements(),
             deadline,
         );
+        #[cfg(feature = "gpu")]
+        {
+            state.gpu = Some(
+                pool.ctx
+                    .engine
+                    .gpu()
+                    .access(pool.function.clone(), stats.gpu.clone()),
+            );
+        }
         let mut store = new_store(&pool.ctx.engine, state);
         let prepared: &Prepared = &pool.runnable.prepared;
         let instance = match until(deadline, prepared.pre.instantiate_async(&mut store)).await {

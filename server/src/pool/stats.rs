@@ -3,6 +3,7 @@
 use super::instance::Hook;
 use crate::metrics::{Meter, MeterView};
 use serde::Serialize;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -100,6 +101,8 @@ pub struct InstanceStats {
     /// When it was last parked, nanoseconds after `started`; `NOT_PARKED`
     /// while it is not.
     parked_since: AtomicU64,
+    /// Its GPU calls.
+    pub(crate) gpu: Arc<crate::gpu::GpuUsage>,
 }
 
 const NOT_PARKED: u64 = u64::MAX;
@@ -144,6 +147,8 @@ pub struct InstanceView {
     pub last_used_at_ms: u64,
     /// Invocations, busy, frozen and hook time, compute units.
     pub metering: MeterView,
+    /// Its GPU calls (`floe:function/gpu`).
+    pub gpu: crate::gpu::GpuUsageView,
 }
 
 /// Hook calls of one instance.
@@ -189,6 +194,7 @@ impl InstanceStats {
             memory_mib,
             meter: Meter::default(),
             parked_since: AtomicU64::new(NOT_PARKED),
+            gpu: Arc::default(),
         }
     }
 
@@ -266,6 +272,7 @@ impl InstanceStats {
                 }
                 m
             },
+            gpu: self.gpu.view(),
         }
     }
 }
