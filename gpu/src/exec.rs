@@ -119,7 +119,9 @@ struct ToRgbaParams {
     cb_g: f32,
     cr_g: f32,
     cb_b: f32,
-    pad: f32,
+    dst_width: u32,
+    dst_height: u32,
+    pad: [u32; 3],
 }
 
 #[repr(C)]
@@ -192,7 +194,7 @@ fn record(
     let (w, h) = (src.shape.width, src.shape.height);
     let (cw, ch) = chroma_size(w, h);
     match step {
-        Step::ToRgba(color) => {
+        Step::ToRgba(color) | Step::ToRgbaArea(color) => {
             let c = color.coefficients();
             let params = uniform(
                 device,
@@ -208,15 +210,24 @@ fn record(
                     cb_g: c.cb_g,
                     cr_g: c.cr_g,
                     cb_b: c.cb_b,
-                    pad: 0.0,
+                    dst_width: out.width,
+                    dst_height: out.height,
+                    pad: [0; 3],
                 },
             );
             let none = spare(device);
             let v = src.planes.get(2).unwrap_or(&none);
+            let (pipeline, groups) = match step {
+                Step::ToRgbaArea(_) => (
+                    &k.yuv_thumbnail,
+                    (out.width.div_ceil(8), out.height.div_ceil(8)),
+                ),
+                _ => (&k.yuv_to_rgba, grid(w, h)),
+            };
             dispatch(
                 device,
                 encoder,
-                &k.yuv_to_rgba,
+                pipeline,
                 &[
                     (0, &params),
                     (1, &src.planes[0]),
@@ -224,7 +235,7 @@ fn record(
                     (3, v),
                     (4, &dst.planes[0]),
                 ],
-                grid(w, h),
+                groups,
             );
             keep.push(none);
         }
@@ -428,13 +439,46 @@ fn read_back(
     Ok(out)
 }
 
-/// Runs `plan` over `input`.
-pub(crate) fn run(device: &Device, plan: &Plan, input: &Frame) -> Result<Frame, GpuError> {
+/// Where one call's time went, each part waited for on its own.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Timings {
+    /// Copying the input to the device.
+    pub upload: std::time::Duration,
+    /// Running the kernels.
+    pub compute: std::time::Duration,
+    /// Copying the output back.
+    pub readback: std::time::Duration,
+}
+
+/// Submits nothing new and waits for the queue to drain.
+fn wait(device: &Device) -> Result<(), GpuError> {
+    device.queue.submit([]);
+    device
+        .device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map(|_| ())
+        .map_err(|e| GpuError::DeviceLost(e.to_string()))
+}
+
+/// Runs `plan` over `input`. With `timings`, waits after each part and
+/// records how long it took (slower: for measuring only).
+pub(crate) fn run(
+    device: &Device,
+    plan: &Plan,
+    input: &Frame,
+    mut timings: Option<&mut Timings>,
+) -> Result<Frame, GpuError> {
+    let started = std::time::Instant::now();
     let source = upload(device, input);
     if plan.steps.is_empty() {
         device.pool.give(source.planes);
         return Ok(input.clone());
     }
+    if let Some(t) = timings.as_deref_mut() {
+        wait(device)?;
+        t.upload = started.elapsed();
+    }
+    let started = std::time::Instant::now();
     let scope = device
         .device
         .push_error_scope(wgpu::ErrorFilter::Validation);
@@ -454,6 +498,15 @@ pub(crate) fn run(device: &Device, plan: &Plan, input: &Frame) -> Result<Frame, 
             "the kernels were refused: {error}"
         )));
     }
+    if let Some(t) = timings.as_deref_mut() {
+        device.queue.submit([encoder.finish()]);
+        wait(device)?;
+        t.compute = started.elapsed();
+        encoder = device
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+    }
+    let started = std::time::Instant::now();
     let lengths = plan
         .output
         .format
@@ -463,6 +516,9 @@ pub(crate) fn run(device: &Device, plan: &Plan, input: &Frame) -> Result<Frame, 
     device.pool.give(keep);
     device.pool.give(current.planes);
     let data = planes?.concat();
+    if let Some(t) = timings {
+        t.readback = started.elapsed();
+    }
     Ok(Frame::new(
         plan.output.width,
         plan.output.height,
@@ -478,7 +534,8 @@ pub(crate) fn difference(device: &Device, a: &Frame, b: &Frame) -> Result<f32, G
     // Only the Y planes (or the RGBA pixels) are compared.
     let fa = upload_plane(device, a.planes()[0]);
     let fb = upload_plane(device, b.planes()[0]);
-    let groups = pixels.div_ceil(256).clamp(1, 1024);
+    let words = if rgba { pixels } else { pixels.div_ceil(4) };
+    let groups = words.div_ceil(256 * 16).clamp(1, 256);
     let partial = device.pool.take(&device.device, 4 * u64::from(groups));
     let params = uniform(
         device,

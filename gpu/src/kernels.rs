@@ -3,6 +3,7 @@
 /// One compute pipeline per kernel entry point.
 pub(crate) struct Kernels {
     pub(crate) yuv_to_rgba: wgpu::ComputePipeline,
+    pub(crate) yuv_thumbnail: wgpu::ComputePipeline,
     pub(crate) rgba_to_luma: wgpu::ComputePipeline,
     pub(crate) rgba_to_chroma: wgpu::ComputePipeline,
     pub(crate) resize_area: wgpu::ComputePipeline,
@@ -50,6 +51,7 @@ impl Kernels {
         let difference = module(device, "difference", include_str!("wgsl/difference.wgsl"));
         Self {
             yuv_to_rgba: pipeline(device, &yuv, "main"),
+            yuv_thumbnail: pipeline(device, &yuv, "thumbnail"),
             rgba_to_luma: pipeline(device, &luma, "luma"),
             rgba_to_chroma: pipeline(device, &chroma, "main"),
             resize_area: pipeline(device, &resize, "area"),

@@ -18,6 +18,7 @@ mod ops;
 mod pool;
 
 pub use device::{AdapterInfo, BackendChoice};
+pub use exec::Timings;
 pub use floe_frames::{
     BadDimensions, Color, Filter, Frame, Matrix, PixelFormat, Range, Rect, chroma_size,
 };
@@ -188,7 +189,23 @@ impl Gpu {
     ) -> Result<Frame, GpuError> {
         let plan = plan(operations, Shape::of(input))?;
         budget.admit(&plan)?;
-        self.with_device(|device| exec::run(device, &plan, input))
+        self.with_device(|device| exec::run(device, &plan, input, None))
+    }
+
+    /// Like [`Gpu::run`], waiting after the upload, the kernels and the
+    /// read-back to time each (slower than `run`: for measurements).
+    pub fn run_timed(
+        &self,
+        operations: &[Operation],
+        input: &Frame,
+        budget: &Budget,
+    ) -> Result<(Frame, Timings), GpuError> {
+        let plan = plan(operations, Shape::of(input))?;
+        budget.admit(&plan)?;
+        let mut timings = Timings::default();
+        let frame =
+            self.with_device(|device| exec::run(device, &plan, input, Some(&mut timings)))?;
+        Ok((frame, timings))
     }
 
     /// The mean absolute luma difference of `a` and `b`, within `budget`.

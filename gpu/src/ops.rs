@@ -71,6 +71,8 @@ impl Shape {
 pub(crate) enum Step {
     /// YUV to RGBA8.
     ToRgba(Color),
+    /// YUV to RGBA8, area-scaled in the same pass (a thumbnail).
+    ToRgbaArea(Color),
     /// RGBA8 to YUV.
     FromRgba(Color),
     /// I420 ↔ NV12.
@@ -197,15 +199,14 @@ pub fn plan(operations: &[Operation], input: Shape) -> Result<Plan, GpuError> {
                 color,
             } => {
                 check_size(width, height)?;
-                if shape.format != PixelFormat::Rgba8 {
-                    let rgba = Shape {
-                        format: PixelFormat::Rgba8,
-                        ..shape
-                    };
-                    shape = push(&mut steps, Step::ToRgba(color), rgba);
-                }
                 let (w, h) = thumbnail_size(shape.width, shape.height, width, height);
                 let (step, next) = resize_step(shape, w, h, Filter::Area)?;
+                // From YUV, conversion and scaling are one pass.
+                let step = if shape.format.is_yuv() {
+                    Step::ToRgbaArea(color)
+                } else {
+                    step
+                };
                 push(&mut steps, step, next)
             }
         };

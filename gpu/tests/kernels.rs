@@ -323,7 +323,7 @@ fn work_over_the_budget_is_refused_before_it_runs() {
     ));
     let small_device = Budget {
         max_call_bytes: 1 << 30,
-        max_device_bytes: 4 << 20,
+        max_device_bytes: 2 << 20,
     };
     assert!(matches!(
         gpu().run(&[thumb], &input, &small_device),

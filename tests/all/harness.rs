@@ -39,6 +39,7 @@ pub(crate) fn fixture(path: &str) -> Bytes {
 /// A floe server process.
 pub(crate) struct Server {
     child: Option<Child>,
+    binary: String,
     dir: tempfile::TempDir,
     env: Vec<(String, String)>,
     args: Vec<String>,
@@ -56,12 +57,19 @@ pub(crate) struct Server {
 pub(crate) struct ServerBuilder {
     env: Vec<(String, String)>,
     args: Vec<String>,
+    binary: Option<String>,
 }
 
 impl ServerBuilder {
     /// Sets a `FLOE_*` variable.
     pub(crate) fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Runs another floe binary (one built with other features).
+    pub(crate) fn binary(mut self, path: &str) -> Self {
+        self.binary = Some(path.to_owned());
         self
     }
 
@@ -102,6 +110,7 @@ impl ServerBuilder {
         env.extend(self.env);
         let mut server = Server {
             child: None,
+            binary: self.binary.unwrap_or_else(|| FLOE.to_owned()),
             dir,
             env,
             args: self.args,
@@ -145,7 +154,7 @@ impl Server {
             .create(true)
             .append(true)
             .open(self.log_path())?;
-        let mut cmd = Command::new(FLOE);
+        let mut cmd = Command::new(&self.binary);
         for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("FLOE_")) {
             cmd.env_remove(key);
         }
@@ -155,7 +164,9 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);
-        let mut child = cmd.spawn().with_context(|| format!("starting {FLOE}"))?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", self.binary))?;
         let stdout = child.stdout.take().context("stdout")?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {

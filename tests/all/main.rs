@@ -19,6 +19,7 @@ mod durability;
 mod embed;
 mod event;
 mod examples;
+mod gpu;
 mod invoke;
 mod js;
 mod lifecycle;

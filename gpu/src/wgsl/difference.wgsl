@@ -14,24 +14,29 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<u32>;
 @group(0) @binding(3) var<storage, read_write> partial: array<u32>;
 
-var<workgroup> sums: array<u32, 256>;
+var<workgroup> total: atomic<u32>;
 
 fn rgba_luma(w: u32) -> u32 {
     return (77u * (w & 255u) + 150u * ((w >> 8u) & 255u) + 29u * ((w >> 16u) & 255u) + 128u) >> 8u;
 }
 
-fn luma_a(i: u32) -> u32 {
-    if (p.rgba == 1u) {
-        return rgba_luma(a[i]);
-    }
-    return (a[i >> 2u] >> ((i & 3u) * 8u)) & 255u;
+fn absdiff(x: u32, y: u32) -> u32 {
+    return max(x, y) - min(x, y);
 }
 
-fn luma_b(i: u32) -> u32 {
+// The differences of word `i`: one RGBA pixel, or four Y samples (the
+// padding bytes past the last pixel are zero in both frames).
+fn word(i: u32) -> u32 {
+    let x = a[i];
+    let y = b[i];
     if (p.rgba == 1u) {
-        return rgba_luma(b[i]);
+        return absdiff(rgba_luma(x), rgba_luma(y));
     }
-    return (b[i >> 2u] >> ((i & 3u) * 8u)) & 255u;
+    var sum = 0u;
+    for (var k = 0u; k < 32u; k += 8u) {
+        sum += absdiff((x >> k) & 255u, (y >> k) & 255u);
+    }
+    return sum;
 }
 
 @compute @workgroup_size(256)
@@ -41,22 +46,22 @@ fn main(
     @builtin(workgroup_id) group: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
+    if (local == 0u) {
+        atomicStore(&total, 0u);
+    }
+    workgroupBarrier();
+    var words = p.pixels;
+    if (p.rgba == 0u) {
+        words = (p.pixels + 3u) / 4u;
+    }
     var sum = 0u;
     let stride = groups.x * 256u;
-    for (var i = id.x; i < p.pixels; i += stride) {
-        let x = luma_a(i);
-        let y = luma_b(i);
-        sum += max(x, y) - min(x, y);
+    for (var i = id.x; i < words; i += stride) {
+        sum += word(i);
     }
-    sums[local] = sum;
+    atomicAdd(&total, sum);
     workgroupBarrier();
-    for (var half = 128u; half > 0u; half >>= 1u) {
-        if (local < half) {
-            sums[local] += sums[local + half];
-        }
-        workgroupBarrier();
-    }
     if (local == 0u) {
-        partial[group.x] = sums[0];
+        partial[group.x] = atomicLoad(&total);
     }
 }

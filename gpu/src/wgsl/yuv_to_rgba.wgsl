@@ -1,5 +1,8 @@
-// I420 or NV12 to RGBA8, one invocation per pixel. The math is floe-frames'
-// `Coefficients::rgb`, step for step.
+// I420 or NV12 to RGBA8. `main`: one invocation per pixel. `thumbnail`:
+// one per output pixel of an area downscale, converting the source pixels
+// it covers on the fly and averaging them (within one of converting, then
+// resizing, without the full-size intermediate).
+// The math is floe-frames' `Coefficients::rgb`, step for step.
 
 struct Params {
     width: u32,
@@ -13,7 +16,12 @@ struct Params {
     cb_g: f32,
     cr_g: f32,
     cb_b: f32,
-    pad: f32,
+    // The output of `thumbnail`; unused by `main`.
+    dst_width: u32,
+    dst_height: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -30,6 +38,81 @@ fn v_at(i: u32) -> u32 { return (v_plane[i >> 2u] >> ((i & 3u) * 8u)) & 255u; }
 
 fn to_byte(x: f32) -> u32 {
     return u32(clamp(floor(x + 0.5), 0.0, 255.0));
+}
+
+fn rgb(x: u32, y: u32) -> vec3<u32> {
+    let c = (y / 2u) * p.chroma_width + x / 2u;
+    var u: u32;
+    var v: u32;
+    if (p.nv12 == 1u) {
+        u = u_at(2u * c);
+        v = u_at(2u * c + 1u);
+    } else {
+        u = u_at(c);
+        v = v_at(c);
+    }
+    let luma = (f32(y_at(y * p.width + x)) - p.y_offset) * p.y_scale;
+    let cb = (f32(u) - 128.0) * p.c_scale;
+    let cr = (f32(v) - 128.0) * p.c_scale;
+    return vec3<u32>(
+        to_byte(luma + p.cr_r * cr),
+        to_byte(luma - p.cb_g * cb - p.cr_g * cr),
+        to_byte(luma + p.cb_b * cb),
+    );
+}
+
+fn span(i: u32, from_len: u32, to_len: u32) -> vec2<u32> {
+    let start = i * from_len / to_len;
+    let end = ((i + 1u) * from_len + to_len - 1u) / to_len;
+    return vec2<u32>(start, min(max(end, start + 1u), from_len));
+}
+
+@compute @workgroup_size(8, 8)
+fn thumbnail(@builtin(global_invocation_id) id: vec3<u32>) {
+    if (id.x >= p.dst_width || id.y >= p.dst_height) {
+        return;
+    }
+    let xs = span(id.x, p.width, p.dst_width);
+    let ys = span(id.y, p.height, p.dst_height);
+    var sum = vec3<f32>(0.0, 0.0, 0.0);
+    for (var y = ys.x; y < ys.y; y++) {
+        // Along a row, each chroma sample serves two pixels: load and scale
+        // it once.
+        var chroma = 0xffffffffu;
+        var r_term = 0.0;
+        var g_term = 0.0;
+        var b_term = 0.0;
+        let row = y * p.width;
+        let chroma_row = (y / 2u) * p.chroma_width;
+        for (var x = xs.x; x < xs.y; x++) {
+            let c = chroma_row + x / 2u;
+            if (c != chroma) {
+                chroma = c;
+                var u: u32;
+                var v: u32;
+                if (p.nv12 == 1u) {
+                    u = u_at(2u * c);
+                    v = u_at(2u * c + 1u);
+                } else {
+                    u = u_at(c);
+                    v = v_at(c);
+                }
+                let cb = (f32(u) - 128.0) * p.c_scale;
+                let cr = (f32(v) - 128.0) * p.c_scale;
+                r_term = p.cr_r * cr;
+                g_term = p.cb_g * cb + p.cr_g * cr;
+                b_term = p.cb_b * cb;
+            }
+            let luma = (f32(y_at(row + x)) - p.y_offset) * p.y_scale;
+            sum += clamp(vec3<f32>(luma + r_term, luma - g_term, luma + b_term), vec3<f32>(0.0), vec3<f32>(255.0));
+        }
+    }
+    // The mean of the unrounded values: within one of the reference's
+    // rounded-then-averaged bytes.
+    let n = f32((xs.y - xs.x) * (ys.y - ys.x));
+    let mean = vec3<u32>(floor(sum / n + 0.5));
+    // Alpha is 255 everywhere, so its mean is too.
+    rgba[id.y * p.dst_width + id.x] = mean.x | (mean.y << 8u) | (mean.z << 16u) | (255u << 24u);
 }
 
 @compute @workgroup_size(16, 16)

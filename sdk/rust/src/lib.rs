@@ -386,6 +386,62 @@ macro_rules! __floe_hook {
     };
 }
 
+/// GPU frame work on the server's device: pixel-format conversion,
+/// resizing, cropping, thumbnails and scene-change scores, run as compute
+/// kernels (on a software device where the server has no GPU; same
+/// results). Needs the `gpu` feature.
+///
+/// ```ignore
+/// use floe_sdk::gpu::{Frame, FrameRef, Operation, Pipeline, PixelFormat, Size, Thumbnail};
+///
+/// let thumbs = Pipeline::new(&[Operation::Thumbnail(Thumbnail {
+///     fit: Size { width: 320, height: 180 },
+///     color: floe_sdk::gpu::BT709_LIMITED,
+/// })]);
+/// let frame = FrameRef { width: 1920, height: 1080, format: PixelFormat::I420, data: &bytes };
+/// let small: Frame = thumbs.run(frame)?; // RGBA8, at most 320x180
+/// let score = floe_sdk::gpu::difference(previous, frame)?; // 0.0 ..= 255.0
+/// ```
+///
+/// Frames are packed planes: I420 is Y, U, V; NV12 is Y then interleaved
+/// UV; RGBA8 is 4 bytes a pixel. Errors are typed: `BadDimensions`,
+/// `BudgetExceeded`, `DeviceLost` (retry), `Unavailable`.
+#[cfg(feature = "gpu")]
+pub mod gpu {
+    #[allow(missing_docs, reason = "generated; the WIT documents the interface")]
+    mod bindings {
+        wit_bindgen::generate!({
+            path: "../../wit",
+            world: "floe:function/gpu-imports",
+            // Frames go to the host borrowed, not copied first.
+            ownership: Borrowing { duplicate_if_necessary: true },
+        });
+    }
+
+    pub use bindings::floe::function::gpu::*;
+
+    /// A frame the function sends: its bytes are borrowed, not copied.
+    pub type FrameRef<'a> = FrameParam<'a>;
+    /// A frame the host answers with.
+    pub type Frame = FrameResult;
+
+    /// BT.601, limited range (standard-definition video).
+    pub const BT601_LIMITED: Color = Color {
+        matrix: ColorMatrix::Bt601,
+        range: ColorRange::Limited,
+    };
+    /// BT.709, limited range (high-definition video).
+    pub const BT709_LIMITED: Color = Color {
+        matrix: ColorMatrix::Bt709,
+        range: ColorRange::Limited,
+    };
+    /// BT.709, full range.
+    pub const BT709_FULL: Color = Color {
+        matrix: ColorMatrix::Bt709,
+        range: ColorRange::Full,
+    };
+}
+
 #[doc(hidden)]
 pub mod __bindings {
     /// Bindings of `floe:function/event`.

@@ -117,7 +117,21 @@ impl InstanceState {
         let work = async {
             let _slot = access.service.slot(&access.function).await;
             let service = access.service.clone();
-            tokio::task::spawn_blocking(move || job(&service)).await
+            let queued = started.elapsed();
+            tokio::task::spawn_blocking(move || {
+                let running = Instant::now();
+                let result = job(&service);
+                (result, running.elapsed())
+            })
+            .await
+            .map(|(result, ran)| {
+                tracing::debug!(
+                    queued_us = queued.as_micros() as u64,
+                    ran_us = ran.as_micros() as u64,
+                    "GPU job"
+                );
+                result
+            })
         };
         let result = match tokio::time::timeout_at(deadline, work).await {
             Ok(Ok(result)) => result,
