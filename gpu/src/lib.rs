@@ -20,7 +20,7 @@ mod pool;
 pub use device::{AdapterInfo, BackendChoice};
 pub use exec::Timings;
 pub use floe_frames::{
-    BadDimensions, Color, Filter, Frame, Matrix, PixelFormat, Range, Rect, chroma_size,
+    BadDimensions, Color, Filter, Frame, Matrix, PixelFormat, Range, Rect, check_size, chroma_size,
 };
 pub use ops::{Operation, Plan, Shape, plan};
 

@@ -13,7 +13,7 @@ use http_body_util::Full;
 
 /// A Y4M clip of `scenes` scenes of `per_scene` frames each: every scene has
 /// its own brightness and colour, and its frames drift slowly.
-fn clip(width: u32, height: u32, scenes: u32, per_scene: u32) -> Vec<u8> {
+pub(crate) fn clip(width: u32, height: u32, scenes: u32, per_scene: u32) -> Vec<u8> {
     let (w, h) = (width as usize, height as usize);
     let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
     let mut out = format!("YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\n").into_bytes();
@@ -31,7 +31,7 @@ fn clip(width: u32, height: u32, scenes: u32, per_scene: u32) -> Vec<u8> {
     out
 }
 
-async fn thumbnails(
+pub(crate) async fn thumbnails(
     server: &Server,
     name: &str,
     query: &str,
@@ -45,7 +45,7 @@ async fn thumbnails(
 }
 
 /// The RGBA pixels of a base64 PNG, with its size.
-fn decode(png_base64: &serde_json::Value) -> Result<(u32, u32, Vec<u8>)> {
+pub(crate) fn decode(png_base64: &serde_json::Value) -> Result<(u32, u32, Vec<u8>)> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(png_base64.as_str().context("a base64 string")?)?;
     let mut reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info()?;

@@ -101,3 +101,34 @@ fn a_js_syntax_error_names_file_and_line() -> Result<()> {
     assert!(stderr.contains("exports no handler"), "{stderr}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_js_function_does_gpu_frame_work_through_the_sdk() -> Result<()> {
+    use crate::gpu::{clip, decode, thumbnails};
+    let component = build_example("video-scenes")?;
+    let server = Server::start()?;
+    server.deploy("js-video", &component, &[]).await?;
+    let r = thumbnails(&server, "js-video", "", clip(643, 361, 4, 3)).await?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    assert_eq!(
+        body["scenes"],
+        serde_json::json!([0, 3, 6, 9]),
+        "{}",
+        body["scores"]
+    );
+    let thumbs = body["thumbnails"].as_array().cloned().unwrap_or_default();
+    assert_eq!(thumbs.len(), 4);
+    for thumb in &thumbs {
+        let (w, h, pixels) = decode(&thumb["png"])?;
+        assert_eq!((w, h, pixels.len()), (320, 180, 320 * 180 * 4));
+    }
+    // A bad clip is the function's 400; an over-large fit is the GPU's typed
+    // error, answered 400 by the function.
+    let r = thumbnails(&server, "js-video", "", b"nope".to_vec()).await?;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = thumbnails(&server, "js-video", "fit=0x0", clip(16, 16, 1, 1)).await?;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("bad-dimensions"), "{}", r.text());
+    Ok(())
+}

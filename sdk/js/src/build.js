@@ -37,8 +37,12 @@ function resolver(source) {
     name: 'floe',
     setup(build) {
       build.onResolve({ filter: /^floe-sdk$/ }, () => ({ path: join(guest, 'floe.js') }));
+      build.onResolve({ filter: /^floe-sdk\/gpu$/ }, () => ({ path: join(guest, 'gpu.js') }));
       build.onResolve({ filter: /^floe:app$/ }, () => ({ path: source }));
-      build.onResolve({ filter: /^wasi:/ }, (args) => ({ path: args.path, external: true }));
+      build.onResolve({ filter: /^(wasi:|floe:function\/)/ }, (args) => ({
+        path: args.path,
+        external: true,
+      }));
     },
   };
 }
@@ -104,7 +108,11 @@ export async function inspect(source) {
     );
   }
   const hooks = Object.keys(HOOKS).filter((name) => exports.has(name));
-  return { kind: http ? 'http' : 'event', hooks };
+  // A module that uses floe-sdk/gpu imports floe:function/gpu.
+  const gpu = Object.values(result.metafile.inputs).some((input) =>
+    input.imports.some((i) => i.path.startsWith('floe:function/gpu')),
+  );
+  return { kind: http ? 'http' : 'event', hooks, gpu };
 }
 
 /** A custom section named `name` holding `text`, to append to a component. */
@@ -148,7 +156,7 @@ export async function build({ source, output, debug = false }) {
       ({ component } = await componentize({
         sourcePath: bundlePath,
         witPath: wit,
-        worldName: `floe:js/${shape.kind}`,
+        worldName: `floe:js/${shape.kind}${shape.gpu ? '-gpu' : ''}`,
         debugBuild: debug,
       }));
     } catch (error) {

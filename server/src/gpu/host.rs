@@ -3,7 +3,9 @@
 use super::{GpuAccess, GpuService};
 use crate::bindings::gpu::{self as wit, Host, HostPipeline};
 use crate::host::InstanceState;
-use floe_gpu::{Color, Filter, Frame, GpuError, Matrix, Operation, PixelFormat, Range, Rect};
+use floe_gpu::{
+    Color, Filter, Frame, GpuError, Matrix, Operation, PixelFormat, Range, Rect, check_size,
+};
 use std::time::Instant;
 use wasmtime::component::{HasData, Linker, Resource};
 
@@ -70,6 +72,25 @@ fn operation(op: wit::Operation) -> Operation {
             color: color(t.color),
         },
     }
+}
+
+/// What can be checked of `operations` before any frame: at least one, and
+/// every size they name possible.
+fn check(operations: &[Operation]) -> Result<(), GpuError> {
+    if operations.is_empty() {
+        return Err(GpuError::BadDimensions(
+            "a pipeline has at least one operation".into(),
+        ));
+    }
+    for op in operations {
+        match *op {
+            Operation::Resize { width, height, .. }
+            | Operation::Thumbnail { width, height, .. } => check_size(width, height)?,
+            Operation::Crop(rect) => check_size(rect.width, rect.height)?,
+            Operation::Convert { .. } => {}
+        }
+    }
+    Ok(())
 }
 
 fn frame(f: wit::Frame) -> Result<Frame, GpuError> {
@@ -186,13 +207,7 @@ impl HostPipeline for InstanceState {
         operations: Vec<wit::Operation>,
     ) -> wasmtime::Result<Resource<PipelineResource>> {
         let operations: Vec<Operation> = operations.into_iter().map(operation).collect();
-        let refused = if operations.is_empty() {
-            Some(GpuError::BadDimensions(
-                "a pipeline has at least one operation".into(),
-            ))
-        } else {
-            None
-        };
+        let refused = check(&operations).err();
         Ok(self.table.push(PipelineResource {
             operations,
             refused,
