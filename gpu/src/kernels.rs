@@ -14,10 +14,13 @@ pub(crate) struct Kernels {
     pub(crate) difference: wgpu::ComputePipeline,
 }
 
+/// Helpers every module starts with.
+const COMMON: &str = include_str!("wgsl/common.wgsl");
+
 fn module(device: &wgpu::Device, name: &str, source: &str) -> wgpu::ShaderModule {
     device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(name),
-        source: wgpu::ShaderSource::Wgsl(source.into()),
+        source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{source}").into()),
     })
 }
 
@@ -40,11 +43,6 @@ impl Kernels {
     pub(crate) fn compile(device: &wgpu::Device) -> Self {
         let yuv = module(device, "yuv_to_rgba", include_str!("wgsl/yuv_to_rgba.wgsl"));
         let luma = module(device, "rgba_to_yuv", include_str!("wgsl/rgba_to_yuv.wgsl"));
-        let chroma = module(
-            device,
-            "rgba_to_chroma",
-            include_str!("wgsl/rgba_to_chroma.wgsl"),
-        );
         let resize = module(device, "resize", include_str!("wgsl/resize.wgsl"));
         let crop = module(device, "crop", include_str!("wgsl/crop.wgsl"));
         let repack = module(device, "repack", include_str!("wgsl/repack.wgsl"));
@@ -53,7 +51,7 @@ impl Kernels {
             yuv_to_rgba: pipeline(device, &yuv, "main"),
             yuv_thumbnail: pipeline(device, &yuv, "thumbnail"),
             rgba_to_luma: pipeline(device, &luma, "luma"),
-            rgba_to_chroma: pipeline(device, &chroma, "main"),
+            rgba_to_chroma: pipeline(device, &luma, "chroma"),
             resize_area: pipeline(device, &resize, "area"),
             resize_bilinear: pipeline(device, &resize, "bilinear"),
             crop: pipeline(device, &crop, "main"),

@@ -18,10 +18,6 @@ struct Params {
 fn a_at(i: u32) -> u32 { return (a[i >> 2u] >> ((i & 3u) * 8u)) & 255u; }
 fn b_at(i: u32) -> u32 { return (b[i >> 2u] >> ((i & 3u) * 8u)) & 255u; }
 
-fn index(id: vec3<u32>, groups: vec3<u32>) -> u32 {
-    return id.y * groups.x * 64u + id.x;
-}
-
 @compute @workgroup_size(64)
 fn to_nv12(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let word = index(id, groups);

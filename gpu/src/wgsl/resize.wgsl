@@ -17,12 +17,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read> src: array<u32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<u32>;
 
-fn span(i: u32, from_len: u32, to_len: u32) -> vec2<u32> {
-    let start = i * from_len / to_len;
-    let end = ((i + 1u) * from_len + to_len - 1u) / to_len;
-    return vec2<u32>(start, min(max(end, start + 1u), from_len));
-}
-
 @compute @workgroup_size(16, 16)
 fn area(@builtin(global_invocation_id) id: vec3<u32>) {
     if (id.x >= p.width || id.y >= p.height) {

@@ -36,21 +36,18 @@ fn y_at(i: u32) -> u32 { return (y_plane[i >> 2u] >> ((i & 3u) * 8u)) & 255u; }
 fn u_at(i: u32) -> u32 { return (u_plane[i >> 2u] >> ((i & 3u) * 8u)) & 255u; }
 fn v_at(i: u32) -> u32 { return (v_plane[i >> 2u] >> ((i & 3u) * 8u)) & 255u; }
 
-fn to_byte(x: f32) -> u32 {
-    return u32(clamp(floor(x + 0.5), 0.0, 255.0));
+// The U and V of chroma sample `c`.
+fn uv_at(c: u32) -> vec2<u32> {
+    if (p.nv12 == 1u) {
+        return vec2<u32>(u_at(2u * c), u_at(2u * c + 1u));
+    }
+    return vec2<u32>(u_at(c), v_at(c));
 }
 
 fn rgb(x: u32, y: u32) -> vec3<u32> {
-    let c = (y / 2u) * p.chroma_width + x / 2u;
-    var u: u32;
-    var v: u32;
-    if (p.nv12 == 1u) {
-        u = u_at(2u * c);
-        v = u_at(2u * c + 1u);
-    } else {
-        u = u_at(c);
-        v = v_at(c);
-    }
+    let uv = uv_at((y / 2u) * p.chroma_width + x / 2u);
+    let u = uv.x;
+    let v = uv.y;
     let luma = (f32(y_at(y * p.width + x)) - p.y_offset) * p.y_scale;
     let cb = (f32(u) - 128.0) * p.c_scale;
     let cr = (f32(v) - 128.0) * p.c_scale;
@@ -59,12 +56,6 @@ fn rgb(x: u32, y: u32) -> vec3<u32> {
         to_byte(luma - p.cb_g * cb - p.cr_g * cr),
         to_byte(luma + p.cb_b * cb),
     );
-}
-
-fn span(i: u32, from_len: u32, to_len: u32) -> vec2<u32> {
-    let start = i * from_len / to_len;
-    let end = ((i + 1u) * from_len + to_len - 1u) / to_len;
-    return vec2<u32>(start, min(max(end, start + 1u), from_len));
 }
 
 @compute @workgroup_size(8, 8)
@@ -88,17 +79,9 @@ fn thumbnail(@builtin(global_invocation_id) id: vec3<u32>) {
             let c = chroma_row + x / 2u;
             if (c != chroma) {
                 chroma = c;
-                var u: u32;
-                var v: u32;
-                if (p.nv12 == 1u) {
-                    u = u_at(2u * c);
-                    v = u_at(2u * c + 1u);
-                } else {
-                    u = u_at(c);
-                    v = v_at(c);
-                }
-                let cb = (f32(u) - 128.0) * p.c_scale;
-                let cr = (f32(v) - 128.0) * p.c_scale;
+                let uv = uv_at(c);
+                let cb = (f32(uv.x) - 128.0) * p.c_scale;
+                let cr = (f32(uv.y) - 128.0) * p.c_scale;
                 r_term = p.cr_r * cr;
                 g_term = p.cb_g * cb + p.cr_g * cr;
                 b_term = p.cb_b * cb;
@@ -112,7 +95,7 @@ fn thumbnail(@builtin(global_invocation_id) id: vec3<u32>) {
     let n = f32((xs.y - xs.x) * (ys.y - ys.x));
     let mean = vec3<u32>(floor(sum / n + 0.5));
     // Alpha is 255 everywhere, so its mean is too.
-    rgba[id.y * p.dst_width + id.x] = mean.x | (mean.y << 8u) | (mean.z << 16u) | (255u << 24u);
+    rgba[id.y * p.dst_width + id.x] = pack(mean, 255u);
 }
 
 @compute @workgroup_size(16, 16)
@@ -120,21 +103,6 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     if (id.x >= p.width || id.y >= p.height) {
         return;
     }
-    let c = (id.y / 2u) * p.chroma_width + id.x / 2u;
-    var u: u32;
-    var v: u32;
-    if (p.nv12 == 1u) {
-        u = u_at(2u * c);
-        v = u_at(2u * c + 1u);
-    } else {
-        u = u_at(c);
-        v = v_at(c);
-    }
-    let y = (f32(y_at(id.y * p.width + id.x)) - p.y_offset) * p.y_scale;
-    let cb = (f32(u) - 128.0) * p.c_scale;
-    let cr = (f32(v) - 128.0) * p.c_scale;
-    let r = to_byte(y + p.cr_r * cr);
-    let g = to_byte(y - p.cb_g * cb - p.cr_g * cr);
-    let b = to_byte(y + p.cb_b * cb);
-    rgba[id.y * p.width + id.x] = r | (g << 8u) | (b << 16u) | (255u << 24u);
+    let c = rgb(id.x, id.y);
+    rgba[id.y * p.width + id.x] = pack(c, 255u);
 }

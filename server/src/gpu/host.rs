@@ -230,6 +230,7 @@ impl HostPipeline for InstanceState {
         pipeline: Resource<PipelineResource>,
         input: wit::Frame,
     ) -> wasmtime::Result<Result<wit::Frame, wit::Error>> {
+        let entered = Instant::now();
         let pipeline = self.table.get(&pipeline)?;
         if let Some(e) = &pipeline.refused {
             return Ok(Err(wit_error(e.clone())));
@@ -245,6 +246,10 @@ impl HostPipeline for InstanceState {
                 service.gpu()?.run(&operations, &input, &service.budget())
             })
             .await?;
+        tracing::debug!(
+            host_us = entered.elapsed().as_micros() as u64,
+            "GPU pipeline run"
+        );
         Ok(output.map(wit_frame).map_err(wit_error))
     }
 

@@ -84,6 +84,7 @@ struct Thumb {
 }
 
 /// What the scene search found, and how long its parts took.
+#[derive(Default)]
 struct Found {
     scores: Vec<f32>,
     thumbs: Vec<Thumb>,
@@ -111,12 +112,7 @@ fn on_gpu(clip: &y4m::Clip<'_>, options: &Options) -> std::result::Result<Found,
         format: gpu::PixelFormat::I420,
         data,
     };
-    let mut found = Found {
-        scores: Vec::new(),
-        thumbs: Vec::new(),
-        score_ms: 0.0,
-        thumb_ms: 0.0,
-    };
+    let mut found = Found::default();
     let mut previous: Option<&[u8]> = None;
     for (i, data) in clip.frames.iter().enumerate() {
         let started = Instant::now();
@@ -158,12 +154,7 @@ fn on_cpu(
             gpu::ColorRange::Full => cpu::Range::Full,
         },
     };
-    let mut found = Found {
-        scores: Vec::new(),
-        thumbs: Vec::new(),
-        score_ms: 0.0,
-        thumb_ms: 0.0,
-    };
+    let mut found = Found::default();
     let mut previous: Option<cpu::Frame> = None;
     for (i, data) in clip.frames.iter().enumerate() {
         let current = cpu::Frame::new(
