@@ -1,7 +1,7 @@
 //! Deploying, versioning, rolling back, deleting, and every way a deploy is
 //! refused.
 
-use crate::harness::{Server, fixture, send};
+use crate::harness::{Server, eventually, fixture, send};
 use anyhow::Result;
 use bytes::Bytes;
 use floe::client::ClientError;
@@ -10,6 +10,7 @@ use floe_tests::fixtures::{COUNTER, ECHO, HELLO, SLOW, TRAP};
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use std::io::{Read, Write};
+use std::time::Duration;
 
 fn api_status(err: &anyhow::Error) -> (StatusCode, String, String) {
     match err.downcast_ref::<ClientError>() {
@@ -442,10 +443,14 @@ async fn a_deploy_whose_client_went_away_is_applied_whole_or_not_at_all() -> Res
     )?;
     conn.write_all(&bytes)?;
     drop(conn);
-    // Whatever happened is settled once a deploy of another name (which
-    // waits for nothing of the orphan's) has gone through.
+    // The whole upload arrived, so the deploy goes on without its client:
+    // wait for it to be applied (or, if it never is, for long enough).
     server.deploy("marker", COUNTER, &[]).await?;
-    let served_before = server.get("/orphan/").await?.status == 200;
+    let applied = eventually(Duration::from_secs(10), "the orphan deploy", || async {
+        Ok(server.get("/orphan/").await?.status == 200)
+    })
+    .await;
+    let served_before = applied.is_ok();
     // A collection (deleting another function), then a restart: the orphan is
     // either still whole or was never there, with no files left behind.
     server.client().delete("other").await?;

@@ -390,13 +390,17 @@ async fn hook_calls_are_metered() -> Result<()> {
         Ok(!collector.starting("freeze").is_empty())
     })
     .await?;
-    let metrics = crate::harness::get(&server.control_url("/metrics"))
-        .await?
-        .text();
-    assert!(
-        metrics.contains("floe_hook_calls_total{function=\"hooks\",hook=\"pre-freeze\"} 1"),
-        "{metrics}"
-    );
+    // The hook is counted when it returns, a moment after its report.
+    let url = server.control_url("/metrics");
+    eventually(Duration::from_secs(10), "the pre-freeze counted", || {
+        let url = url.clone();
+        async move {
+            let metrics = crate::harness::get(&url).await?.text();
+            Ok(metrics.contains("floe_hook_calls_total{function=\"hooks\",hook=\"pre-freeze\"} 1"))
+        }
+    })
+    .await?;
+    let metrics = crate::harness::get(&url).await?.text();
     assert!(
         metrics
             .contains("floe_hook_duration_seconds_count{function=\"hooks\",hook=\"pre-freeze\"} 1")
