@@ -121,7 +121,8 @@ struct ToRgbaParams {
     cb_b: f32,
     dst_width: u32,
     dst_height: u32,
-    pad: [u32; 3],
+    blocks: u32,
+    pad: [u32; 2],
 }
 
 #[repr(C)]
@@ -174,6 +175,12 @@ struct CountParams {
     pad: [u32; 2],
 }
 
+/// Whether `from` is `to` times an even integer: area spans are then whole
+/// 2×2 chroma blocks.
+fn even_factor(from: u32, to: u32) -> bool {
+    to > 0 && from % to == 0 && (from / to) % 2 == 0
+}
+
 /// A 4-byte buffer standing in for a plane a kernel does not use.
 fn spare(device: &Device) -> wgpu::Buffer {
     device.pool.take(&device.device, 4)
@@ -212,7 +219,12 @@ fn record(
                     cb_b: c.cb_b,
                     dst_width: out.width,
                     dst_height: out.height,
-                    pad: [0; 3],
+                    blocks: u32::from(
+                        matches!(step, Step::ToRgbaArea(_))
+                            && even_factor(w, out.width)
+                            && even_factor(h, out.height),
+                    ),
+                    pad: [0; 2],
                 },
             );
             let none = spare(device);

@@ -224,6 +224,32 @@ fn thumbnails_match_the_reference_within_one() {
 }
 
 #[test]
+fn thumbnails_by_even_factors_match_the_reference_within_one() {
+    // 1920×1080 and 640×360 into 320×180 scale by 6 and by 2: the kernel
+    // then sums whole 2×2 chroma blocks, a path of its own.
+    for (w, h) in [(1920, 1080), (640, 360)] {
+        for format in [PixelFormat::I420, PixelFormat::Nv12] {
+            for color in COLORS {
+                let input = frame(w, h, format, 13);
+                let op = Operation::Thumbnail {
+                    width: 320,
+                    height: 180,
+                    color,
+                };
+                let got = run(&[op], &input);
+                let want = reference::thumbnail(&input, 320, 180, color).unwrap();
+                assert_close(
+                    &got,
+                    &want,
+                    1,
+                    &format!("thumbnail of {format} {w}x{h} {color:?}"),
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn difference_scores_are_exact() {
     for (w, h) in SIZES {
         for format in [PixelFormat::I420, PixelFormat::Nv12, PixelFormat::Rgba8] {
