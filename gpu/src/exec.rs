@@ -178,7 +178,7 @@ struct CountParams {
 /// Whether `from` is `to` times an even integer: area spans are then whole
 /// 2×2 chroma blocks.
 fn even_factor(from: u32, to: u32) -> bool {
-    to > 0 && from % to == 0 && (from / to) % 2 == 0
+    to > 0 && from.is_multiple_of(to) && (from / to).is_multiple_of(2)
 }
 
 /// A 4-byte buffer standing in for a plane a kernel does not use.
