@@ -1,5 +1,5 @@
 //! Building and finding what the benchmarks run: the floe binary, the hyper
-//! ceiling, the hello component, wasmtime-cli 48 and wrk.
+//! ceiling, the example components, wasmtime-cli 48 and wrk.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -19,6 +19,10 @@ pub(crate) struct Tools {
     pub(crate) hyper: PathBuf,
     /// The Rust hello component.
     pub(crate) hello: PathBuf,
+    /// The echo example (answers a `POST` with its body).
+    pub(crate) echo: PathBuf,
+    /// The compute example (~1 ms of CPU per request).
+    pub(crate) compute: PathBuf,
     /// The init-heavy example (~200 ms of `init`).
     pub(crate) init_table: PathBuf,
     /// The example that answers after `?ms=N` on a host timer.
@@ -79,6 +83,10 @@ pub(crate) fn prepare(with_wasmtime: bool) -> Result<Tools> {
             "init-table",
             "-p",
             "slow",
+            "-p",
+            "echo",
+            "-p",
+            "compute",
             "--target-dir",
         ])
         .arg(target.join("wasm-examples")))?;
@@ -95,6 +103,8 @@ pub(crate) fn prepare(with_wasmtime: bool) -> Result<Tools> {
         floe: target.join("release/floe"),
         hyper: target.join("release/hyper-hello"),
         hello: target.join("wasm-examples/wasm32-wasip2/release/hello.wasm"),
+        echo: target.join("wasm-examples/wasm32-wasip2/release/echo.wasm"),
+        compute: target.join("wasm-examples/wasm32-wasip2/release/compute.wasm"),
         init_table: target.join("wasm-examples/wasm32-wasip2/release/init_table.wasm"),
         slow: target.join("wasm-examples/wasm32-wasip2/release/slow.wasm"),
         wasmtime,

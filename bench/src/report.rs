@@ -1,5 +1,8 @@
 //! Medians, ratios, and the JSON record of a run.
 
+use crate::plots::{self, Chart, Series};
+use crate::scale::PrewarmSummary;
+use crate::warm::{Subject, Summary, Workload, find};
 use serde::Serialize;
 use std::process::Command;
 
@@ -69,6 +72,140 @@ impl Machine {
                 .map_or(0, |d| d.as_secs()),
         }
     }
+}
+
+/// A plot of a run: its name (a file-name suffix) and its SVG.
+pub(crate) struct Plot {
+    pub(crate) name: &'static str,
+    pub(crate) svg: String,
+}
+
+const SUBJECTS: [Subject; 5] = [
+    Subject::Floe,
+    Subject::FloeFresh,
+    Subject::WasmtimeServe,
+    Subject::WasmtimeServeReuse,
+    Subject::Hyper,
+];
+
+/// The plots of what the run measured: latency against connections,
+/// requests/s per workload, memory against instance count.
+pub(crate) fn plots(
+    warm: &[Summary],
+    prewarm: &[PrewarmSummary],
+    connections: &[u32],
+) -> Vec<Plot> {
+    let mut out = Vec::new();
+    let measured: Vec<Workload> = Workload::ALL
+        .into_iter()
+        .filter(|w| warm.iter().any(|s| s.workload == *w))
+        .collect();
+    let subjects_of = |w: Workload| -> Vec<Subject> {
+        SUBJECTS
+            .into_iter()
+            .filter(|s| warm.iter().any(|x| x.workload == w && x.subject == *s))
+            .collect()
+    };
+    if !measured.is_empty() {
+        let charts: Vec<String> = measured
+            .iter()
+            .map(|&w| {
+                plots::lines(&Chart {
+                    title: format!("{}: p99 latency", w.label()),
+                    x_label: "connections".into(),
+                    y_label: "p99 latency, ms (log)".into(),
+                    x: connections.iter().map(u32::to_string).collect(),
+                    series: subjects_of(w)
+                        .into_iter()
+                        .map(|s| Series {
+                            name: s.label().into(),
+                            values: connections
+                                .iter()
+                                .map(|&c| find(warm, w, s, c).map(|x| x.p99_ms))
+                                .collect(),
+                        })
+                        .collect(),
+                    log_y: true,
+                })
+            })
+            .collect();
+        out.push(Plot {
+            name: "latency",
+            svg: plots::grid(&charts, 2),
+        });
+        let at = if connections.contains(&50) {
+            50
+        } else {
+            connections.last().copied().unwrap_or(50)
+        };
+        out.push(Plot {
+            name: "throughput",
+            svg: plots::bars(&Chart {
+                title: format!("Successful requests/s at {at} connections"),
+                x_label: "workload".into(),
+                y_label: "requests/s (log)".into(),
+                x: measured
+                    .iter()
+                    .map(|w| w.label().replace("Rust ", ""))
+                    .collect(),
+                series: SUBJECTS
+                    .into_iter()
+                    .filter(|s| warm.iter().any(|x| x.subject == *s))
+                    .map(|s| Series {
+                        name: s.label().into(),
+                        values: measured
+                            .iter()
+                            .map(|&w| find(warm, w, s, at).map(|x| x.ok_per_sec))
+                            .collect(),
+                    })
+                    .collect(),
+                log_y: true,
+            }),
+        });
+    }
+    if !prewarm.is_empty() {
+        let mut x = vec!["0".to_owned()];
+        x.extend(prewarm.iter().map(|p| p.instances.to_string()));
+        let before = median(
+            &prewarm
+                .iter()
+                .map(|p| p.private_kib_before)
+                .collect::<Vec<_>>(),
+        );
+        let mut total = vec![Some(before / 1024.0)];
+        total.extend(prewarm.iter().map(|p| Some(p.private_kib_after / 1024.0)));
+        let mut per = vec![None];
+        per.extend(prewarm.iter().map(|p| Some(p.private_kib_per_instance)));
+        let charts = [
+            plots::lines(&Chart {
+                title: "floe private memory with N idle instances".into(),
+                x_label: "idle Rust hello instances".into(),
+                y_label: "private memory, MiB (log)".into(),
+                x: x.clone(),
+                series: vec![Series {
+                    name: "floe, smaps_rollup Private_*".into(),
+                    values: total,
+                }],
+                log_y: true,
+            }),
+            plots::lines(&Chart {
+                title: "Private memory per idle instance".into(),
+                x_label: "idle Rust hello instances".into(),
+                y_label: "KiB per instance".into(),
+                x,
+                series: vec![Series {
+                    name: "floe, (after - before) / N".into(),
+                    values: per,
+                }],
+                log_y: false,
+            }),
+        ];
+        out.push(Plot {
+            name: "memory",
+            svg: plots::grid(&charts, 2),
+        });
+    }
+    out
 }
 
 #[cfg(test)]

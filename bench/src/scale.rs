@@ -40,17 +40,17 @@ const SETTLE: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct PrewarmSample {
-    instances: u32,
+    pub(crate) instances: u32,
     /// From the `min_instances` change to all N idle (includes up to one
     /// autoscaler tick).
     configure_to_ready_ms: f64,
     /// From the first instance seen live to all N idle.
     first_to_last_ms: f64,
     /// N / `first_to_last_ms`.
-    started_per_s: f64,
-    before: Memory,
-    after: Memory,
-    private_kib_per_instance: f64,
+    pub(crate) started_per_s: f64,
+    pub(crate) before: Memory,
+    pub(crate) after: Memory,
+    pub(crate) private_kib_per_instance: f64,
     rss_kib_per_instance: f64,
 }
 
@@ -86,7 +86,7 @@ pub(crate) struct OverloadSample {
 
 #[derive(Debug, Default, Serialize)]
 pub(crate) struct ScaleResults {
-    prewarm: Vec<PrewarmSample>,
+    pub(crate) prewarm: Vec<PrewarmSample>,
     burst: Vec<BurstSample>,
     overload: Vec<OverloadSample>,
 }
@@ -377,4 +377,43 @@ pub(crate) fn print(results: &ScaleResults) {
             );
         }
     }
+}
+
+/// Medians over the rounds, per number of reserved instances.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct PrewarmSummary {
+    pub(crate) instances: u32,
+    pub(crate) started_per_s: f64,
+    pub(crate) private_kib_per_instance: f64,
+    /// The server's private memory with the function deployed and no
+    /// instance, KiB.
+    pub(crate) private_kib_before: f64,
+    /// With the N instances idle.
+    pub(crate) private_kib_after: f64,
+}
+
+/// The prewarm medians, by increasing N.
+pub(crate) fn prewarm_summaries(results: &ScaleResults) -> Vec<PrewarmSummary> {
+    let mut sizes: Vec<u32> = results.prewarm.iter().map(|s| s.instances).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    sizes
+        .into_iter()
+        .map(|n| {
+            let of: Vec<&PrewarmSample> = results
+                .prewarm
+                .iter()
+                .filter(|s| s.instances == n)
+                .collect();
+            let m =
+                |f: fn(&PrewarmSample) -> f64| median(&of.iter().map(|s| f(s)).collect::<Vec<_>>());
+            PrewarmSummary {
+                instances: n,
+                started_per_s: m(|s| s.started_per_s),
+                private_kib_per_instance: m(|s| s.private_kib_per_instance),
+                private_kib_before: m(|s| s.before.private_kib as f64),
+                private_kib_after: m(|s| s.after.private_kib as f64),
+            }
+        })
+        .collect()
 }

@@ -1,19 +1,21 @@
 //! The hello example of each SDK (Rust, JavaScript, Python): component size,
 //! build time, deploy time (first compile, and again for bytes deployed
-//! before), first response after deploy, and warm requests/s, floe against
-//! `wasmtime serve -S cli=y` on the same component.
+//! before) and first response after deploy, floe against `wasmtime serve -S
+//! cli=y`'s start to first response on the same component. Their warm
+//! requests/s are in the `warm` scenario.
 
 use crate::prepare::{Tools, eprintln_status};
 use crate::report::median;
-use crate::{Cli, Floe, http_get, start_to_first_response, wasmtime_cold, wasmtime_command, wrk};
+use crate::warm::SdkComponents;
+use crate::{Cli, Floe, http_get, start_to_first_response, wasmtime_cold};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// One language's hello component.
-struct Hello {
+pub(crate) struct Hello {
     language: &'static str,
     component: PathBuf,
     /// Time the SDK's build command took (none for Rust, which cargo builds
@@ -36,10 +38,6 @@ pub(crate) struct SdkSample {
     first_request_ms: f64,
     /// wasmtime serve: process start (compile cache off) to first 200.
     wasmtime_start_to_first_response_ms: Option<f64>,
-    floe_ok_per_sec: f64,
-    floe_p50_ms: f64,
-    wasmtime_ok_per_sec: Option<f64>,
-    wasmtime_p50_ms: Option<f64>,
 }
 
 fn timed(command: &mut Command) -> Result<f64> {
@@ -54,7 +52,8 @@ fn timed(command: &mut Command) -> Result<f64> {
     Ok(t0.elapsed().as_secs_f64() * 1e3)
 }
 
-fn build(tools: &Tools) -> Result<Vec<Hello>> {
+/// Builds the JavaScript and Python hello examples with their SDKs.
+pub(crate) fn build(tools: &Tools) -> Result<Vec<Hello>> {
     let out = tools.root.join("target/bench-sdks");
     std::fs::create_dir_all(&out)?;
     let examples = tools.root.join("functions-examples");
@@ -96,12 +95,22 @@ fn build(tools: &Tools) -> Result<Vec<Hello>> {
     ])
 }
 
-fn warm(cli: &Cli, url: &str) -> Result<wrk::WrkResult> {
-    wrk::run(url, cli.connections, Duration::from_secs(2))?;
-    wrk::run(url, cli.connections, Duration::from_secs(cli.duration))
+/// The JavaScript and Python components among `hellos`.
+pub(crate) fn components(hellos: &[Hello]) -> Result<SdkComponents> {
+    let of = |language: &str| {
+        hellos
+            .iter()
+            .find(|h| h.language == language)
+            .map(|h| h.component.clone())
+            .with_context(|| format!("no {language} hello was built"))
+    };
+    Ok(SdkComponents {
+        js: of("JavaScript")?,
+        python: of("Python")?,
+    })
 }
 
-fn measure(cli: &Cli, tools: &Tools, hello: &Hello, round: usize) -> Result<SdkSample> {
+fn measure(tools: &Tools, hello: &Hello, round: usize) -> Result<SdkSample> {
     let bytes = bytes::Bytes::from(std::fs::read(&hello.component)?);
     let runtime = tokio::runtime::Runtime::new()?;
     // No compile cache: the first deploy compiles.
@@ -123,21 +132,14 @@ fn measure(cli: &Cli, tools: &Tools, hello: &Hello, round: usize) -> Result<SdkS
     let t2 = Instant::now();
     runtime.block_on(floe.deploy("hello-again", bytes.clone(), &[]))?;
     let deploy_cached = t2.elapsed();
-    let floe_load = warm(cli, &url)?;
     drop(floe);
 
-    let (wasmtime_start, wasmtime_load) = match &tools.wasmtime {
-        Some(_) => {
-            let start = start_to_first_response(wasmtime_cold(tools, &hello.component)?, "/")?;
-            let server =
-                crate::servers::Spawned::start(wasmtime_command(tools, &[], &hello.component)?)?;
-            let url = format!("{}/", server.base);
-            wait_for_200(&url)?;
-            let load = warm(cli, &url)?;
-            drop(server);
-            (Some(start.as_secs_f64() * 1e3), Some(load))
-        }
-        None => (None, None),
+    let wasmtime_start = match &tools.wasmtime {
+        Some(_) => Some(
+            start_to_first_response(wasmtime_cold(tools, &hello.component)?, "/")?.as_secs_f64()
+                * 1e3,
+        ),
+        None => None,
     };
     Ok(SdkSample {
         language: hello.language,
@@ -147,37 +149,21 @@ fn measure(cli: &Cli, tools: &Tools, hello: &Hello, round: usize) -> Result<SdkS
         deploy_cached_ms: deploy_cached.as_secs_f64() * 1e3,
         first_request_ms: first.as_secs_f64() * 1e3,
         wasmtime_start_to_first_response_ms: wasmtime_start,
-        floe_ok_per_sec: floe_load.ok_per_sec,
-        floe_p50_ms: floe_load.p50_us / 1e3,
-        wasmtime_ok_per_sec: wasmtime_load.as_ref().map(|l| l.ok_per_sec),
-        wasmtime_p50_ms: wasmtime_load.as_ref().map(|l| l.p50_us / 1e3),
     })
 }
 
-fn wait_for_200(url: &str) -> Result<()> {
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(120) {
-        if let Ok((200, _)) = http_get(url) {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    bail!("no 200 from {url} within 120 s")
-}
-
 /// Runs the scenario.
-pub(crate) fn sdks(cli: &Cli, tools: &Tools) -> Result<Vec<SdkSample>> {
-    let hellos = build(tools)?;
+pub(crate) fn sdks(cli: &Cli, tools: &Tools, hellos: &[Hello]) -> Result<Vec<SdkSample>> {
     let mut samples = Vec::new();
     for round in 0..cli.runs {
-        for hello in &hellos {
+        for hello in hellos {
             eprintln_status(&format!(
                 "sdk round {}/{}: {}",
                 round + 1,
                 cli.runs,
                 hello.language
             ));
-            samples.push(measure(cli, tools, hello, round)?);
+            samples.push(measure(tools, hello, round)?);
         }
     }
     Ok(samples)
@@ -194,37 +180,18 @@ fn med(samples: &[&SdkSample], f: impl Fn(&SdkSample) -> Option<f64>) -> String 
 
 /// Prints the table.
 pub(crate) fn print(cli: &Cli, samples: &[SdkSample]) {
+    println!("\nhello per SDK, {} round(s), medians", cli.runs);
     println!(
-        "\nhello per SDK, {} round(s), medians; warm load wrk -t1 -c{} -d{}s",
-        cli.runs, cli.connections, cli.duration
-    );
-    println!(
-        "{:<11} {:>8} {:>9} {:>10} {:>10} {:>9} {:>10} {:>10} {:>10} {:>10}",
-        "language",
-        "size MB",
-        "build s",
-        "deploy ms",
-        "cached ms",
-        "first ms",
-        "wt 1st ms",
-        "floe rps",
-        "wt rps",
-        "floe/wt"
+        "{:<11} {:>8} {:>9} {:>10} {:>10} {:>9} {:>10}",
+        "language", "size MB", "build s", "deploy ms", "cached ms", "first ms", "wt 1st ms",
     );
     for language in ["Rust", "JavaScript", "Python"] {
         let of: Vec<&SdkSample> = samples.iter().filter(|s| s.language == language).collect();
         if of.is_empty() {
             continue;
         }
-        let rps = median(&of.iter().map(|s| s.floe_ok_per_sec).collect::<Vec<_>>());
-        let peer: Vec<f64> = of.iter().filter_map(|s| s.wasmtime_ok_per_sec).collect();
-        let ratio = if peer.is_empty() {
-            "-".to_owned()
-        } else {
-            format!("{:.1}x", rps / median(&peer))
-        };
         println!(
-            "{:<11} {:>8.1} {:>9} {:>10} {:>10} {:>9} {:>10} {:>10.0} {:>10} {:>10}",
+            "{:<11} {:>8.1} {:>9} {:>10} {:>10} {:>9} {:>10}",
             language,
             of[0].size_bytes as f64 / 1e6,
             med(&of, |s| s.build_ms.map(|ms| ms / 1e3)),
@@ -232,9 +199,6 @@ pub(crate) fn print(cli: &Cli, samples: &[SdkSample]) {
             med(&of, |s| Some(s.deploy_cached_ms)),
             med(&of, |s| Some(s.first_request_ms)),
             med(&of, |s| s.wasmtime_start_to_first_response_ms),
-            rps,
-            med(&of, |s| s.wasmtime_ok_per_sec),
-            ratio
         );
     }
     println!(

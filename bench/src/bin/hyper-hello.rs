@@ -1,9 +1,10 @@
 //! The ceiling for HTTP benchmarks: hyper 1 on tokio answering every request
-//! with a fixed body, as cheaply as hyper allows. Prints its address.
+//! with a fixed body (a `POST` with its own body), as cheaply as hyper
+//! allows. Prints its address.
 #![expect(clippy::print_stdout, reason = "the address is this program's output")]
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -21,10 +22,18 @@ async fn main() -> anyhow::Result<()> {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
-            let service = service_fn(|_req| async {
-                Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(
-                    b"hello from hyper\n",
-                ))))
+            let service = service_fn(|request: http::Request<hyper::body::Incoming>| async {
+                let body = if request.method() == http::Method::POST {
+                    request
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(http_body_util::Collected::to_bytes)
+                        .unwrap_or_default()
+                } else {
+                    Bytes::from_static(b"hello from hyper\n")
+                };
+                Ok::<_, Infallible>(http::Response::new(Full::new(body)))
             });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)

@@ -1,0 +1,257 @@
+//! The goals floe sets itself, each checked against this run's figures and
+//! set beside the peer's figure from the same run where a peer has one.
+
+use crate::cold::{InitSample, InitSubject};
+use crate::footprint::{self, FootprintSample};
+use crate::report::median;
+use crate::scale::PrewarmSummary;
+use crate::warm::{Subject, Summary, Workload, find};
+use serde::Serialize;
+
+/// Connections at which the warm goals are read.
+pub(crate) const AT_CONNECTIONS: u32 = 50;
+
+/// Which way a figure must lie from its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(crate) enum Direction {
+    AtLeast,
+    AtMost,
+}
+
+/// One goal and how this run did.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Goal {
+    pub(crate) name: &'static str,
+    pub(crate) direction: Direction,
+    pub(crate) target: f64,
+    pub(crate) unit: &'static str,
+    /// floe's figure; none when the run did not measure it.
+    pub(crate) floe: Option<f64>,
+    /// The peer's figure from the same run, or why there is none.
+    pub(crate) peer: String,
+}
+
+impl Goal {
+    /// Met, missed, or not measured (`None`).
+    pub(crate) fn met(&self) -> Option<bool> {
+        self.floe.map(|v| match self.direction {
+            Direction::AtLeast => v >= self.target,
+            Direction::AtMost => v <= self.target,
+        })
+    }
+
+    fn target_text(&self) -> String {
+        let op = match self.direction {
+            Direction::AtLeast => ">=",
+            Direction::AtMost => "<=",
+        };
+        format!("{op} {} {}", number(self.target), self.unit)
+    }
+}
+
+fn number(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// What the goals are read from.
+pub(crate) struct Figures<'a> {
+    pub(crate) warm: &'a [Summary],
+    pub(crate) init: &'a [InitSample],
+    pub(crate) prewarm: &'a [PrewarmSummary],
+    pub(crate) footprint: &'a [FootprintSample],
+}
+
+fn init_median(
+    init: &[InitSample],
+    subject: InitSubject,
+    f: fn(&InitSample) -> Option<f64>,
+) -> Option<f64> {
+    let values: Vec<f64> = init
+        .iter()
+        .filter(|s| s.subject == subject)
+        .filter_map(f)
+        .collect();
+    (!values.is_empty()).then(|| median(&values))
+}
+
+/// Evaluates every goal.
+pub(crate) fn evaluate(f: &Figures<'_>) -> Vec<Goal> {
+    let warm = |subject| find(f.warm, Workload::Hello, subject, AT_CONNECTIONS);
+    let floe = warm(Subject::Floe);
+    let serve = warm(Subject::WasmtimeServe);
+    let reuse = warm(Subject::WasmtimeServeReuse);
+    let hyper = warm(Subject::Hyper);
+    let rps = |s: Option<&Summary>| s.map(|s| s.ok_per_sec);
+    let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?.max(1e-9));
+    let peer_rps = |name: &str, s: Option<&Summary>| {
+        s.map_or_else(
+            || format!("{name}: not measured"),
+            |s| format!("{name}: {:.0} req/s", s.ok_per_sec),
+        )
+    };
+    let largest = f.prewarm.last();
+    vec![
+        Goal {
+            name: "warm hello, floe / wasmtime serve (requests/s)",
+            direction: Direction::AtLeast,
+            target: 1.5,
+            unit: "x",
+            floe: ratio(rps(floe), rps(serve)),
+            peer: format!(
+                "floe {:.0} req/s; {}; against its reuse=1000: {}",
+                rps(floe).unwrap_or(f64::NAN),
+                peer_rps("wasmtime serve", serve),
+                ratio(rps(floe), rps(reuse)).map_or("-".into(), |r| format!("{r:.2}x"))
+            ),
+        },
+        Goal {
+            name: "warm hello, floe / plain hyper (requests/s)",
+            direction: Direction::AtLeast,
+            target: 70.0,
+            unit: "%",
+            floe: ratio(rps(floe), rps(hyper)).map(|r| r * 100.0),
+            peer: peer_rps("plain hyper", hyper),
+        },
+        Goal {
+            name: "warm hello, p99 latency",
+            direction: Direction::AtMost,
+            target: 2.0,
+            unit: "ms",
+            floe: floe.map(|s| s.p99_ms),
+            peer: serve.map_or("wasmtime serve: not measured".into(), |s| {
+                format!("wasmtime serve: {:.2} ms", s.p99_ms)
+            }),
+        },
+        Goal {
+            name: "200 ms-init function, first response after deploy",
+            direction: Direction::AtMost,
+            target: 2.0,
+            unit: "ms",
+            floe: init_median(f.init, InitSubject::FloeSnapshot, |s| {
+                Some(s.first_response_ms)
+            }),
+            peer: init_median(f.init, InitSubject::WasmtimeServe, |s| {
+                Some(s.first_response_ms)
+            })
+            .map_or("wasmtime serve: not measured".into(), |v| {
+                format!("wasmtime serve: {v:.1} ms")
+            }),
+        },
+        Goal {
+            name: "fresh instance from the snapshot",
+            direction: Direction::AtMost,
+            target: 30.0,
+            unit: "us",
+            floe: init_median(f.init, InitSubject::FloeSnapshot, |s| s.instance_start_us),
+            peer: init_median(f.init, InitSubject::WasmtimeServe, |s| {
+                Some(median(&s.fresh_instance_ms) * 1e3)
+            })
+            .map_or("wasmtime serve: not measured".into(), |v| {
+                format!("wasmtime serve, a request needing a fresh instance: {v:.0} us")
+            }),
+        },
+        Goal {
+            name: "instances started per second, from zero",
+            direction: Direction::AtLeast,
+            target: 20_000.0,
+            unit: "/s",
+            floe: largest.map(|p| p.started_per_s),
+            peer: format!(
+                "at N = {}; no peer keeps reserved instances",
+                largest.map_or("-".into(), |p| p.instances.to_string())
+            ),
+        },
+        Goal {
+            name: "private memory per idle Rust instance",
+            direction: Direction::AtMost,
+            target: 64.0,
+            unit: "KiB",
+            floe: largest.map(|p| p.private_kib_per_instance),
+            peer: format!(
+                "at N = {}; no peer keeps idle instances",
+                largest.map_or("-".into(), |p| p.instances.to_string())
+            ),
+        },
+        Goal {
+            name: "restart with 1,000 functions, to ready",
+            direction: Direction::AtMost,
+            target: 2_000.0,
+            unit: "ms",
+            floe: footprint::restart_ms(f.footprint),
+            peer: "no peer serves many functions from one process".into(),
+        },
+    ]
+}
+
+pub(crate) fn print(goals: &[Goal]) {
+    println!("\ngoals (floe figures from this run; warm figures at {AT_CONNECTIONS} connections)");
+    println!(
+        "{:<52} {:>14} {:>12} {:>10}  peer, same run",
+        "goal", "target", "floe", ""
+    );
+    for g in goals {
+        let verdict = match g.met() {
+            Some(true) => "met",
+            Some(false) => "NOT MET",
+            None => "not run",
+        };
+        println!(
+            "{:<52} {:>14} {:>12} {:>10}  {}",
+            g.name,
+            g.target_text(),
+            g.floe
+                .map_or("-".into(), |v| format!("{} {}", number(v), g.unit)),
+            verdict,
+            g.peer
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello(subject: Subject, ok_per_sec: f64, p99_ms: f64) -> Summary {
+        Summary {
+            workload: Workload::Hello,
+            subject,
+            connections: AT_CONNECTIONS,
+            ok_per_sec,
+            ok_per_sec_min: ok_per_sec,
+            ok_per_sec_max: ok_per_sec,
+            p50_ms: 0.5,
+            p99_ms,
+            p999_ms: p99_ms,
+            cpu_us_per_request: 10.0,
+            failed: 0,
+        }
+    }
+
+    #[test]
+    fn goals_are_met_missed_or_not_run() {
+        let warm = [
+            hello(Subject::Floe, 60_000.0, 1.5),
+            hello(Subject::WasmtimeServe, 12_000.0, 8.0),
+            hello(Subject::Hyper, 120_000.0, 0.7),
+        ];
+        let goals = evaluate(&Figures {
+            warm: &warm,
+            init: &[],
+            prewarm: &[],
+            footprint: &[],
+        });
+        let by = |name: &str| goals.iter().find(|g| g.name.contains(name)).map(Goal::met);
+        assert_eq!(by("floe / wasmtime serve"), Some(Some(true)));
+        // 50% of the ceiling: missed.
+        assert_eq!(by("plain hyper"), Some(Some(false)));
+        assert_eq!(by("p99"), Some(Some(true)));
+        assert_eq!(by("restart"), Some(None));
+        assert_eq!(goals.len(), 8);
+    }
+}
