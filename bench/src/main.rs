@@ -139,8 +139,10 @@ fn main() -> Result<()> {
         cli.runs = 1;
         cli.duration = 1;
     }
-    let started = Instant::now();
+    let preparing = Instant::now();
     let tools = prepare::prepare(!cli.skip_wasmtime)?;
+    let prepared = preparing.elapsed();
+    let started = Instant::now();
     let mut results = Results {
         run: Some(Run {
             machine: Machine::describe(),
@@ -224,7 +226,11 @@ raw results: {}",
         std::fs::write(&path, plot.svg)?;
         println!("plot: {}", path.display());
     }
-    println!("took {:.0} s", started.elapsed().as_secs_f64());
+    println!(
+        "measuring took {:.0} s (building and finding the tools before it: {:.0} s)",
+        started.elapsed().as_secs_f64(),
+        prepared.as_secs_f64()
+    );
     Ok(())
 }
 

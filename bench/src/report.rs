@@ -180,13 +180,13 @@ pub(crate) fn plots(
             plots::lines(&Chart {
                 title: "floe private memory with N idle instances".into(),
                 x_label: "idle Rust hello instances".into(),
-                y_label: "private memory, MiB (log)".into(),
+                y_label: "private memory, MiB".into(),
                 x: x.clone(),
                 series: vec![Series {
                     name: "floe, smaps_rollup Private_*".into(),
                     values: total,
                 }],
-                log_y: true,
+                log_y: false,
             }),
             plots::lines(&Chart {
                 title: "Private memory per idle instance".into(),
