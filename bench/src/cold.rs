@@ -17,15 +17,15 @@ use std::time::Instant;
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct DeploySample {
     /// floe: PUT of the component to its 201.
-    upload_to_201_ms: f64,
+    pub(crate) upload_to_201_ms: f64,
     /// floe: the first request after the 201 (starts an instance).
-    first_request_ms: f64,
+    pub(crate) first_request_ms: f64,
     /// floe: the request after that (a reused instance).
-    second_request_ms: f64,
+    pub(crate) second_request_ms: f64,
     /// floe: process start (with --deploy, nothing cached) to first 200.
-    floe_start_to_first_response_ms: f64,
+    pub(crate) floe_start_to_first_response_ms: f64,
     /// wasmtime serve: process start (cache off) to first 200.
-    wasmtime_start_to_first_response_ms: Option<f64>,
+    pub(crate) wasmtime_start_to_first_response_ms: Option<f64>,
 }
 
 pub(crate) fn deploy(cli: &Cli, tools: &Tools) -> Result<Vec<DeploySample>> {
@@ -113,7 +113,7 @@ pub(crate) enum InitSubject {
 }
 
 impl InitSubject {
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             InitSubject::FloeSnapshot => "floe, preinit=snapshot",
             InitSubject::FloeInstance => "floe, preinit=instance",

@@ -24,22 +24,22 @@ const PARALLEL_DEPLOYS: usize = 8;
 pub(crate) struct FootprintSample {
     /// `target/release/floe` as built (with debug info, as the release
     /// profile keeps it).
-    binary_bytes: u64,
+    pub(crate) binary_bytes: u64,
     /// The same binary with its symbols and debug info stripped, if `strip`
     /// is installed.
-    stripped_bytes: Option<u64>,
+    pub(crate) stripped_bytes: Option<u64>,
     /// A fresh server with no function, a second after it listens.
-    idle: Memory,
-    functions: usize,
+    pub(crate) idle: Memory,
+    pub(crate) functions: usize,
     /// Deploying `functions` functions, `PARALLEL_DEPLOYS` at a time.
-    deploy_all_ms: f64,
+    pub(crate) deploy_all_ms: f64,
     /// With `functions` functions deployed and none running.
-    loaded: Memory,
+    pub(crate) loaded: Memory,
     /// A new process on the same data directory: spawn to the last
     /// function's first `200`.
-    restart_to_ready_ms: f64,
+    pub(crate) restart_to_ready_ms: f64,
     /// Memory of the restarted server, a second after that response.
-    restarted: Memory,
+    pub(crate) restarted: Memory,
 }
 
 fn stripped_size(binary: &std::path::Path, dir: &std::path::Path) -> Option<u64> {

@@ -23,6 +23,7 @@ mod cold;
 mod footprint;
 mod goals;
 mod load;
+mod markdown;
 mod plots;
 mod prepare;
 mod report;
@@ -54,7 +55,7 @@ struct Cli {
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Seconds of load per measurement point.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 2)]
     duration: u64,
     /// Connection counts of the warm scenario.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 10, 50, 200])]
@@ -207,11 +208,10 @@ fn main() -> Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     std::fs::write(&out, serde_json::to_vec_pretty(&results)?)?;
-    println!(
-        "
-raw results: {}",
-        out.display()
-    );
+    println!("\nraw results: {}", out.display());
+    let md = out.with_extension("md");
+    std::fs::write(&md, markdown::render(&results))?;
+    println!("report: {}", md.display());
     for plot in report::plots(
         &results.warm_summary,
         &results.prewarm_summary,

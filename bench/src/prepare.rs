@@ -42,6 +42,30 @@ fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
 
+/// `cargo`, without what `cargo run` set in this process's environment for
+/// the benchmark itself (`CARGO_PKG_*`, `CARGO_MANIFEST_*`, ...): build
+/// scripts that watch those variables would otherwise be rerun, and their
+/// crates rebuilt, on every run.
+fn cargo_command(cargo: &std::ffi::OsStr) -> Command {
+    let mut cmd = Command::new(cargo);
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+            "CARGO_PRIMARY_",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p))
+        {
+            cmd.env_remove(key.as_ref());
+        }
+    }
+    cmd
+}
+
 fn run(cmd: &mut Command) -> Result<()> {
     let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
     if !status.success() {
@@ -50,14 +74,15 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// Builds the floe binary, the hyper ceiling and the hello component, and
-/// finds (or installs) wasmtime and wrk.
+/// Builds the floe binary, the hyper ceiling and the example components,
+/// installs the SDK toolchains and wrk where missing, and finds (or
+/// installs) wasmtime.
 pub(crate) fn prepare(with_wasmtime: bool) -> Result<Tools> {
     let root = repo_root();
     let target = target_dir(&root);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln_status("building floe and hyper-hello (release)");
-    run(Command::new(&cargo).current_dir(&root).args([
+    run(cargo_command(&cargo).current_dir(&root).args([
         "build",
         "--release",
         "-p",
@@ -70,7 +95,7 @@ pub(crate) fn prepare(with_wasmtime: bool) -> Result<Tools> {
         "hyper-hello",
     ]))?;
     eprintln_status("building the example components (wasm32-wasip2)");
-    run(Command::new(&cargo)
+    run(cargo_command(&cargo)
         .current_dir(root.join("functions-examples/rust"))
         .args([
             "build",
@@ -90,10 +115,11 @@ pub(crate) fn prepare(with_wasmtime: bool) -> Result<Tools> {
             "--target-dir",
         ])
         .arg(target.join("wasm-examples")))?;
-    Command::new("wrk")
-        .arg("--version")
-        .output()
-        .context("wrk is not installed: `apt-get install wrk`")?;
+    eprintln_status("making sure the SDK toolchains are installed (scripts/setup)");
+    run(Command::new("bash")
+        .arg(root.join("scripts/setup"))
+        .current_dir(&root))?;
+    ensure_wrk()?;
     let wasmtime = if with_wasmtime {
         Some(wasmtime(&target, &cargo)?)
     } else {
@@ -110,6 +136,42 @@ pub(crate) fn prepare(with_wasmtime: bool) -> Result<Tools> {
         wasmtime,
         root,
     })
+}
+
+fn has_wrk() -> bool {
+    Command::new("wrk").arg("--version").output().is_ok()
+}
+
+/// Installs wrk, the load generator, with apt-get when it is missing.
+fn ensure_wrk() -> Result<()> {
+    if has_wrk() {
+        return Ok(());
+    }
+    eprintln_status("wrk is not installed: installing Debian's wrk package with apt-get");
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let apt = |args: &[&str]| {
+        let mut cmd = if root {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.arg("apt-get");
+            sudo
+        };
+        cmd.args(args).status().is_ok_and(|s| s.success())
+    };
+    if !apt(&["install", "-y", "--no-install-recommends", "wrk"]) {
+        apt(&["update"]);
+        apt(&["install", "-y", "--no-install-recommends", "wrk"]);
+    }
+    if !has_wrk() {
+        bail!(
+            "wrk is needed and could not be installed: install it (`apt-get install wrk`, or build it from https://github.com/wg/wrk) and run again"
+        );
+    }
+    Ok(())
 }
 
 /// `wasmtime` 48 from PATH, or from `target/bench-tools`, installing it there
@@ -135,7 +197,7 @@ fn wasmtime(target: &Path, cargo: &std::ffi::OsStr) -> Result<PathBuf> {
         "wasmtime {WASMTIME_VERSION} is not on PATH: installing it into {} (cargo install; about 20 minutes on 2 cores)",
         tools.display()
     ));
-    run(Command::new(cargo)
+    run(cargo_command(cargo)
         .args([
             "install",
             "--locked",

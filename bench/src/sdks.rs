@@ -26,18 +26,18 @@ pub(crate) struct Hello {
 /// What was measured for one language in one round.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct SdkSample {
-    language: &'static str,
-    size_bytes: u64,
-    build_ms: Option<f64>,
+    pub(crate) language: &'static str,
+    pub(crate) size_bytes: u64,
+    pub(crate) build_ms: Option<f64>,
     /// Upload -> 201 on a fresh server: validate, compile, store.
-    deploy_first_ms: f64,
+    pub(crate) deploy_first_ms: f64,
     /// Upload -> 201 of the same bytes as another function: nothing to
     /// compile.
-    deploy_cached_ms: f64,
+    pub(crate) deploy_cached_ms: f64,
     /// The first request after the first deploy's 201.
-    first_request_ms: f64,
+    pub(crate) first_request_ms: f64,
     /// wasmtime serve: process start (compile cache off) to first 200.
-    wasmtime_start_to_first_response_ms: Option<f64>,
+    pub(crate) wasmtime_start_to_first_response_ms: Option<f64>,
 }
 
 fn timed(command: &mut Command) -> Result<f64> {
