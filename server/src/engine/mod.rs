@@ -338,6 +338,32 @@ fn check_map_count(config: &Config) {
     }
 }
 
+/// The address space the pool's linear-memory slots may reserve: half of
+/// the 128 TiB of user space x86-64 and aarch64 Linux give a process.
+const POOL_MEMORY_ADDRESS_SPACE: u64 = 64 << 40;
+/// One memory slot as wasmtime lays it out on 64-bit hosts: a 4 GiB
+/// reservation and a 32 MiB guard (what lets it elide bounds checks).
+const MEMORY_SLOT_BYTES: u64 = (4 << 30) + (32 << 20);
+
+/// Linear memories the pool holds for `instances` instances:
+/// `per_instance` each, as far as [`POOL_MEMORY_ADDRESS_SPACE`] allows. A
+/// Rust component has one memory; componentize-js and componentize-py ones
+/// have several. A pool too large for all of them to have
+/// `per_instance` (past about 4,000 instances at 4) still reserves, and
+/// starting an instance fails only when the memories in use run out.
+fn pool_memories(instances: u32, per_instance: u32) -> u32 {
+    let wanted = instances.saturating_mul(per_instance);
+    let fit = u32::try_from(POOL_MEMORY_ADDRESS_SPACE / MEMORY_SLOT_BYTES).unwrap_or(u32::MAX);
+    if wanted > fit {
+        tracing::info!(
+            wanted,
+            reserved = fit.max(instances),
+            "the instance pool reserves fewer memory slots than instances × memories_per_instance: they would not fit in the address space"
+        );
+    }
+    wanted.min(fit.max(instances))
+}
+
 fn pooling_config(config: &Config) -> PoolingAllocationConfig {
     let e = &config.engine;
     // Instances serving requests, plus the deploy-time ones that run `init`.
@@ -348,7 +374,7 @@ fn pooling_config(config: &Config) -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(n)
         .total_core_instances(n.saturating_mul(e.core_instances_per_instance))
-        .total_memories(n.saturating_mul(e.memories_per_instance))
+        .total_memories(pool_memories(n, e.memories_per_instance))
         .total_tables(n.saturating_mul(e.tables_per_instance))
         // One fiber stack per call in flight, and there is at most one call
         // per instance (plus instantiation, which runs on the same fiber).
@@ -366,6 +392,17 @@ fn pooling_config(config: &Config) -> PoolingAllocationConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_pools_reserve_the_memories_that_fit() {
+        // 1,002 instances of 4 memories: all reserved (15.8 TiB).
+        assert_eq!(pool_memories(1_002, 4), 4_008);
+        // 10,002 of 4 would take 157 TiB: capped to 64 TiB of slots, still
+        // at least one memory per instance.
+        let capped = pool_memories(10_002, 4);
+        assert!((10_002..40_008).contains(&capped));
+        assert!(u64::from(capped) * MEMORY_SLOT_BYTES <= POOL_MEMORY_ADDRESS_SPACE);
+    }
 
     #[test]
     fn headers_tell_modules_from_components() {
