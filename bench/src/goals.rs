@@ -104,8 +104,8 @@ pub(crate) fn evaluate(f: &Figures<'_>) -> Vec<Goal> {
             unit: "x",
             floe: ratio(rps(floe), rps(serve)),
             peer: format!(
-                "floe {:.0} req/s; {}; against its reuse=1000: {}",
-                rps(floe).unwrap_or(f64::NAN),
+                "floe {} req/s; {}; against its reuse=1000: {}",
+                rps(floe).map_or("-".into(), |r| format!("{r:.0}")),
                 peer_rps("wasmtime serve", serve),
                 ratio(rps(floe), rps(reuse)).map_or("-".into(), |r| format!("{r:.2}x"))
             ),

@@ -17,10 +17,11 @@ use crate::load::{self, Latencies};
 use crate::prepare::{Tools, eprintln_status};
 use crate::report::median;
 use crate::servers::Memory;
-use crate::{Cli, Floe};
+use crate::{Cli, Floe, http_get};
 use anyhow::{Result, bail};
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Reserved instances to prewarm, from zero, in turn.
@@ -157,6 +158,28 @@ fn count(view: &Value, pointer: &str) -> u64 {
     view.pointer(pointer).and_then(Value::as_u64).unwrap_or(0)
 }
 
+/// `function`'s instances by state, from the `floe_instances` gauges.
+fn instance_states(floe: &Floe, function: &str) -> Result<HashMap<String, u64>> {
+    let (status, text) = http_get(&format!("{}/metrics", floe.control))?;
+    if status != 200 {
+        bail!("/metrics answered {status}");
+    }
+    Ok(parse_instance_states(&text, function))
+}
+
+fn parse_instance_states(metrics: &str, function: &str) -> HashMap<String, u64> {
+    let prefix = format!("floe_instances{{function=\"{function}\",");
+    metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .filter_map(|rest| {
+            let state = rest.split("state=\"").nth(1)?.split('"').next()?;
+            let n = rest.rsplit(' ').next()?.parse().ok()?;
+            Some((state.to_owned(), n))
+        })
+        .collect()
+}
+
 async fn prewarm(
     tools: &Tools,
     hello: &bytes::Bytes,
@@ -175,12 +198,15 @@ async fn prewarm(
         .await?;
     let mut first_live = None;
     loop {
-        let view = info(&floe, "hello").await?;
-        if first_live.is_none() && count(&view, "/instances/live") > 0 {
+        // The instance gauges of /metrics: the function's own view lists
+        // every instance (~0.5 MB at 1,000), and reading it every
+        // millisecond would take the CPU the starts are measured on.
+        let states = instance_states(&floe, "hello")?;
+        let of = |state: &str| states.get(state).copied().unwrap_or(0);
+        if first_live.is_none() && states.values().sum::<u64>() > 0 {
             first_live = Some(Instant::now());
         }
-        let ready =
-            count(&view, "/scaling/instances/idle") + count(&view, "/scaling/instances/frozen");
+        let ready = of("idle") + of("frozen");
         if ready >= u64::from(n) {
             break;
         }
@@ -416,4 +442,18 @@ pub(crate) fn prewarm_summaries(results: &ScaleResults) -> Vec<PrewarmSummary> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_states_come_from_the_gauges() {
+        let text = "# TYPE floe_instances gauge\nfloe_instances{function=\"hello\",version=\"1\",state=\"idle\"} 998\nfloe_instances{function=\"hello\",version=\"1\",state=\"starting\"} 2\nfloe_instances{function=\"hello2\",version=\"1\",state=\"idle\"} 5\n";
+        let states = parse_instance_states(text, "hello");
+        assert_eq!(states.get("idle"), Some(&998));
+        assert_eq!(states.get("starting"), Some(&2));
+        assert_eq!(states.len(), 2);
+    }
 }
