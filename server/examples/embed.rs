@@ -31,9 +31,10 @@ async fn main() -> anyhow::Result<()> {
     let mut config = floe::Config::load(None, std::env::vars())?;
     config.server.data_dir = std::env::temp_dir().join("floe-embed-example");
     let floe = floe::Floe::new(config).await?;
+    let name = floe::registry::FunctionName::new("hello")?;
     let deployed = floe
         .registry()
-        .deploy("hello", std::fs::read(&component)?.into(), &[], None)
+        .deploy(&name, std::fs::read(&component)?.into(), &[], None)
         .await?;
     println!("deployed {} version {}", deployed.name, deployed.version);
 

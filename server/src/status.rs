@@ -1,13 +1,14 @@
-//! The one place where errors become HTTP statuses.
+//! Error codes: the one place that says, for every code, its HTTP status,
+//! its stable string, what a client is told by default and how loudly it is
+//! logged.
 //!
 //! Clients branch on the status and on the JSON `code`, never on the message.
 //! Error bodies are short: `{"code": "...", "message": "...", "request_id":
 //! "..."}`; the full error chain goes to the log once, where the error is
-//! turned into a response.
+//! turned into a response. Each error type of the server says its own code
+//! (`InvokeError::code`, `ComponentError::code`, `RegistryError::code`,
+//! `SubmitError::code`); this module imports nothing else of floe.
 
-use crate::engine::ComponentError;
-use crate::pool::InvokeError;
-use crate::registry::RegistryError;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
@@ -56,6 +57,9 @@ pub enum ErrorCode {
     Overloaded,
     /// The guest returned without a response.
     NoResponse,
+    /// A new instance could not be started (its start code or its `init`
+    /// trapped or failed).
+    StartFailed,
     /// The guest failed the request with an error code.
     FunctionError,
     /// The function exists but cannot serve (its stored code is damaged).
@@ -66,7 +70,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for metrics.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         Self::NotFound,
         Self::BadRequest,
         Self::Unauthorized,
@@ -86,6 +90,7 @@ impl ErrorCode {
         Self::Timeout,
         Self::Overloaded,
         Self::NoResponse,
+        Self::StartFailed,
         Self::FunctionError,
         Self::Unavailable,
         Self::Internal,
@@ -111,6 +116,7 @@ impl ErrorCode {
             Self::Trap
             | Self::MemoryLimit
             | Self::NoResponse
+            | Self::StartFailed
             | Self::FunctionError
             | Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -140,61 +146,88 @@ impl ErrorCode {
             Self::Timeout => "timeout",
             Self::Overloaded => "overloaded",
             Self::NoResponse => "no_response",
+            Self::StartFailed => "start_failed",
             Self::FunctionError => "function_error",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
     }
-}
 
-impl From<&InvokeError> for ErrorCode {
-    fn from(e: &InvokeError) -> Self {
-        match e {
-            InvokeError::Overloaded { .. } => Self::Overloaded,
-            InvokeError::Timeout(_) => Self::Timeout,
-            InvokeError::Trap(_) | InvokeError::Instantiate(_) => Self::Trap,
-            InvokeError::MemoryLimit(_) => Self::MemoryLimit,
-            InvokeError::NoResponse => Self::NoResponse,
-            InvokeError::GuestError(_) => Self::FunctionError,
-            InvokeError::RequestBodyTooLarge { .. } => Self::BodyTooLarge,
-            InvokeError::BadRequest(_) => Self::BadRequest,
-            InvokeError::ResponseTooLarge { .. } | InvokeError::Internal(_) => Self::Internal,
-            InvokeError::NotHttp | InvokeError::NotEvent => Self::MethodNotAllowed,
+    /// What a client is told when nothing more specific is known: enough to
+    /// know what happened, nothing about the host's internals.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::NotFound => "no such function",
+            Self::BadRequest => "the request could not be passed to the function",
+            Self::Unauthorized => "a valid bearer token is required",
+            Self::MethodNotAllowed => "the method is not allowed here",
+            Self::BodyTooLarge => "the request body is larger than this function accepts",
+            Self::UriTooLong => "the request target is too long",
+            Self::HeadersTooLarge => "the request head is too large",
+            Self::InvalidComponent => "the component is not valid",
+            Self::MissingImport => "the component imports what this host does not provide",
+            Self::MissingExport => "the component lacks a handler export",
+            Self::InitFailed => "the function's init failed",
+            Self::InvalidInput => "the function refused its input",
+            Self::PreconditionFailed => "If-Match does not match the active version",
+            Self::Conflict => "the request conflicts with the function's state",
+            Self::Trap => "the function trapped",
+            Self::MemoryLimit => "the function ran out of memory at its limit",
+            Self::Timeout => "the function did not finish within its timeout",
+            Self::Overloaded => "the function is at capacity; retry later",
+            Self::NoResponse => "the function returned without sending a response",
+            Self::StartFailed => "the function failed to start",
+            Self::FunctionError => "the function failed the request",
+            Self::Unavailable => "this function's stored code cannot be loaded; redeploy it",
+            Self::Internal => "internal error",
+        }
+    }
+
+    /// How loudly a request that failed with this code is logged: host
+    /// failures are errors, the function's own failures warnings, and
+    /// refusals of the client's request (its fault, or load shedding) only
+    /// debug lines, so that a flood of bad requests cannot flood the log.
+    pub fn log_level(self) -> tracing::Level {
+        match self {
+            Self::Internal => tracing::Level::ERROR,
+            Self::Trap
+            | Self::MemoryLimit
+            | Self::Timeout
+            | Self::NoResponse
+            | Self::StartFailed
+            | Self::FunctionError
+            | Self::Unavailable => tracing::Level::WARN,
+            Self::NotFound
+            | Self::BadRequest
+            | Self::Unauthorized
+            | Self::MethodNotAllowed
+            | Self::BodyTooLarge
+            | Self::UriTooLong
+            | Self::HeadersTooLarge
+            | Self::InvalidComponent
+            | Self::MissingImport
+            | Self::MissingExport
+            | Self::InitFailed
+            | Self::InvalidInput
+            | Self::PreconditionFailed
+            | Self::Conflict
+            | Self::Overloaded => tracing::Level::DEBUG,
         }
     }
 }
 
-impl From<&ComponentError> for ErrorCode {
-    fn from(e: &ComponentError) -> Self {
-        match e {
-            ComponentError::NotWasm
-            | ComponentError::CoreModule
-            | ComponentError::Invalid(_)
-            | ComponentError::CompileTimeout(_) => Self::InvalidComponent,
-            ComponentError::MissingImports(_) => Self::MissingImport,
-            ComponentError::MissingExport | ComponentError::BadExport(_) => Self::MissingExport,
-            ComponentError::InitFailed(_) => Self::InitFailed,
-            ComponentError::Internal(_) => Self::Internal,
+/// Logs a failed request at its code's [`ErrorCode::log_level`]:
+/// `log_failure!(code, field = value, ...; "message")`.
+#[macro_export]
+macro_rules! log_failure {
+    ($code:expr, $($rest:tt)+) => {
+        match $crate::status::ErrorCode::log_level($code) {
+            tracing::Level::ERROR => tracing::error!($($rest)+),
+            tracing::Level::WARN => tracing::warn!($($rest)+),
+            tracing::Level::INFO => tracing::info!($($rest)+),
+            _ => tracing::debug!($($rest)+),
         }
-    }
-}
-
-impl From<&RegistryError> for ErrorCode {
-    fn from(e: &RegistryError) -> Self {
-        match e {
-            RegistryError::InvalidName(_)
-            | RegistryError::Settings(_)
-            | RegistryError::BadPrecondition(_) => Self::BadRequest,
-            RegistryError::NotFound(_) => Self::NotFound,
-            RegistryError::Component(c) => Self::from(c),
-            RegistryError::PreconditionFailed { .. } => Self::PreconditionFailed,
-            RegistryError::NoSuchVersion { .. } | RegistryError::TooManyFunctions(_) => {
-                Self::Conflict
-            }
-            RegistryError::Unavailable { .. } => Self::Unavailable,
-            RegistryError::Store(_) | RegistryError::Internal(_) => Self::Internal,
-        }
-    }
+    };
 }
 
 /// The JSON body of every error response.

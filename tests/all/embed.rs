@@ -3,6 +3,7 @@
 use crate::harness::fixture;
 use anyhow::Result;
 use bytes::Bytes;
+use floe::registry::FunctionName;
 use floe::{Config, Floe};
 use floe_tests::fixtures::HELLO;
 use http_body_util::{BodyExt, Empty};
@@ -16,7 +17,7 @@ async fn an_embedder_hands_floe_single_requests() -> Result<()> {
     config.functions.max_instances = 4;
     let floe = Floe::new(config).await?;
     floe.registry()
-        .deploy("hello", fixture(HELLO), &[], None)
+        .deploy(&FunctionName::new("hello")?, fixture(HELLO), &[], None)
         .await?;
 
     for path in ["/hello/in-process", "/hello/again"] {
@@ -46,7 +47,8 @@ async fn a_deploy_runs_to_completion_when_its_caller_gives_up() -> Result<()> {
     // The caller stops waiting 1 ms in, while the component compiles.
     let give_up = tokio::time::timeout(
         std::time::Duration::from_millis(1),
-        floe.registry().deploy("late", fixture(HELLO), &[], None),
+        floe.registry()
+            .deploy(&FunctionName::new("late")?, fixture(HELLO), &[], None),
     )
     .await;
     assert!(give_up.is_err(), "the deploy was still running");

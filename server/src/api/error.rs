@@ -25,18 +25,18 @@ impl ApiError {
 
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
-        let code = ErrorCode::from(&e);
+        let code = e.code();
         let details = match &e {
             RegistryError::Component(crate::engine::ComponentError::MissingImports(imports)) => {
                 serde_json::to_value(serde_json::json!({ "missing_imports": imports })).ok()
             }
             _ => None,
         };
-        if code == ErrorCode::Internal {
-            tracing::error!(error = %e, "control-plane request failed");
-        } else {
-            tracing::info!(error = %e, "control-plane request rejected");
-        }
+        crate::log_failure!(
+            code,
+            error = &e as &dyn std::error::Error,
+            "control-plane request failed"
+        );
         // Registry errors are written for the operator who sent the request:
         // they name the function, the setting or the import at fault.
         let message = match &e {

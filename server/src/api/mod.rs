@@ -18,24 +18,28 @@
 mod auth;
 mod error;
 mod invocations;
+mod name;
 
 pub use auth::Token;
 pub use error::ApiError;
 
+use crate::invoke::{Call, RequestIds, missing, reject};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::status::ErrorCode;
 use axum::body::Body;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router, middleware};
 use http_body_util::{BodyExt, Limited};
+use name::Name;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 /// What the control plane's handlers share.
 #[derive(Clone)]
@@ -48,10 +52,10 @@ pub struct ApiState {
     pub max_upload: u64,
     /// Set while the server drains; `/readyz` answers 503 then.
     pub draining: Arc<AtomicBool>,
-    /// Serves event invocations.
-    pub dataplane: crate::dataplane::DataPlane,
-    /// Async invocations.
+    /// Async invocations, and events invoked over HTTP.
     pub invocations: Arc<crate::invocations::Invocations>,
+    /// Request ids (shared with the data plane).
+    pub ids: Arc<RequestIds>,
 }
 
 /// The control plane's routes.
@@ -79,51 +83,18 @@ pub fn router(state: ApiState, token: Token) -> Router {
         .with_state(state)
 }
 
+/// Settings given as query parameters (`memory=64MiB&reuse=false`),
+/// percent-decoded; pairs without a key are dropped.
 fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
-    query
-        .map(|q| url_pairs(q).filter(|(k, _)| !k.is_empty()).collect())
-        .unwrap_or_default()
-}
-
-/// Splits `a=1&b=2` into decoded pairs.
-fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(k), percent_decode(v))
-    })
-}
-
-fn percent_decode(s: &str) -> String {
-    fn hex(b: u8) -> Option<u8> {
-        (b as char).to_digit(16).map(|d| d as u8)
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let high = bytes.get(i + 1).copied().and_then(hex);
-                let low = bytes.get(i + 2).copied().and_then(hex);
-                match (high, low) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 async fn deploy(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    Name(name): Name,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -189,17 +160,11 @@ async fn list(State(state): State<ApiState>) -> Json<serde_json::Value> {
     Json(json!({ "functions": state.registry.list() }))
 }
 
-async fn show(
-    State(state): State<ApiState>,
-    Path(name): Path<String>,
-) -> Result<Response, ApiError> {
+async fn show(State(state): State<ApiState>, Name(name): Name) -> Result<Response, ApiError> {
     Ok(Json(state.registry.info(&name, true)?).into_response())
 }
 
-async fn remove(
-    State(state): State<ApiState>,
-    Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
+async fn remove(State(state): State<ApiState>, Name(name): Name) -> Result<StatusCode, ApiError> {
     state.registry.delete(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -211,7 +176,7 @@ struct RollbackQuery {
 
 async fn rollback(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    Name(name): Name,
     Query(q): Query<RollbackQuery>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.registry.rollback(&name, q.version).await?).into_response())
@@ -219,7 +184,7 @@ async fn rollback(
 
 async fn configure(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    Name(name): Name,
     RawQuery(query): RawQuery,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -243,24 +208,41 @@ async fn configure(
     Ok(Json(state.registry.configure(&name, &settings).await?).into_response())
 }
 
+/// Invokes an event function: the request's body is the payload, the
+/// answer's body the function's output.
 async fn invoke(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    Name(name): Name,
     request: axum::extract::Request,
 ) -> Response {
-    state
-        .dataplane
-        .invoke_event(&name, request)
-        .await
-        .map(Body::new)
+    let start = Instant::now();
+    let request_id = state.ids.of(&request);
+    let Some(function) = state.registry.get(name.as_str()) else {
+        return missing(
+            &state.registry,
+            &state.metrics,
+            name.as_str(),
+            request_id.get(),
+        )
+        .map(Body::new);
+    };
+    if function.runnable.prepared.event.is_none() {
+        return reject(
+            ErrorCode::BadRequest,
+            "this function does not export floe:function/event",
+            request_id.get(),
+        )
+        .map(Body::new);
+    }
+    let call = Call::new(&function, &request_id, start);
+    let response = state.invocations.serve_event(&call, request).await;
+    call.finish(response.status());
+    response.map(Body::new)
 }
 
-async fn instances(
-    State(state): State<ApiState>,
-    Path(name): Path<String>,
-) -> Result<Response, ApiError> {
+async fn instances(State(state): State<ApiState>, Name(name): Name) -> Result<Response, ApiError> {
     let list = state.registry.instances(&name)?;
-    Ok(Json(json!({ "function": name, "instances": list })).into_response())
+    Ok(Json(json!({ "function": name.as_str(), "instances": list })).into_response())
 }
 
 async fn ready(State(state): State<ApiState>) -> Response {
@@ -306,8 +288,10 @@ mod tests {
             ]
         );
         assert!(query_pairs(None).is_empty());
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%e2%82%ac%"), "\u{20ac}%");
-        assert_eq!(percent_decode("%\u{e9}"), "%\u{e9}");
+        let value = |query: &str| query_pairs(Some(query)).remove(0).1;
+        assert_eq!(value("a=100%"), "100%");
+        assert_eq!(value("a=%e2%82%ac%"), "\u{20ac}%");
+        assert_eq!(value("a=%\u{e9}"), "%\u{e9}");
+        assert_eq!(value("on_success=my%2Dfn"), "my-fn");
     }
 }

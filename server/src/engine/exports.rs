@@ -7,7 +7,7 @@
 
 use super::{ComponentError, link};
 use crate::bindings::event;
-use crate::host::InstanceState;
+use crate::host::StoreData;
 use wasmtime::Engine;
 use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, Type};
@@ -76,7 +76,7 @@ impl Hooks {
 /// instantiating and calling it needs, computed once per deployment.
 pub struct Prepared {
     /// The pre-instantiated component.
-    pub pre: InstancePre<InstanceState>,
+    pub pre: InstancePre<StoreData>,
     /// Its HTTP handler.
     pub http: Option<ProxyIndices>,
     /// Its event handler.
@@ -109,7 +109,7 @@ impl Prepared {
 /// Links `component` and locates its exports.
 pub(crate) fn prepare(
     engine: &Engine,
-    linker: &Linker<InstanceState>,
+    linker: &Linker<StoreData>,
     component: &Component,
 ) -> Result<Prepared, ComponentError> {
     // Hook signatures first: a wrong one is an error whatever else is there.

@@ -6,7 +6,7 @@
 //! linker, and try again until everything resolves. The stubs never run: the
 //! probe linker is thrown away.
 
-use crate::host::InstanceState;
+use crate::host::StoreData;
 use serde::Serialize;
 use wasmtime::Engine;
 use wasmtime::component::types::ComponentItem;
@@ -27,9 +27,9 @@ struct StubResource;
 /// Pre-instantiates `component`, or returns every import that does not link.
 pub(crate) fn instantiate_pre(
     engine: &Engine,
-    linker: &Linker<InstanceState>,
+    linker: &Linker<StoreData>,
     component: &Component,
-) -> Result<InstancePre<InstanceState>, Vec<MissingImport>> {
+) -> Result<InstancePre<StoreData>, Vec<MissingImport>> {
     let first = match linker.instantiate_pre(component) {
         Ok(pre) => return Ok(pre),
         Err(e) => e,
@@ -86,7 +86,7 @@ pub(crate) fn instantiate_pre(
 }
 
 fn stub(
-    linker: &mut Linker<InstanceState>,
+    linker: &mut Linker<StoreData>,
     engine: &Engine,
     name: &str,
     item: &ComponentItem,

@@ -16,7 +16,8 @@ pub use exports::{EVENT, HOOKS_SECTION, HTTP_HANDLER, Hooks, LIFECYCLE, Prepared
 pub use link::MissingImport;
 
 use crate::config::{Allocator, Config};
-use crate::host::{self, InstanceState};
+use crate::host::{self, StoreData};
+use crate::status::ErrorCode;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,6 +65,21 @@ pub enum ComponentError {
     Internal(#[source] anyhow::Error),
 }
 
+impl ComponentError {
+    /// The error code clients see.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::NotWasm | Self::CoreModule | Self::Invalid(_) | Self::CompileTimeout(_) => {
+                ErrorCode::InvalidComponent
+            }
+            Self::MissingImports(_) => ErrorCode::MissingImport,
+            Self::MissingExport | Self::BadExport(_) => ErrorCode::MissingExport,
+            Self::InitFailed(_) => ErrorCode::InitFailed,
+            Self::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}
+
 fn list_imports(imports: &[MissingImport]) -> String {
     imports
         .iter()
@@ -96,7 +112,7 @@ pub struct Compiled {
 /// The server's wasmtime engine and host linker.
 pub struct FloeEngine {
     engine: Engine,
-    linker: Linker<InstanceState>,
+    linker: Linker<StoreData>,
     artifact_key: String,
     allocator: Allocator,
     compile_permits: Arc<Semaphore>,
@@ -263,7 +279,7 @@ impl FloeEngine {
     }
 
     /// The host linker.
-    pub(crate) fn linker(&self) -> &Linker<InstanceState> {
+    pub(crate) fn linker(&self) -> &Linker<StoreData> {
         &self.linker
     }
 }

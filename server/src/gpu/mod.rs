@@ -7,11 +7,11 @@ mod usage;
 pub use usage::{GpuUsage, GpuUsageView};
 
 #[cfg(feature = "gpu")]
-mod host;
+mod pipeline;
 #[cfg(feature = "gpu")]
 mod service;
 
 #[cfg(feature = "gpu")]
-pub use host::{PipelineResource, add_to_linker};
+pub use pipeline::PipelineResource;
 #[cfg(feature = "gpu")]
 pub use service::{GpuAccess, GpuService};

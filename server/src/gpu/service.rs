@@ -69,7 +69,7 @@ impl GpuService {
     }
 
     /// The device, opening it if no one has yet (blocking).
-    pub(super) fn gpu(&self) -> Result<Gpu, GpuError> {
+    pub(crate) fn gpu(&self) -> Result<Gpu, GpuError> {
         if !self.settings.enabled {
             return Err(GpuError::Unavailable(
                 "GPU frame work is disabled on this server ([gpu] enabled = false)".into(),
@@ -90,7 +90,7 @@ impl GpuService {
             .clone()
     }
 
-    pub(super) fn budget(&self) -> Budget {
+    pub(crate) fn budget(&self) -> Budget {
         Budget {
             max_call_bytes: self.settings.max_call_bytes.bytes(),
             max_device_bytes: self.settings.max_device_bytes.bytes(),
@@ -98,7 +98,7 @@ impl GpuService {
     }
 
     /// One of `function`'s job slots (waits while all are taken).
-    pub(super) async fn slot(&self, function: &Arc<str>) -> Option<OwnedSemaphorePermit> {
+    pub(crate) async fn slot(&self, function: &Arc<str>) -> Option<OwnedSemaphorePermit> {
         let semaphore = self
             .slots
             .lock()
@@ -150,7 +150,7 @@ impl GpuService {
 /// An instance's way to the device, and its counters.
 #[derive(Clone, Debug)]
 pub struct GpuAccess {
-    pub(super) service: Arc<GpuService>,
-    pub(super) function: Arc<str>,
-    pub(super) usage: Arc<GpuUsage>,
+    pub(crate) service: Arc<GpuService>,
+    pub(crate) function: Arc<str>,
+    pub(crate) usage: Arc<GpuUsage>,
 }

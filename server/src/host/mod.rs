@@ -1,6 +1,6 @@
 //! What functions may import, and the per-instance state behind it.
 //!
-//! Every instance gets a [`InstanceState`]: a WASI context (no preopened
+//! Every instance gets a [`StoreData`]: a WASI context (no preopened
 //! directories, no inherited environment, no network sockets; stdout and
 //! stderr go to the log), a wasi-http context, the resource table they share,
 //! and the [`InstanceLimiter`]. [`add_to_linker`] links all of WASI 0.2
@@ -8,6 +8,8 @@
 //! every guest toolchain imports more than the `wasi:http/proxy` world.
 
 mod entropy;
+#[cfg(feature = "gpu")]
+mod gpu;
 mod limits;
 mod logs;
 
@@ -22,7 +24,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// The data of every instance's `Store`.
-pub struct InstanceState {
+pub struct StoreData {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     pub(crate) table: ResourceTable,
@@ -37,7 +39,7 @@ pub struct InstanceState {
     pub deadline: Instant,
 }
 
-impl InstanceState {
+impl StoreData {
     /// State for a new instance of the function described by `source`.
     pub fn new(
         source: Arc<LogSource>,
@@ -97,7 +99,7 @@ fn wasi_builder(source: Arc<LogSource>) -> WasiCtxBuilder {
     wasi
 }
 
-impl WasiView for InstanceState {
+impl WasiView for StoreData {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
@@ -106,7 +108,7 @@ impl WasiView for InstanceState {
     }
 }
 
-impl WasiHttpView for InstanceState {
+impl WasiHttpView for StoreData {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {
             ctx: &mut self.http,
@@ -117,10 +119,10 @@ impl WasiHttpView for InstanceState {
 }
 
 /// Adds everything functions may import to `linker`.
-pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
+pub fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
     #[cfg(feature = "gpu")]
-    crate::gpu::add_to_linker(linker)?;
+    gpu::add_to_linker(linker)?;
     Ok(())
 }

@@ -22,20 +22,22 @@
 //! - The queue is bounded (`max_queued`); past it, `503 overloaded`.
 //!   Finished invocations are kept for `retention`.
 
+mod http;
 mod record;
+mod worker;
 
 pub use record::{AttemptError, InvocationRecord, Journal, Status};
 
+use crate::clock::unix_ms;
 use crate::config::InvocationsConfig;
-use crate::dataplane::DataPlane;
-use crate::pool::{EventReply, InvokeError};
+use crate::registry::{FunctionName, Registry};
 use crate::status::ErrorCode;
 use bytes::Bytes;
+use parking_lot::Mutex;
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 
 /// Why an invocation was not accepted.
@@ -130,7 +132,7 @@ pub struct Invocations {
     config: InvocationsConfig,
     state: Mutex<State>,
     wake: Notify,
-    dataplane: OnceLock<Weak<DataPlane>>,
+    registry: Arc<Registry>,
     counters: Counters,
 }
 
@@ -140,28 +142,23 @@ impl std::fmt::Debug for Invocations {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 const MAX_KEY_LEN: usize = 255;
 
 fn new_id() -> String {
     let mut random = [0u8; 8];
     let _ = getrandom::fill(&mut random);
-    format!("{:011x}{}", now_ms(), hex::encode(random))
+    format!("{:011x}{}", unix_ms(), hex::encode(random))
 }
 
 impl Invocations {
     /// Opens the store in `data_dir` and loads every invocation in it:
     /// queued and running ones (cut short by a stop or crash) queue again.
-    pub fn open(data_dir: &std::path::Path, config: InvocationsConfig) -> std::io::Result<Self> {
+    /// Invocations run on `registry`'s functions.
+    pub fn open(
+        data_dir: &std::path::Path,
+        config: InvocationsConfig,
+        registry: Arc<Registry>,
+    ) -> std::io::Result<Self> {
         let journal = Journal::open(data_dir)?;
         let (records, removed) = journal.load()?;
         if !removed.is_empty() {
@@ -206,20 +203,19 @@ impl Invocations {
             config,
             state: Mutex::new(state),
             wake: Notify::new(),
-            dataplane: OnceLock::new(),
+            registry,
             counters: Counters::default(),
         })
     }
 
-    /// Starts the workers, which invoke functions through `dataplane`.
-    pub fn start(self: &Arc<Self>, dataplane: &Arc<DataPlane>) -> Vec<tokio::task::JoinHandle<()>> {
-        let _ = self.dataplane.set(Arc::downgrade(dataplane));
+    /// Starts the workers.
+    pub fn start(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks = Vec::new();
         for _ in 0..self.config.workers {
             let this = Arc::downgrade(self);
-            tasks.push(tokio::spawn(worker(this)));
+            tasks.push(tokio::spawn(worker::worker(this)));
         }
-        tasks.push(tokio::spawn(janitor(Arc::downgrade(self))));
+        tasks.push(tokio::spawn(worker::janitor(Arc::downgrade(self))));
         tasks
     }
 
@@ -238,16 +234,16 @@ impl Invocations {
             .into_iter()
             .flatten()
         {
-            if crate::registry::FunctionName::new(dest).is_err() {
+            if FunctionName::new(dest).is_err() {
                 return Err(SubmitError::BadRequest(format!(
                     "destination {dest:?} is not a function name"
                 )));
             }
         }
         let digest = hex::encode(Sha256::digest(&submission.payload));
-        let now = now_ms();
+        let now = unix_ms();
         let record = {
-            let mut state = lock(&self.state);
+            let mut state = self.state.lock();
             if let Some(key) = &submission.idempotency_key {
                 let k = (submission.function.clone(), key.clone());
                 if let Some(id) = state.keys.get(&k) {
@@ -306,7 +302,7 @@ impl Invocations {
                 .map_err(std::io::Error::other)
                 .and_then(|r| r)
         };
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         if let Err(e) = stored {
             state.pending -= 1;
             state.records.remove(&record.id);
@@ -328,7 +324,7 @@ impl Invocations {
 
     /// One invocation.
     pub fn get(&self, id: &str) -> Option<InvocationRecord> {
-        lock(&self.state).records.get(id).cloned()
+        self.state.lock().records.get(id).cloned()
     }
 
     /// A succeeded invocation's result.
@@ -353,7 +349,7 @@ impl Invocations {
         function: Option<&str>,
         limit: usize,
     ) -> Vec<InvocationRecord> {
-        let state = lock(&self.state);
+        let state = self.state.lock();
         let mut list: Vec<InvocationRecord> = state
             .records
             .values()
@@ -368,13 +364,15 @@ impl Invocations {
 
     /// Invocations queued or running.
     pub fn depth(&self) -> u32 {
-        lock(&self.state).pending
+        self.state.lock().pending
     }
 
     /// The Prometheus text of the async invocation figures.
     pub fn render_metrics(&self) -> String {
         let c = &self.counters;
-        let dead_stored = lock(&self.state)
+        let dead_stored = self
+            .state
+            .lock()
             .records
             .values()
             .filter(|r| r.status == Status::Dead)
@@ -398,298 +396,5 @@ impl Invocations {
             c.retried.load(Relaxed),
             c.dead.load(Relaxed),
         )
-    }
-
-    /// Takes the next due invocation, marking it running; or says how long
-    /// until one is due.
-    fn next_due(&self) -> Result<InvocationRecord, Option<Duration>> {
-        let mut state = lock(&self.state);
-        let now = now_ms();
-        let Some((due, id)) = state.ready.first().cloned() else {
-            return Err(None);
-        };
-        if due > now {
-            return Err(Some(Duration::from_millis(due - now)));
-        }
-        state.ready.pop_first();
-        let Some(record) = state.records.get_mut(&id) else {
-            return Err(Some(Duration::ZERO));
-        };
-        record.status = Status::Running;
-        record.attempts += 1;
-        record.updated_at_ms = now;
-        record.next_attempt_at_ms = None;
-        Ok(record.clone())
-    }
-
-    /// Stores the new state of `record` (after an attempt).
-    async fn settle(&self, record: InvocationRecord, result: Option<Vec<u8>>) {
-        let journal = self.journal.clone();
-        let stored = {
-            let record = record.clone();
-            tokio::task::spawn_blocking(move || {
-                if let Some(bytes) = &result {
-                    journal.put_result(&record.id, bytes)?;
-                }
-                journal.update(&record)
-            })
-            .await
-            .map_err(std::io::Error::other)
-            .and_then(|r| r)
-        };
-        if let Err(e) = stored {
-            // The record on disk still says queued: it runs again after a
-            // restart (at least once).
-            tracing::error!(invocation = %record.id, error = %e, "storing an invocation's outcome failed");
-        }
-        let mut state = lock(&self.state);
-        if record.status.is_final() {
-            state.pending -= 1;
-        } else {
-            let due = record.next_attempt_at_ms.unwrap_or(0);
-            state.ready.insert((due, record.id.clone()));
-        }
-        state.records.insert(record.id.clone(), record);
-        drop(state);
-        self.wake.notify_one();
-    }
-
-    /// Runs one attempt of `record` and settles it. The attempt is on disk
-    /// before it starts, so that attempts cut short by a crash count.
-    async fn attempt(self: &Arc<Self>, mut record: InvocationRecord) {
-        let journal = self.journal.clone();
-        let running = record.clone();
-        let stored = tokio::task::spawn_blocking(move || journal.update(&running)).await;
-        if !matches!(stored, Ok(Ok(()))) {
-            tracing::warn!(invocation = %record.id, "recording the start of an attempt failed");
-        }
-        let outcome = self.run(&record).await;
-        let now = now_ms();
-        record.updated_at_ms = now;
-        let mut result = None;
-        match outcome {
-            Ok(bytes) => {
-                record.status = Status::Succeeded;
-                record.error = None;
-                record.result_bytes = Some(bytes.len() as u64);
-                self.counters.succeeded.fetch_add(1, Relaxed);
-                if let Some(dest) = record.on_success.clone() {
-                    record.destination_invocation = self
-                        .forward(&record, &dest, Bytes::from(bytes.clone()), None)
-                        .await;
-                }
-                result = Some(bytes);
-            }
-            Err((error, retryable)) => {
-                let age = Duration::from_millis(now.saturating_sub(record.created_at_ms));
-                let out_of_attempts = record.attempts >= self.config.max_attempts;
-                let too_old = age >= self.config.max_age.0;
-                tracing::warn!(invocation = %record.id, function = %record.function, attempt = record.attempts, code = %error.code, message = %error.message, "async invocation attempt failed");
-                record.error = Some(error);
-                if retryable && !out_of_attempts && !too_old {
-                    let backoff = self.backoff(record.attempts);
-                    record.status = Status::Queued;
-                    record.next_attempt_at_ms = Some(now + backoff.as_millis() as u64);
-                    self.counters.retried.fetch_add(1, Relaxed);
-                } else {
-                    record.status = Status::Dead;
-                    self.counters.dead.fetch_add(1, Relaxed);
-                    if let Some(dest) = record.on_failure.clone() {
-                        let report = serde_json::json!({
-                            "invocation": record.id,
-                            "function": record.function,
-                            "attempts": record.attempts,
-                            "error": record.error,
-                        });
-                        record.destination_invocation = self
-                            .forward(
-                                &record,
-                                &dest,
-                                Bytes::from(report.to_string()),
-                                Some("application/json".to_owned()),
-                            )
-                            .await;
-                    }
-                }
-            }
-        }
-        self.settle(record, result).await;
-    }
-
-    /// Submits a destination invocation; its id, or `None` (logged) when it
-    /// was refused. Keyed by the source invocation, so a repeat after a
-    /// crash does not invoke the destination twice.
-    async fn forward(
-        &self,
-        record: &InvocationRecord,
-        dest: &str,
-        payload: Bytes,
-        content_type: Option<String>,
-    ) -> Option<String> {
-        let submission = Submission {
-            function: dest.to_owned(),
-            payload,
-            content_type,
-            idempotency_key: Some(format!("floe-destination-{}", record.id)),
-            on_success: None,
-            on_failure: None,
-        };
-        match self.submit(submission).await {
-            Ok(accepted) => Some(accepted.id),
-            Err(e) => {
-                tracing::warn!(invocation = %record.id, destination = dest, error = %e, "invoking the destination failed");
-                None
-            }
-        }
-    }
-
-    fn backoff(&self, attempts: u32) -> Duration {
-        let base = self.config.retry_base.0;
-        let factor = 1u32 << attempts.saturating_sub(1).min(20);
-        base.saturating_mul(factor).min(self.config.retry_max.0)
-    }
-
-    /// Runs `record`'s function once. The error says whether to retry.
-    async fn run(&self, record: &InvocationRecord) -> Result<Vec<u8>, (AttemptError, bool)> {
-        let fail = |code: ErrorCode, message: String, retry: bool| {
-            (
-                AttemptError {
-                    code: code.as_str().to_owned(),
-                    message,
-                },
-                retry,
-            )
-        };
-        let Some(dataplane) = self.dataplane.get().and_then(Weak::upgrade) else {
-            return Err(fail(
-                ErrorCode::Unavailable,
-                "the server is stopping".into(),
-                true,
-            ));
-        };
-        let Some(function) = dataplane.registry().get(&record.function) else {
-            return Err(fail(ErrorCode::NotFound, "no such function".into(), true));
-        };
-        if function.runnable.prepared.event.is_none() {
-            return Err(fail(
-                ErrorCode::BadRequest,
-                "the function does not export floe:function/event".into(),
-                false,
-            ));
-        }
-        let journal = self.journal.clone();
-        let id = record.id.clone();
-        let payload = tokio::task::spawn_blocking(move || journal.payload(&id))
-            .await
-            .map_err(std::io::Error::other)
-            .and_then(|r| r)
-            .map_err(|e| {
-                fail(
-                    ErrorCode::Internal,
-                    format!("reading the payload: {e}"),
-                    false,
-                )
-            })?;
-        let start = Instant::now();
-        let reply = dataplane
-            .run_event(
-                &function,
-                &record.id,
-                &payload,
-                record.content_type.clone(),
-                start,
-            )
-            .await;
-        function.metrics.record(
-            match &reply {
-                Ok(EventReply::Output(_)) => http::StatusCode::OK,
-                Ok(EventReply::InvalidInput(_)) => http::StatusCode::BAD_REQUEST,
-                Ok(EventReply::Failed(_)) => http::StatusCode::INTERNAL_SERVER_ERROR,
-                Err(e) => ErrorCode::from(e).status(),
-            },
-            start.elapsed(),
-        );
-        match reply {
-            Ok(EventReply::Output(bytes)) => Ok(bytes),
-            Ok(EventReply::InvalidInput(message)) => {
-                Err(fail(ErrorCode::InvalidInput, message, false))
-            }
-            Ok(EventReply::Failed(message)) => Err(fail(ErrorCode::FunctionError, message, true)),
-            Err(e) => Err(error_of(&e)),
-        }
-    }
-
-    /// Removes finished invocations older than `retention`.
-    fn expire(&self) -> Vec<String> {
-        let cutoff = now_ms().saturating_sub(self.config.retention.0.as_millis() as u64);
-        let mut state = lock(&self.state);
-        let expired: Vec<String> = state
-            .records
-            .values()
-            .filter(|r| r.status.is_final() && r.updated_at_ms < cutoff)
-            .map(|r| r.id.clone())
-            .collect();
-        for id in &expired {
-            if let Some(r) = state.records.remove(id)
-                && let Some(key) = r.idempotency_key
-            {
-                state.keys.remove(&(r.function, key));
-            }
-        }
-        expired
-    }
-}
-
-fn error_of(e: &InvokeError) -> (AttemptError, bool) {
-    (
-        AttemptError {
-            code: ErrorCode::from(e).as_str().to_owned(),
-            message: crate::dataplane::public_message(e).to_owned(),
-        },
-        true,
-    )
-}
-
-async fn worker(this: Weak<Invocations>) {
-    loop {
-        let Some(service) = this.upgrade() else {
-            return;
-        };
-        match service.next_due() {
-            Ok(record) => service.attempt(record).await,
-            Err(wait) => {
-                let wake = service.wake.notified();
-                tokio::pin!(wake);
-                wake.as_mut().enable();
-                let wait = wait.unwrap_or(Duration::from_secs(60));
-                let _ = tokio::time::timeout(wait, wake).await;
-            }
-        }
-    }
-}
-
-async fn janitor(this: Weak<Invocations>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(service) = this.upgrade() else {
-            return;
-        };
-        let expired = service.expire();
-        let journal = service.journal.clone();
-        drop(service);
-        if expired.is_empty() {
-            continue;
-        }
-        let n = expired.len();
-        let removed = tokio::task::spawn_blocking(move || {
-            expired.iter().try_for_each(|id| journal.remove(id))
-        })
-        .await;
-        if !matches!(removed, Ok(Ok(()))) {
-            tracing::warn!("removing expired invocations failed; retrying later");
-        }
-        tracing::debug!(invocations = n, "expired finished invocations");
     }
 }

@@ -2,27 +2,20 @@
 //! and its handlers and hooks, located once when it starts.
 
 use super::lease::CallOutcome;
-use super::stats::{InstanceState as State, InstanceStats};
+use super::stats::{InstanceState, InstanceStats};
 use super::{InvokeError, Pool};
 use crate::bindings::event;
-use crate::engine::{FloeEngine, Prepared};
-use crate::host::{InstanceState, LogSource};
+use crate::engine::Prepared;
+use crate::host::{LogSource, StoreData};
 use crate::metrics::FunctionMetrics;
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::runtime::{Phase, after, classify, new_store, next_instance_id, until};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
+use wasmtime::Store;
 use wasmtime::component::{Resource, TypedFunc};
-use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::p2::bindings::Proxy;
 use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
-
-static NEXT_INSTANCE_ID: AtomicU64 = AtomicU64::new(1);
-
-/// A new instance id, unique in this process.
-pub(crate) fn next_instance_id() -> u64 {
-    NEXT_INSTANCE_ID.fetch_add(1, Ordering::Relaxed)
-}
 
 /// A lifecycle hook floe calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +42,7 @@ impl Hook {
 /// A started instance. It holds its slot in the function's and the server's
 /// instance budget until it is dropped.
 pub(crate) struct Instance {
-    pub(crate) store: Store<InstanceState>,
+    pub(crate) store: Store<StoreData>,
     http: Option<Proxy>,
     event: Option<event::Guest>,
     pre_freeze: Option<TypedFunc<(), ()>>,
@@ -66,25 +59,6 @@ pub(crate) struct Instance {
 pub(crate) struct Permits {
     pub(crate) _function: OwnedSemaphorePermit,
     pub(crate) _server: super::BudgetPermit,
-}
-
-/// A store for one instance of `function`, with its limits, and the epoch
-/// callback that enforces `store.data().deadline`.
-pub(crate) fn new_store(engine: &FloeEngine, state: InstanceState) -> Store<InstanceState> {
-    let mut store = Store::new(engine.engine(), state);
-    store.limiter(|s| &mut s.limiter);
-    // Once per epoch tick, guest code comes here: past the deadline it
-    // traps, otherwise it yields to the runtime so that one busy guest
-    // cannot hold a worker thread.
-    store.epoch_deadline_callback(|ctx| {
-        if Instant::now() >= ctx.data().deadline {
-            Ok(UpdateDeadline::Interrupt)
-        } else {
-            Ok(UpdateDeadline::Yield(1))
-        }
-    });
-    store.set_epoch_deadline(1);
-    store
 }
 
 impl Instance {
@@ -117,7 +91,7 @@ impl Instance {
         });
         let settings = &pool.settings;
         #[allow(unused_mut, reason = "mutated only with the gpu feature")]
-        let mut state = InstanceState::new(
+        let mut state = StoreData::new(
             source,
             settings.memory.as_usize(),
             pool.ctx.engine.table_elements(),
@@ -187,7 +161,7 @@ impl Instance {
         };
         starting.armed = false;
         if let Some(init) = init {
-            let init_deadline = deadline.min(super::after(Instant::now(), settings.init_timeout.0));
+            let init_deadline = deadline.min(after(Instant::now(), settings.init_timeout.0));
             instance.store.data_mut().deadline = init_deadline;
             instance.store.set_epoch_deadline(1);
             let start = Instant::now();
@@ -237,7 +211,7 @@ impl Instance {
     fn begin(&mut self, deadline: Instant) -> Instant {
         self.store.data_mut().deadline = deadline;
         self.store.set_epoch_deadline(1);
-        self.stats.set_state(State::Busy);
+        self.stats.set_state(InstanceState::Busy);
         Instant::now()
     }
 
@@ -336,7 +310,7 @@ impl Instance {
         let Some(func) = func else {
             return Ok(());
         };
-        let deadline = super::after(Instant::now(), timeout);
+        let deadline = after(Instant::now(), timeout);
         self.store.data_mut().deadline = deadline;
         self.store.set_epoch_deadline(1);
         let start = Instant::now();
@@ -370,42 +344,5 @@ impl Drop for Starting<'_> {
         if self.armed {
             self.pool.forget(self.id);
         }
-    }
-}
-
-/// Runs `work` until `deadline`; `None` when the deadline passed first.
-///
-/// This bounds the time a guest spends waiting in host calls; guest code
-/// itself is interrupted by the epoch callback.
-pub(crate) async fn until<F: std::future::Future>(deadline: Instant, work: F) -> Option<F::Output> {
-    tokio::time::timeout_at(deadline.into(), work).await.ok()
-}
-
-fn is_interrupt(e: &wasmtime::Error) -> bool {
-    e.downcast_ref::<Trap>() == Some(&Trap::Interrupt)
-}
-
-/// Where a wasmtime error came from.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    Start,
-    Call,
-}
-
-/// What a failed instantiation, call or hook means.
-pub(crate) fn classify(
-    e: wasmtime::Error,
-    store: &Store<InstanceState>,
-    timeout: Duration,
-    phase: Phase,
-) -> InvokeError {
-    if is_interrupt(&e) {
-        InvokeError::Timeout(timeout)
-    } else if store.data().limiter.limit_hit() {
-        InvokeError::MemoryLimit(e.into())
-    } else if phase == Phase::Start {
-        InvokeError::Instantiate(e.into())
-    } else {
-        InvokeError::Trap(e.into())
     }
 }

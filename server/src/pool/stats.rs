@@ -1,11 +1,12 @@
 //! Live figures of one instance, readable while it serves.
 
 use super::instance::Hook;
+use crate::clock::unix_ms;
 use crate::metrics::{Meter, MeterView};
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// What an instance is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,12 +161,6 @@ pub struct HookViews {
     pub pre_freeze: HookView,
     /// `pre-stop`.
     pub pre_stop: HookView,
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn slot(hook: Hook) -> usize {

@@ -18,9 +18,9 @@
 
 use crate::config::{FunctionSettings, Preinit};
 use crate::engine::{ComponentError, FloeEngine, LIFECYCLE, Prepared};
-use crate::host::{EntropyProbe, InstanceState, LogSource};
+use crate::host::{EntropyProbe, LogSource, StoreData};
 use crate::pool::Runnable;
-use crate::pool::instance_support::{Phase, classify, new_store, next_instance_id, until};
+use crate::runtime::{InvokeError, Phase, after, classify, new_store, next_instance_id, until};
 use crate::store::{Digest, InitMode, PreinitRecord};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -155,14 +155,14 @@ fn log_source(function: &Arc<str>, version: u64) -> Arc<LogSource> {
 /// Instantiates `pre` in `store` and calls its `init`, within `deadline`.
 /// Returns the instance and how long `init` took.
 async fn run_init(
-    pre: &InstancePre<InstanceState>,
+    pre: &InstancePre<StoreData>,
     component: &Component,
-    store: &mut wasmtime::Store<InstanceState>,
+    store: &mut wasmtime::Store<StoreData>,
     deadline: Instant,
     timeout: Duration,
 ) -> Result<(Instance, Duration), String> {
-    let describe = |e: crate::pool::InvokeError| match e {
-        crate::pool::InvokeError::Timeout(_) => {
+    let describe = |e: InvokeError| match e {
+        InvokeError::Timeout(_) => {
             format!("init ran past its init_timeout of {timeout:?}")
         }
         other => other.to_string(),
@@ -170,7 +170,7 @@ async fn run_init(
     let instance = match until(deadline, pre.instantiate_async(&mut *store)).await {
         Some(Ok(instance)) => instance,
         Some(Err(e)) => return Err(describe(classify(e, store, timeout, Phase::Start))),
-        None => return Err(describe(crate::pool::InvokeError::Timeout(timeout))),
+        None => return Err(describe(InvokeError::Timeout(timeout))),
     };
     let init = component
         .get_export(None, LIFECYCLE)
@@ -186,7 +186,7 @@ async fn run_init(
         Some(Ok((Ok(()),))) => Ok((instance, took)),
         Some(Ok((Err(message),))) => Err(message),
         Some(Err(e)) => Err(describe(classify(e, store, timeout, Phase::Call))),
-        None => Err(describe(crate::pool::InvokeError::Timeout(timeout))),
+        None => Err(describe(InvokeError::Timeout(timeout))),
     }
 }
 
@@ -200,8 +200,8 @@ async fn init_once(
 ) -> Result<u64, ComponentError> {
     let _slot = engine.init_permit().await;
     let timeout = settings.init_timeout.0;
-    let deadline = crate::pool::after(Instant::now(), timeout);
-    let state = InstanceState::new(
+    let deadline = after(Instant::now(), timeout);
+    let state = StoreData::new(
         log_source(function, version),
         settings.memory.as_usize(),
         engine.table_elements(),
@@ -239,9 +239,9 @@ async fn snapshot(
 
     let _slot = engine.init_permit().await;
     let timeout = settings.init_timeout.0;
-    let deadline = crate::pool::after(Instant::now(), timeout);
+    let deadline = after(Instant::now(), timeout);
     let probe = EntropyProbe::new();
-    let state = InstanceState::for_snapshot(
+    let state = StoreData::for_snapshot(
         log_source(function, version),
         settings.memory.as_usize(),
         engine.table_elements(),
@@ -261,7 +261,7 @@ async fn snapshot(
     }
     // Reading the state out runs accessor functions in the instance: give
     // them a fresh time limit.
-    store.data_mut().deadline = crate::pool::after(Instant::now(), timeout);
+    store.data_mut().deadline = after(Instant::now(), timeout);
     store.set_epoch_deadline(1);
     let snapshot = wizer
         .snapshot_component(

@@ -3,6 +3,7 @@
 use super::InvalidName;
 use crate::config::SettingsError;
 use crate::engine::ComponentError;
+use crate::status::ErrorCode;
 use crate::store::{Digest, StoreError};
 
 /// A deploy, rollback, reconfiguration or deletion that failed.
@@ -54,7 +55,24 @@ pub enum RegistryError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A blocking task failed.
+    /// A task of the registry failed (panicked or was cancelled).
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[source] tokio::task::JoinError),
+}
+
+impl RegistryError {
+    /// The error code clients see.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::InvalidName(_) | Self::Settings(_) | Self::BadPrecondition(_) => {
+                ErrorCode::BadRequest
+            }
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::Component(c) => c.code(),
+            Self::PreconditionFailed { .. } => ErrorCode::PreconditionFailed,
+            Self::NoSuchVersion { .. } | Self::TooManyFunctions(_) => ErrorCode::Conflict,
+            Self::Unavailable { .. } => ErrorCode::Unavailable,
+            Self::Store(_) | Self::Internal(_) => ErrorCode::Internal,
+        }
+    }
 }

@@ -9,7 +9,8 @@ pub const MAX_NAME_LEN: usize = 63;
 
 /// A validated function name: 1–63 of `a-z`, `0-9` and `-`, starting and
 /// ending with a letter or digit.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub struct FunctionName(Arc<str>);
 
 /// A name that is not a valid function name.
@@ -48,6 +49,28 @@ impl FunctionName {
     }
 }
 
+impl TryFrom<String> for FunctionName {
+    type Error = InvalidName;
+
+    fn try_from(name: String) -> Result<Self, InvalidName> {
+        Self::new(&name)
+    }
+}
+
+impl std::str::FromStr for FunctionName {
+    type Err = InvalidName;
+
+    fn from_str(name: &str) -> Result<Self, InvalidName> {
+        Self::new(name)
+    }
+}
+
+impl AsRef<str> for FunctionName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for FunctionName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -77,5 +100,13 @@ mod tests {
         ] {
             assert!(FunctionName::new(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn names_deserialize_only_when_valid() {
+        let name: FunctionName = serde_json::from_str("\"img-resize\"").unwrap();
+        assert_eq!(name.as_str(), "img-resize");
+        let err = serde_json::from_str::<FunctionName>("\"Bad_Name\"").unwrap_err();
+        assert!(err.to_string().contains("invalid function name"), "{err}");
     }
 }

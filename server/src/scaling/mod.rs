@@ -12,27 +12,61 @@ mod heap;
 pub mod policy;
 
 use crate::config::ScalingConfig;
-use crate::registry::Registry;
-use std::sync::Weak;
+use crate::pool::Pool;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-/// Runs the autoscaler every `scaling.tick` until the registry is gone.
-pub async fn run(registry: Weak<Registry>, config: ScalingConfig) {
+/// What the autoscaler drives: the pools serving now (the registry's active
+/// versions).
+pub trait ActivePools: Send + Sync {
+    /// The pool of every function's active version.
+    fn active_pools(&self) -> Vec<Arc<Pool>>;
+    /// Deploys, reconfigurations, rollbacks and deletions so far: the
+    /// autoscaler hands memory back after them too.
+    fn changes(&self) -> u64;
+}
+
+/// Runs the autoscaler every `scaling.tick` until `source` is gone.
+pub async fn run(source: Weak<dyn ActivePools>, config: ScalingConfig) {
     let mut interval = tokio::time::interval(config.tick.0);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heap = heap::Releaser::new(config.release_memory.0);
     loop {
         interval.tick().await;
-        let Some(registry) = registry.upgrade() else {
+        let Some(source) = source.upgrade() else {
             return;
         };
-        let step = registry.scale(Instant::now(), jiff::Timestamp::now());
-        drop(registry);
+        let mut step = pass(
+            &source.active_pools(),
+            Instant::now(),
+            jiff::Timestamp::now(),
+        );
+        step.changes = source.changes();
+        drop(source);
         if step.started > 0 || step.stopped > 0 {
             tracing::debug!(started = step.started, stopped = step.stopped, "autoscaler");
         }
         heap.after(step, Instant::now());
     }
+}
+
+/// One pass of the autoscaler over `pools`: works out each one's target
+/// from its load and `wall` (the time of day, for scheduled reservations),
+/// starts instances up to it and stops instances idle past `idle_ttl` down
+/// to it.
+pub fn pass(pools: &[Arc<Pool>], now: Instant, wall: jiff::Timestamp) -> Step {
+    let mut step = Step::default();
+    for pool in pools {
+        let load = pool.take_load();
+        step.busy = step
+            .busy
+            .saturating_add(load.in_flight.saturating_add(load.queued));
+        step.peak = step.peak.max(load.peak);
+        let target = policy::target(pool.settings(), load, wall);
+        step.started += pool.scale_to(target);
+        step.stopped += pool.reap_idle(now) as u32;
+    }
+    step
 }
 
 /// What one pass of the autoscaler saw and did.
@@ -69,7 +103,7 @@ pub struct ScalingView {
 
 impl ScalingView {
     /// The view of `pool`.
-    pub fn of(pool: &crate::pool::Pool) -> Self {
+    pub fn of(pool: &Pool) -> Self {
         let target = pool.target().unwrap_or_else(|| policy::Target {
             instances: 0,
             policy: policy::Policy::None,

@@ -23,8 +23,10 @@ use crate::config::Config;
 use crate::dataplane::{DataPlane, ResponseBody};
 use crate::engine::{EngineError, FloeEngine};
 use crate::invocations::Invocations;
+use crate::invoke::RequestIds;
 use crate::metrics::Metrics;
-use crate::registry::{Deployed, Registry, RegistryError};
+use crate::registry::{Deployed, FunctionName, LocalStorage, Registry, RegistryError};
+use crate::scaling::ActivePools;
 use crate::store::{FunctionStore, StoreError};
 use bytes::Bytes;
 use listener::{ListenerLimits, serve};
@@ -92,6 +94,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     dataplane: Arc<DataPlane>,
     invocations: Arc<Invocations>,
+    ids: Arc<RequestIds>,
     workers: Vec<JoinHandle<()>>,
     token: Token,
     token_created: bool,
@@ -126,28 +129,39 @@ impl Floe {
         let store = Arc::new(
             tokio::task::spawn_blocking(move || FunctionStore::open(&root))
                 .await
-                .map_err(|e| StartError::Registry(RegistryError::Internal(e.to_string())))??,
+                .map_err(|e| StartError::Registry(RegistryError::Internal(e)))??,
         );
         let (token, token_created) = store.token()?;
         let engine = Arc::new(FloeEngine::new(&config)?);
         let metrics = Arc::new(Metrics::default());
-        let registry =
-            Registry::open(config.clone(), engine, store.clone(), metrics.clone()).await?;
-        let dataplane = DataPlane::new(
+        let registry = Registry::open(
+            config.clone(),
+            engine,
+            Arc::new(LocalStorage(store.clone())),
+            metrics.clone(),
+        )
+        .await?;
+        let invocations = Arc::new(
+            Invocations::open(
+                &config.server.data_dir,
+                config.invocations.clone(),
+                registry.clone(),
+            )
+            .map_err(StartError::Invocations)?,
+        );
+        let workers = invocations.start();
+        let ids = Arc::new(RequestIds::default());
+        let dataplane = Arc::new(DataPlane::new(
             registry.clone(),
             metrics.clone(),
+            invocations.clone(),
+            ids.clone(),
             &config.server.domain,
             config.server.max_uri_bytes.as_usize(),
-        );
-        let invocations = Arc::new(
-            Invocations::open(&config.server.data_dir, config.invocations.clone())
-                .map_err(StartError::Invocations)?,
-        );
-        dataplane.set_invocations(invocations.clone());
-        let dataplane = Arc::new(dataplane);
-        let workers = invocations.start(&dataplane);
+        ));
+        let pools: Arc<dyn ActivePools> = registry.clone();
         let janitor = tokio::spawn(crate::scaling::run(
-            Arc::downgrade(&registry),
+            Arc::downgrade(&pools),
             config.scaling.clone(),
         ));
         Ok(Self {
@@ -158,6 +172,7 @@ impl Floe {
                 metrics,
                 dataplane,
                 invocations,
+                ids,
                 workers,
                 token: Token(token.into()),
                 token_created,
@@ -205,8 +220,8 @@ impl Floe {
                 metrics: self.inner.metrics.clone(),
                 max_upload: self.inner.config.limits.max_upload.bytes(),
                 draining: self.inner.draining.clone(),
-                dataplane: (*self.inner.dataplane).clone(),
                 invocations: self.inner.invocations.clone(),
+                ids: self.inner.ids.clone(),
             },
             self.inner.token.clone(),
         )
@@ -221,10 +236,11 @@ impl Floe {
                 path: path.display().to_string(),
                 source,
             })?;
+        let name = FunctionName::new(name).map_err(RegistryError::from)?;
         Ok(self
             .inner
             .registry
-            .deploy(name, Bytes::from(bytes), &[], None)
+            .deploy(&name, Bytes::from(bytes), &[], None)
             .await?)
     }
 

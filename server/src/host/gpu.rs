@@ -1,21 +1,14 @@
-//! The host side of `floe:function/gpu`.
+//! The host side of `floe:function/gpu`: what a guest's calls do, on the
+//! server's device ([`crate::gpu`]).
 
-use super::{GpuAccess, GpuService};
+use super::StoreData;
 use crate::bindings::gpu::{self as wit, Host, HostPipeline};
-use crate::host::InstanceState;
+use crate::gpu::{GpuAccess, GpuService, PipelineResource};
 use floe_gpu::{
     Color, Filter, Frame, GpuError, Matrix, Operation, PixelFormat, Range, Rect, check_size,
 };
 use std::time::Instant;
 use wasmtime::component::{HasData, Linker, Resource};
-
-/// A pipeline a function made: its operations, and why they were refused
-/// if they were.
-#[derive(Debug)]
-pub struct PipelineResource {
-    operations: Vec<Operation>,
-    refused: Option<GpuError>,
-}
 
 fn format(f: wit::PixelFormat) -> PixelFormat {
     match f {
@@ -115,7 +108,7 @@ fn wit_error(e: GpuError) -> wit::Error {
     }
 }
 
-impl InstanceState {
+impl StoreData {
     fn gpu_access(&self) -> Result<GpuAccess, GpuError> {
         self.gpu.clone().ok_or_else(|| {
             GpuError::Unavailable("GPU work is not available while init is snapshotted".into())
@@ -167,7 +160,7 @@ impl InstanceState {
     }
 }
 
-impl Host for InstanceState {
+impl Host for StoreData {
     async fn adapter(&mut self) -> wasmtime::Result<Result<wit::AdapterInfo, wit::Error>> {
         let info = self
             .gpu_job(0, |service| Ok(service.gpu()?.adapter().clone()))
@@ -201,7 +194,7 @@ impl Host for InstanceState {
     }
 }
 
-impl HostPipeline for InstanceState {
+impl HostPipeline for StoreData {
     async fn new(
         &mut self,
         operations: Vec<wit::Operation>,
@@ -263,10 +256,10 @@ impl HostPipeline for InstanceState {
 struct GpuData;
 
 impl HasData for GpuData {
-    type Data<'a> = &'a mut InstanceState;
+    type Data<'a> = &'a mut StoreData;
 }
 
 /// Adds `floe:function/gpu` to `linker`.
-pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
-    wit::add_to_linker::<InstanceState, GpuData>(linker, |state| state)
+pub(super) fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
+    wit::add_to_linker::<StoreData, GpuData>(linker, |state| state)
 }

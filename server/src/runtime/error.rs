@@ -1,5 +1,6 @@
 //! What can go wrong between taking a request and answering it.
 
+use crate::status::ErrorCode;
 use std::time::Duration;
 
 /// Why a request could not be answered by the function.
@@ -60,4 +61,42 @@ pub enum InvokeError {
     /// A host-side failure.
     #[error("internal error: {0:#}")]
     Internal(#[source] anyhow::Error),
+}
+
+impl InvokeError {
+    /// The error code clients see.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Overloaded { .. } => ErrorCode::Overloaded,
+            Self::Timeout(_) => ErrorCode::Timeout,
+            Self::Trap(_) => ErrorCode::Trap,
+            Self::Instantiate(_) => ErrorCode::StartFailed,
+            Self::MemoryLimit(_) => ErrorCode::MemoryLimit,
+            Self::NoResponse => ErrorCode::NoResponse,
+            Self::GuestError(_) => ErrorCode::FunctionError,
+            Self::RequestBodyTooLarge { .. } => ErrorCode::BodyTooLarge,
+            Self::BadRequest(_) => ErrorCode::BadRequest,
+            Self::ResponseTooLarge { .. } | Self::Internal(_) => ErrorCode::Internal,
+            Self::NotHttp | Self::NotEvent => ErrorCode::MethodNotAllowed,
+        }
+    }
+
+    /// What a client is told: enough to know what happened, nothing about
+    /// the host's internals.
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            Self::ResponseTooLarge { .. } => "the function's output is larger than it may send",
+            Self::NotHttp => "this function handles events: POST the payload to /{name}",
+            Self::NotEvent => "this function does not handle events",
+            other => other.code().message(),
+        }
+    }
+
+    /// How long an overloaded client is told to wait, when it is.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Overloaded { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
 }

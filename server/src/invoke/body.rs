@@ -1,4 +1,4 @@
-//! Bodies on the data plane: the request body as the guest reads it (with
+//! Bodies of served requests: the request body as the guest reads it (with
 //! its size limit), and the response body as the client receives it.
 
 use crate::pool::{BodyError, GuestBody};
@@ -73,7 +73,7 @@ where
     }
 }
 
-/// The body of every data-plane response.
+/// The body of every response to a served request.
 pub enum ResponseBody {
     /// A response floe made itself (errors).
     Full(Full<Bytes>),

@@ -1,0 +1,370 @@
+//! Deploys: a new version from uploaded bytes (validated, compiled, `init`
+//! run or snapshotted, stored, activated), or from bytes deployed before,
+//! whose compiled code and `init` outcome are reused.
+
+use super::gc::prune_versions;
+use super::{FunctionName, Registry, RegistryError, VersionFiles, run_to_completion};
+use crate::clock::unix_ms;
+use crate::config::FunctionSettings;
+use crate::preinit;
+use crate::store::{Digest, FunctionRecord, PreinitRecord, VersionRecord};
+use bytes::Bytes;
+use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use wasmtime::component::Component;
+
+/// The result of a deploy or rollback.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployed {
+    /// The function.
+    pub name: String,
+    /// The version now active.
+    pub version: u64,
+    /// Its component digest.
+    pub digest: Digest,
+    /// Its component size in bytes.
+    pub size: u64,
+    /// Time spent compiling it in this deploy (0 when nothing was compiled).
+    pub compile_ms: u64,
+    /// How its instances are initialized: `snapshot`, `instance` or `none`.
+    pub init: &'static str,
+    /// How long `init` took at deploy, in milliseconds.
+    pub init_ms: u64,
+    /// Why `init` runs per instance although a snapshot was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_reason: Option<String>,
+    /// Whether a new version was created (`false`: the bytes were already
+    /// the active version).
+    #[serde(skip)]
+    pub created: bool,
+}
+
+impl Deployed {
+    pub(super) fn new(
+        name: &FunctionName,
+        version: &VersionRecord,
+        compile_ms: u64,
+        created: bool,
+    ) -> Self {
+        Self {
+            name: name.to_string(),
+            version: version.version,
+            digest: version.digest,
+            size: version.size,
+            compile_ms,
+            init: version.preinit.mode.name(),
+            init_ms: version.preinit.init_ms,
+            init_reason: version.preinit.reason.clone(),
+            created,
+        }
+    }
+}
+
+/// The component that serves a new version.
+pub(super) enum Serving {
+    /// The uploaded component (with its artifact, when it was compiled now).
+    Original {
+        component: Component,
+        artifact: Option<Vec<u8>>,
+    },
+    /// A snapshot taken after its `init`.
+    Snapshot(preinit::Snapshot),
+    /// A component already stored and compiled for another version with
+    /// the same digest (serving from the component named): nothing to write
+    /// but the record.
+    Stored(Digest),
+}
+
+/// What an earlier deploy of the same component settled, reusable by a new
+/// deploy with the same memory limit and `preinit` setting: the component
+/// that serves (the upload or its snapshot), how `init` runs, and the hooks.
+struct Settled {
+    serving: Digest,
+    preinit: PreinitRecord,
+    declared_hooks: Option<Vec<String>>,
+}
+
+impl Registry {
+    /// Deploys `bytes` as a new version of `name` (creating the function),
+    /// with `settings` applied on top of the function's current settings.
+    /// With `if_match`, only if the active version has that digest.
+    pub async fn deploy(
+        self: &Arc<Self>,
+        name: &FunctionName,
+        bytes: Bytes,
+        settings: &[(String, String)],
+        if_match: Option<&str>,
+    ) -> Result<Deployed, RegistryError> {
+        let this = self.clone();
+        let (name, settings) = (name.clone(), settings.to_vec());
+        let if_match = if_match.map(str::to_owned);
+        run_to_completion(async move {
+            this.deploy_now(&name, bytes, &settings, if_match.as_deref())
+                .await
+        })
+        .await
+    }
+
+    async fn deploy_now(
+        &self,
+        name: &FunctionName,
+        bytes: Bytes,
+        settings: &[(String, String)],
+        if_match: Option<&str>,
+    ) -> Result<Deployed, RegistryError> {
+        let name = name.clone();
+        let expected = if_match
+            .map(|s| {
+                s.parse::<Digest>()
+                    .map_err(|_| RegistryError::BadPrecondition(s.to_owned()))
+            })
+            .transpose()?;
+        let name_lock = self.name_lock(&name);
+        let _guard = name_lock.lock().await;
+
+        let record = self.record(&name);
+        let active = record
+            .as_ref()
+            .and_then(FunctionRecord::active_version)
+            .cloned();
+        if let Some(expected) = expected
+            && active.as_ref().map(|v| v.digest) != Some(expected)
+        {
+            return Err(RegistryError::PreconditionFailed {
+                expected,
+                active: active.map(|v| v.digest),
+            });
+        }
+        let mut new_settings = record
+            .as_ref()
+            .map_or_else(|| self.config.functions.clone(), |r| r.settings.clone());
+        for (key, value) in settings {
+            new_settings.set(key, value)?;
+        }
+        new_settings.validate(&self.config.limits)?;
+
+        let digest = Digest::of(&bytes);
+        // The same bytes as the serving version: nothing to compile or store.
+        // (A function that cannot load is redeployed in full, to repair it.)
+        if let (Some(record), Some(active)) = (&record, &active)
+            && active.digest == digest
+            && self.get(name.as_str()).is_some()
+        {
+            if new_settings != record.settings {
+                self.reconfigure_locked(&name, record.clone(), new_settings)
+                    .await?;
+            }
+            return Ok(Deployed::new(&name, active, 0, false));
+        }
+        // A new name is reserved for the whole deploy, so that concurrent
+        // deploys of different new names cannot overshoot the limit.
+        let _reserved = match record {
+            Some(_) => None,
+            None => Some(self.reserve_new_function()?),
+        };
+
+        if let Some(settled) = self.settled(digest, &new_settings)
+            && let Some(deployed) = self
+                .redeploy_settled(
+                    &name,
+                    record.clone(),
+                    &new_settings,
+                    &bytes,
+                    digest,
+                    settled,
+                )
+                .await?
+        {
+            return Ok(deployed);
+        }
+
+        let size = bytes.len() as u64;
+        let (component, artifact, compile_ms) = match self.components.get(&digest) {
+            Some((component, _)) => (component, None, 0),
+            None => {
+                let compiled = self.engine.compile(bytes.clone()).await?;
+                let ms = compiled.compile_time.as_millis() as u64;
+                (compiled.component, Some(compiled.artifact), ms)
+            }
+        };
+        let mut prepared = self.engine.prepare(&component)?;
+        let declared_hooks = crate::engine::declared_hooks(&bytes);
+        prepared.hooks.restrict(declared_hooks.as_deref());
+
+        let mut record =
+            record.unwrap_or_else(|| FunctionRecord::new(name.as_str(), &new_settings));
+        let version = record.next_version;
+        let initialized = preinit::initialize(
+            &self.engine,
+            name.as_arc(),
+            version,
+            &bytes,
+            prepared,
+            &new_settings,
+            declared_hooks.as_deref(),
+        )
+        .await?;
+        let version_record = VersionRecord {
+            version,
+            digest,
+            size,
+            created_at_ms: unix_ms(),
+            compile_ms,
+            preinit: initialized.record,
+            declared_hooks,
+        };
+        record.push_active(version_record.clone(), &new_settings);
+        let pruned = prune_versions(&mut record, self.config.limits.max_versions as usize);
+        let serving = match initialized.snapshot {
+            Some(snapshot) => Serving::Snapshot(snapshot),
+            None => Serving::Original {
+                component,
+                artifact,
+            },
+        };
+        self.commit(&name, record, &bytes, digest, serving).await?;
+        let runnable = Arc::new(initialized.runnable);
+        // The copy-on-write memory image is otherwise made by the first
+        // instantiation, on the first request's time.
+        let component = runnable.prepared.pre.component().clone();
+        if let Ok(Err(e)) =
+            tokio::task::spawn_blocking(move || component.initialize_copy_on_write_image()).await
+        {
+            tracing::warn!(function = %name, error = %format!("{e:#}"), "preparing the memory image failed");
+        }
+        self.activate(&name, version, digest, runnable, new_settings);
+        if pruned {
+            self.collect_garbage().await?;
+        }
+        tracing::info!(function = %name, version, %digest, size, compile_ms, init = version_record.preinit.mode.name(), "deployed");
+        Ok(Deployed::new(&name, &version_record, compile_ms, true))
+    }
+
+    /// An earlier version (of any function) of the component `digest`,
+    /// deployed with the same memory limit and `preinit` setting as
+    /// `settings`: `init` would come out the same, so its outcome (a
+    /// snapshot, or init per instance) is reused rather than run again.
+    fn settled(&self, digest: Digest, settings: &FunctionSettings) -> Option<Settled> {
+        let records = self.records.lock();
+        records
+            .values()
+            .filter(|r| {
+                r.settings.memory == settings.memory && r.settings.preinit == settings.preinit
+            })
+            .flat_map(|r| r.versions.iter())
+            .find(|v| v.digest == digest)
+            .map(|v| Settled {
+                serving: v.serving(),
+                preinit: v.preinit.clone(),
+                declared_hooks: v.declared_hooks.clone(),
+            })
+    }
+
+    /// Deploys `digest` as `settled` by an earlier deploy: the compiled
+    /// component is loaded (from memory or its artifact), checked, and
+    /// activated without compiling or running `init` again. `None` when the
+    /// stored files are gone: the caller deploys in full.
+    async fn redeploy_settled(
+        &self,
+        name: &FunctionName,
+        record: Option<FunctionRecord>,
+        new_settings: &FunctionSettings,
+        bytes: &Bytes,
+        digest: Digest,
+        settled: Settled,
+    ) -> Result<Option<Deployed>, RegistryError> {
+        let len = bytes.len() as u64;
+        if !self.storage.has_component(digest, Some(len)).await? {
+            return Ok(None);
+        }
+        let Ok((component, _)) = self.component(settled.serving).await else {
+            return Ok(None);
+        };
+        let mut prepared = self.engine.prepare(&component)?;
+        prepared.hooks.restrict(settled.declared_hooks.as_deref());
+        let runnable = Arc::new(preinit::runnable(&settled.preinit, prepared));
+        let mut record = record.unwrap_or_else(|| FunctionRecord::new(name.as_str(), new_settings));
+        let version = record.next_version;
+        let version_record = VersionRecord {
+            version,
+            digest,
+            size: len,
+            created_at_ms: unix_ms(),
+            compile_ms: 0,
+            preinit: settled.preinit,
+            declared_hooks: settled.declared_hooks,
+        };
+        record.push_active(version_record.clone(), new_settings);
+        let pruned = prune_versions(&mut record, self.config.limits.max_versions as usize);
+        self.commit(
+            name,
+            record,
+            bytes,
+            digest,
+            Serving::Stored(settled.serving),
+        )
+        .await?;
+        self.activate(name, version, digest, runnable, new_settings.clone());
+        if pruned {
+            self.collect_garbage().await?;
+        }
+        tracing::info!(function = %name, version, %digest, size = len, init = version_record.preinit.mode.name(), "deployed (compiled and initialized before)");
+        Ok(Some(Deployed::new(name, &version_record, 0, true)))
+    }
+
+    /// Stores a version's files and its function's record, in that order,
+    /// and commits the record in memory.
+    pub(super) async fn commit(
+        &self,
+        name: &FunctionName,
+        record: FunctionRecord,
+        bytes: &Bytes,
+        digest: Digest,
+        serving: Serving,
+    ) -> Result<(), RegistryError> {
+        // Blob, artifact, record: in that order, so that a record never names
+        // a file that is not there.
+        let _gc = self.gc.read().await;
+        let key = self.engine.artifact_key();
+        let (cached, files) = match serving {
+            Serving::Original {
+                component,
+                artifact,
+            } => (
+                artifact.as_ref().map(|a| (digest, component, a.len())),
+                VersionFiles {
+                    components: vec![(digest, bytes.clone())],
+                    artifact: artifact.map(|a| (digest, a)),
+                },
+            ),
+            Serving::Snapshot(snapshot) => (
+                Some((snapshot.digest, snapshot.component, snapshot.artifact.len())),
+                VersionFiles {
+                    components: vec![(digest, bytes.clone()), (snapshot.digest, snapshot.bytes)],
+                    artifact: Some((snapshot.digest, snapshot.artifact)),
+                },
+            ),
+            Serving::Stored(serving) => {
+                // A collection may have taken the files since they were
+                // loaded: then the deploy fails rather than name them.
+                if !self.storage.has_component(serving, None).await? {
+                    return Err(crate::store::StoreError::Missing(serving).into());
+                }
+                self.storage.write_record(&record).await?;
+                self.records.lock().insert(name.to_string(), record);
+                self.changes.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+        };
+        self.storage.commit(&record, files, key).await?;
+        if let Some((digest, component, len)) = cached {
+            self.cache(digest, &component, len);
+        }
+        // Committed in memory before the guard goes: a collection that waits
+        // for it sees the new record.
+        self.records.lock().insert(name.to_string(), record);
+        self.changes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
