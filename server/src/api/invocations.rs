@@ -2,7 +2,7 @@
 //! invocations.
 
 use super::{ApiError, ApiState};
-use crate::invocations::Status;
+use crate::invocations::{InvocationRecord, Status};
 use crate::status::ErrorCode;
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -43,11 +43,7 @@ pub(super) async fn show(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let record = state
-        .invocations
-        .get(&id)
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such invocation"))?;
-    Ok(Json(record).into_response())
+    Ok(Json(record(&state, &id)?).into_response())
 }
 
 /// `GET /v1/invocations/{id}/result`: the bytes the function returned.
@@ -55,10 +51,7 @@ pub(super) async fn result(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let record = state
-        .invocations
-        .get(&id)
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such invocation"))?;
+    let record = record(&state, &id)?;
     if record.status != Status::Succeeded {
         return Err(ApiError::new(
             ErrorCode::Conflict,
@@ -77,4 +70,11 @@ pub(super) async fn result(
         .await
         .ok_or_else(|| ApiError::new(ErrorCode::Internal, "the stored result is missing"))?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}
+
+fn record(state: &ApiState, id: &str) -> Result<InvocationRecord, ApiError> {
+    state
+        .invocations
+        .get(id)
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such invocation"))
 }

@@ -14,7 +14,8 @@ use crate::config::GpuSettings;
 use floe_gpu::{BackendChoice, Budget, Gpu, GpuConfig, GpuError};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use parking_lot::Mutex;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The server's GPU capability.
@@ -102,7 +103,6 @@ impl GpuService {
         let semaphore = self
             .slots
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
             .entry(function.clone())
             .or_insert_with(|| {
                 Arc::new(Semaphore::new(self.settings.max_jobs_per_function as usize))

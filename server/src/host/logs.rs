@@ -4,7 +4,8 @@
 use bytes::Bytes;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -62,7 +63,7 @@ impl GuestLog {
     }
 
     fn write_bytes(&self, bytes: &[u8]) {
-        let mut partial = self.partial.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut partial = self.partial.lock();
         partial.extend_from_slice(bytes);
         while let Some(pos) = partial.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = partial.drain(..=pos).collect();
@@ -94,7 +95,7 @@ impl Drop for GuestLog {
         // The last clone flushes a line the guest left unterminated.
         if Arc::strong_count(&self.partial) == 1 {
             let partial =
-                std::mem::take(&mut *self.partial.lock().unwrap_or_else(PoisonError::into_inner));
+                std::mem::take(&mut *self.partial.lock());
             if !partial.is_empty() {
                 self.emit(&partial);
             }
