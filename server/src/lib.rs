@@ -10,24 +10,33 @@
 //! own data and control planes ([`Floe::bind`]). The `floe` binary is a thin
 //! command line over it.
 //!
-//! Modules, by responsibility:
+//! Modules, in layers: each imports only from the layers below it
+//! (`scripts/check-layers` fails on an upward import or a cycle).
 //!
-//! | module | owns |
-//! | --- | --- |
-//! | [`config`] | configuration types, defaults, loading, validation |
-//! | [`store`] | durable storage: components, artifacts, function records |
-//! | [`engine`] | the wasmtime engine: compile, load artifacts, link, locate exports |
-//! | [`bindings`] | host-side types of the `floe:function` WIT package |
-//! | [`preinit`] | running `init` at deploy, and snapshotting it |
-//! | [`host`] | what functions may import, and per-instance state |
-//! | [`pool`] | per-function instance pools: lease, reuse, retire |
-//! | [`registry`] | functions and versions: deploy, rollback, configure, delete |
-//! | [`dataplane`] | routing requests to functions |
-//! | [`api`] | the control plane |
-//! | [`metrics`] | counters, histograms, Prometheus output |
-//! | [`status`] | errors to HTTP statuses, in one place |
-//! | [`client`] | a client for the control plane (used by the CLI) |
-//! | [`cli`] | the `floe` command line |
+//! | layer | module | owns |
+//! | --- | --- | --- |
+//! | wiring | `server` | [`Floe`]: the pieces built once, in order; listeners |
+//! | front ends | [`api`] | the control plane |
+//! | | [`dataplane`] | routing requests to functions |
+//! | | [`invocations`] | async invocations; events that arrive over HTTP |
+//! | serving | [`invoke`] | one request or event on a function: deadline, limits, the call, the outcome, metering |
+//! | functions | [`registry`] | functions and versions: deploy, rollback, configure, delete; the [`registry::Storage`] boundary |
+//! | | [`preinit`] | running `init` at deploy, and snapshotting it |
+//! | | [`scaling`] | the autoscaler: a pure policy and its driver |
+//! | instances | [`pool`] | per-function instance pools: lease, reuse, retire, budget |
+//! | | [`runtime`] | an instance's store, deadline and failed-call classification |
+//! | wasmtime | [`engine`] | the wasmtime engine: compile, load artifacts, link, locate exports |
+//! | | [`host`] | what functions may import, and per-instance store data |
+//! | | [`bindings`] | host-side types of the `floe:function` WIT package |
+//! | | [`gpu`] | the server's GPU device for `floe:function/gpu` |
+//! | leaves | [`store`] | durable files: components, artifacts, function records |
+//! | | [`metrics`] | counters, histograms, Prometheus output |
+//! | | [`config`] | configuration types, defaults, loading, validation |
+//! | | [`clock`] | wall-clock time as floe records it |
+//! | | [`status`] | error codes: status, string, message, log level |
+//!
+//! The `floe` command line (with its control-plane client and project
+//! templates) is the `floe-cli` crate, built on this library.
 #![deny(missing_docs)]
 // Proving the GPU device types Send and Sync goes deep (wgpu-core).
 #![recursion_limit = "256"]

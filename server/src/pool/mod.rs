@@ -35,6 +35,15 @@
 //! - The idle list, the wait queue and the arriving/claim counts share one
 //!   lock, so an instance coming back is either handed to the oldest waiter
 //!   or parked, never stranded.
+//!
+//! | file | what |
+//! | --- | --- |
+//! | `mod.rs` | the pool: release, park, stop, views |
+//! | `acquire.rs` | lending an instance, the wait queue and its waiters |
+//! | `budget.rs` | the server-wide instance budget and reserved floors |
+//! | `scale.rs` | floors, prewarming, idle reaping, eviction, retirement |
+//! | `load.rs` | the load the autoscaler reads and the target it sets |
+//! | `instance.rs`, `lease.rs`, `body.rs`, `stats.rs` | one instance, one lease, a guest's body, live figures |
 
 mod acquire;
 mod body;
