@@ -217,8 +217,7 @@ impl ErrorCode {
 }
 
 /// Logs a failed request at its code's [`ErrorCode::log_level`]:
-/// `log_failure!(code, field = value, ...; "message")`.
-#[macro_export]
+/// `log_failure!(code, field = value, ..., "message")`.
 macro_rules! log_failure {
     ($code:expr, $($rest:tt)+) => {
         match $crate::status::ErrorCode::log_level($code) {
@@ -229,6 +228,7 @@ macro_rules! log_failure {
         }
     };
 }
+pub(crate) use log_failure;
 
 /// The JSON body of every error response.
 #[derive(Debug, Serialize)]

@@ -32,7 +32,7 @@ impl From<RegistryError> for ApiError {
             }
             _ => None,
         };
-        crate::log_failure!(
+        crate::status::log_failure!(
             code,
             error = &e as &dyn std::error::Error,
             "control-plane request failed"

@@ -213,7 +213,7 @@ impl<'a> Call<'a> {
     fn failed(&self, error: InvokeError) -> InvokeError {
         let code = error.code();
         self.function.metrics.record_error(code);
-        crate::log_failure!(code, function = %self.function.name, request_id = self.request_id(), error = %error, "request failed");
+        crate::status::log_failure!(code, function = %self.function.name, request_id = self.request_id(), error = %error, "request failed");
         error
     }
 

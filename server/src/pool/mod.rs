@@ -116,13 +116,16 @@ pub struct PoolContext {
 
 /// Instances of one function version, with one set of settings.
 pub struct Pool {
+    /// What the server's pools share.
+    ctx: Arc<PoolContext>,
+    /// The function's metrics (all its versions).
+    metrics: Arc<FunctionMetrics>,
+    /// One permit per live instance, `max_instances` in all.
+    slots: Arc<Semaphore>,
     function: Arc<str>,
     version: u64,
     runnable: Arc<Runnable>,
     settings: FunctionSettings,
-    ctx: Arc<PoolContext>,
-    metrics: Arc<FunctionMetrics>,
-    slots: Arc<Semaphore>,
     state: Mutex<PoolState>,
     instances: Mutex<BTreeMap<u64, Arc<InstanceStats>>>,
     /// Tells claimants that an instance they waited for will not arrive.

@@ -99,25 +99,21 @@ impl Registry {
         let this = self.clone();
         let (name, settings) = (name.clone(), settings.to_vec());
         let if_match = if_match.map(str::to_owned);
-        run_to_completion(async move {
-            this.deploy_now(&name, bytes, &settings, if_match.as_deref())
-                .await
-        })
-        .await
+        run_to_completion(async move { this.deploy_now(name, bytes, settings, if_match).await })
+            .await
     }
 
     async fn deploy_now(
         &self,
-        name: &FunctionName,
+        name: FunctionName,
         bytes: Bytes,
-        settings: &[(String, String)],
-        if_match: Option<&str>,
+        settings: Vec<(String, String)>,
+        if_match: Option<String>,
     ) -> Result<Deployed, RegistryError> {
-        let name = name.clone();
         let expected = if_match
             .map(|s| {
                 s.parse::<Digest>()
-                    .map_err(|_| RegistryError::BadPrecondition(s.to_owned()))
+                    .map_err(|_| RegistryError::BadPrecondition(s.clone()))
             })
             .transpose()?;
         let name_lock = self.name_lock(&name);
@@ -139,7 +135,7 @@ impl Registry {
         let mut new_settings = record
             .as_ref()
             .map_or_else(|| self.config.functions.clone(), |r| r.settings.clone());
-        for (key, value) in settings {
+        for (key, value) in &settings {
             new_settings.set(key, value)?;
         }
         new_settings.validate(&self.config.limits)?;
