@@ -30,7 +30,7 @@ use std::time::Instant;
 pub const FORWARDED_PREFIX: &str = "x-forwarded-prefix";
 
 /// Routes and serves data-plane requests.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct DataPlane {
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
@@ -38,14 +38,6 @@ pub struct DataPlane {
     ids: Arc<RequestIds>,
     domain: Arc<str>,
     max_uri_bytes: usize,
-}
-
-impl std::fmt::Debug for DataPlane {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DataPlane")
-            .field("domain", &self.domain)
-            .finish_non_exhaustive()
-    }
 }
 
 impl DataPlane {
