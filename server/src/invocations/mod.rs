@@ -21,6 +21,11 @@
 //!   invocations themselves.
 //! - The queue is bounded (`max_queued`); past it, `503 overloaded`.
 //!   Finished invocations are kept for `retention`.
+//!
+//! Attempts run through the [`crate::invoke`] layer, like requests of the
+//! front ends; this module never sees a pool or a front end. `http.rs`
+//! serves events that arrive over HTTP (both planes), `worker.rs` runs the
+//! attempts, `record.rs` keeps the journal on disk.
 
 mod http;
 mod record;
