@@ -303,6 +303,21 @@ mod tests {
     }
 
     #[test]
+    fn every_code_has_a_message_and_a_level() {
+        for code in ErrorCode::ALL {
+            assert!(!code.message().is_empty(), "{code:?}");
+            let level = code.log_level();
+            if code.status().is_server_error() && code != ErrorCode::Overloaded {
+                assert!(level <= tracing::Level::WARN, "{code:?} is logged quietly");
+            }
+        }
+        assert_eq!(ErrorCode::StartFailed.status(), 500);
+        assert_eq!(ErrorCode::StartFailed.as_str(), "start_failed");
+        assert_eq!(ErrorCode::Internal.log_level(), tracing::Level::ERROR);
+        assert_eq!(ErrorCode::BadRequest.log_level(), tracing::Level::DEBUG);
+    }
+
+    #[test]
     fn overloaded_responses_carry_retry_after() {
         let r = error_response(
             ErrorCode::Overloaded,

@@ -12,9 +12,9 @@
 use super::GpuUsage;
 use crate::config::GpuSettings;
 use floe_gpu::{BackendChoice, Budget, Gpu, GpuConfig, GpuError};
+use parking_lot::Mutex;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use parking_lot::Mutex;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 

@@ -2,9 +2,9 @@
 //! tagged with the function, version and instance that wrote them.
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use std::io;
 use std::pin::Pin;
-use parking_lot::Mutex;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
@@ -94,8 +94,7 @@ impl Drop for GuestLog {
     fn drop(&mut self) {
         // The last clone flushes a line the guest left unterminated.
         if Arc::strong_count(&self.partial) == 1 {
-            let partial =
-                std::mem::take(&mut *self.partial.lock());
+            let partial = std::mem::take(&mut *self.partial.lock());
             if !partial.is_empty() {
                 self.emit(&partial);
             }

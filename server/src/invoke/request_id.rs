@@ -83,3 +83,30 @@ impl RequestIds {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_the_clients_or_made_once_and_unique() {
+        let ids = RequestIds::default();
+        let given = Request::get("/")
+            .header(REQUEST_ID, "abc-123")
+            .body(())
+            .unwrap();
+        assert_eq!(ids.of(&given).get(), "abc-123");
+
+        let too_long = Request::get("/")
+            .header(REQUEST_ID, "x".repeat(MAX_GIVEN_LEN + 1))
+            .body(())
+            .unwrap();
+        let made = ids.of(&too_long);
+        assert_eq!(made.get().len(), 16);
+        assert_eq!(made.get(), made.get(), "made once per request");
+
+        let plain = Request::get("/").body(()).unwrap();
+        assert_ne!(ids.of(&plain).get(), made.get());
+        assert_eq!(RequestId::known("inv-1").get(), "inv-1");
+    }
+}

@@ -100,3 +100,29 @@ impl InvokeError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_says_its_code_and_what_a_client_is_told() {
+        let start = InvokeError::Instantiate(anyhow::anyhow!("init failed: no table"));
+        assert_eq!(start.code(), ErrorCode::StartFailed);
+        assert_eq!(start.public_message(), "the function failed to start");
+        let trap = InvokeError::Trap(anyhow::anyhow!("unreachable"));
+        assert_eq!(trap.code(), ErrorCode::Trap);
+        assert!(!trap.public_message().contains("unreachable"));
+        let busy = InvokeError::Overloaded {
+            function: "f".into(),
+            reason: "queue full",
+            retry_after: Duration::from_secs(3),
+        };
+        assert_eq!(busy.retry_after(), Some(Duration::from_secs(3)));
+        assert_eq!(InvokeError::NotEvent.code(), ErrorCode::MethodNotAllowed);
+        assert_eq!(
+            InvokeError::ResponseTooLarge { limit: 1 }.public_message(),
+            "the function's output is larger than it may send"
+        );
+    }
+}
