@@ -216,7 +216,7 @@ fn main() -> Result<()> {
         &results.warm_summary,
         &results.prewarm_summary,
         &cli.connections,
-    ) {
+    )? {
         let path = out.with_file_name(format!(
             "{}-{}.svg",
             out.file_stem()

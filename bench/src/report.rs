@@ -94,7 +94,7 @@ pub(crate) fn plots(
     warm: &[Summary],
     prewarm: &[PrewarmSummary],
     connections: &[u32],
-) -> Vec<Plot> {
+) -> anyhow::Result<Vec<Plot>> {
     let mut out = Vec::new();
     let measured: Vec<Workload> = Workload::ALL
         .into_iter()
@@ -107,31 +107,29 @@ pub(crate) fn plots(
             .collect()
     };
     if !measured.is_empty() {
-        let charts: Vec<String> = measured
+        let charts: Vec<Chart> = measured
             .iter()
-            .map(|&w| {
-                plots::lines(&Chart {
-                    title: format!("{}: p99 latency", w.label()),
-                    x_label: "connections".into(),
-                    y_label: "p99 latency, ms (log)".into(),
-                    x: connections.iter().map(u32::to_string).collect(),
-                    series: subjects_of(w)
-                        .into_iter()
-                        .map(|s| Series {
-                            name: s.label().into(),
-                            values: connections
-                                .iter()
-                                .map(|&c| find(warm, w, s, c).map(|x| x.p99_ms))
-                                .collect(),
-                        })
-                        .collect(),
-                    log_y: true,
-                })
+            .map(|&w| Chart {
+                title: format!("{}: p99 latency", w.label()),
+                x_label: "connections".into(),
+                y_label: "p99 latency, ms (log)".into(),
+                x: connections.iter().map(u32::to_string).collect(),
+                series: subjects_of(w)
+                    .into_iter()
+                    .map(|s| Series {
+                        name: s.label().into(),
+                        values: connections
+                            .iter()
+                            .map(|&c| find(warm, w, s, c).map(|x| x.p99_ms))
+                            .collect(),
+                    })
+                    .collect(),
+                log_y: true,
             })
             .collect();
         out.push(Plot {
             name: "latency",
-            svg: plots::grid(&charts, 2),
+            svg: plots::lines(&charts, 2)?,
         });
         let at = if connections.contains(&50) {
             50
@@ -160,7 +158,7 @@ pub(crate) fn plots(
                     })
                     .collect(),
                 log_y: true,
-            }),
+            })?,
         });
     }
     if !prewarm.is_empty() {
@@ -177,7 +175,7 @@ pub(crate) fn plots(
         let mut per = vec![None];
         per.extend(prewarm.iter().map(|p| Some(p.private_kib_per_instance)));
         let charts = [
-            plots::lines(&Chart {
+            Chart {
                 title: "floe private memory with N idle instances".into(),
                 x_label: "idle Rust hello instances".into(),
                 y_label: "private memory, MiB".into(),
@@ -187,8 +185,8 @@ pub(crate) fn plots(
                     values: total,
                 }],
                 log_y: false,
-            }),
-            plots::lines(&Chart {
+            },
+            Chart {
                 title: "Private memory per idle instance".into(),
                 x_label: "idle Rust hello instances".into(),
                 y_label: "KiB per instance".into(),
@@ -198,14 +196,14 @@ pub(crate) fn plots(
                     values: per,
                 }],
                 log_y: false,
-            }),
+            },
         ];
         out.push(Plot {
             name: "memory",
-            svg: plots::grid(&charts, 2),
+            svg: plots::lines(&charts, 2)?,
         });
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
