@@ -103,7 +103,14 @@ async fn an_idempotency_key_runs_once_and_a_conflicting_body_is_409() -> Result<
     assert_eq!(conflict.code(), "conflict");
 
     wait_for(&server, &id, "succeeded").await?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Nothing more is due to run: no async invocation is queued or running,
+    // and no instance of echo is busy.
+    eventually(Duration::from_secs(5), "nothing pending", || async {
+        let listing = control_get(&server, "/v1/invocations").await?.json();
+        let info = server.client().info("echo").await?;
+        Ok(listing["queue_depth"] == 0 && info["instances"]["busy"] == 0)
+    })
+    .await?;
     let info = server.client().info("echo").await?;
     assert_eq!(info["metering"]["invocations"], 1, "ran once: {info}");
     let metrics = get(&server.control_url("/metrics")).await?.text();

@@ -254,7 +254,7 @@ impl Server {
                 let _ = child.kill();
                 bail!("the server did not exit within {timeout:?} of SIGTERM");
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(10)); // wait-helper
         }
     }
 
@@ -374,8 +374,11 @@ pub(crate) async fn post(url: &str, body: impl Into<Bytes>) -> Result<Reply> {
     send(Request::post(url).body(Full::new(body.into()))?).await
 }
 
-/// Waits until `check` holds, polling, for at most `within`. The only place
-/// in the tests that sleeps.
+/// Waits until `check` holds, polling, for at most `within`. Tests wait for
+/// what the server shows through this, never for a fixed time: besides the
+/// polling for a process to exit in [`Server::terminate`], it is the only
+/// place in the tests that sleeps (`scripts/check-test-sleeps` holds them to
+/// it; the lines allowed end in `// wait-helper`).
 pub(crate) async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F) -> Result<()>
 where
     F: FnMut() -> Fut,
@@ -389,7 +392,7 @@ where
         if Instant::now() >= deadline {
             bail!("timed out after {within:?} waiting for: {what}");
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await; // wait-helper
     }
 }
 

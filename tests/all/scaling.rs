@@ -9,7 +9,7 @@ use floe::client::ClientError;
 use floe_tests::fixtures::{HELLO, HOOKS, SLOW};
 use http::Request;
 use http_body_util::Full;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 async fn info(server: &Server, name: &str) -> Result<serde_json::Value> {
@@ -18,6 +18,25 @@ async fn info(server: &Server, name: &str) -> Result<serde_json::Value> {
 
 fn live(info: &serde_json::Value) -> u64 {
     info["instances"]["live"].as_u64().unwrap_or(u64::MAX)
+}
+
+/// Each live instance's time parked so far (idle or frozen, the current
+/// stretch included), milliseconds, by instance id.
+async fn parked_ms(server: &Server, name: &str) -> Result<HashMap<u64, f64>> {
+    let detail = server.client().instances(name).await?;
+    let list = detail["instances"].as_array().cloned().unwrap_or_default();
+    Ok(list
+        .iter()
+        .filter_map(|i| Some((i["id"].as_u64()?, i["metering"]["frozen_ms"].as_f64()?)))
+        .collect())
+}
+
+/// How long ago an instance of `/v1/functions/{name}/instances` ended its
+/// last request, by the server's clock (its start time plus its age is the
+/// time of the listing), milliseconds.
+fn since_last_request_ms(instance: &serde_json::Value) -> u64 {
+    let ms = |key: &str| instance[key].as_u64().unwrap_or(0);
+    (ms("started_at_ms") + ms("age_ms")).saturating_sub(ms("last_used_at_ms"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -115,8 +134,17 @@ async fn a_fixed_reservation_keeps_n_warm_across_idle_periods() -> Result<()> {
         Ok(live(&info(&server, "slow").await?) == 3)
     })
     .await?;
-    // Idle periods many times idle_ttl long do not take the floor away.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Idle periods many times idle_ttl long do not take the floor away: the
+    // instances stay parked through five more idle_ttl (300ms) periods, as
+    // the server meters it.
+    let parked = parked_ms(&server, "slow").await?;
+    eventually(Duration::from_secs(15), "5 x idle_ttl parked", || async {
+        let now = parked_ms(&server, "slow").await?;
+        Ok(now
+            .iter()
+            .all(|(id, ms)| *ms >= parked.get(id).copied().unwrap_or(0.0) + 1500.0))
+    })
+    .await?;
     let i = info(&server, "slow").await?;
     assert_eq!(live(&i), 3, "{i}");
     assert_eq!(
@@ -290,7 +318,13 @@ async fn a_function_at_its_burst_cannot_take_another_functions_reserved_slots() 
         tokio::spawn(async move { get(&url).await })
     });
     let flood: Vec<_> = flood.collect();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The flood is at its burst: the server's budget of 8 is in use (calm's
+    // 2 and the 6 others).
+    eventually(Duration::from_secs(5), "the flood at its burst", || async {
+        let metrics = get(&server.control_url("/metrics")).await?.text();
+        Ok(metrics.lines().any(|l| l == "floe_instances_total 8"))
+    })
+    .await?;
     // While the flood runs, calm is served by its reserved instances.
     let mut calm_ok = 0;
     for _ in 0..10 {
@@ -339,7 +373,10 @@ async fn the_queue_is_bounded_in_length_and_in_time() -> Result<()> {
         let url = server.url("/short/?ms=1500");
         tokio::spawn(async move { get(&url).await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(Duration::from_secs(5), "the instance busy", || async {
+        Ok(info(&server, "short").await?["instances"]["busy"] == 1)
+    })
+    .await?;
     let waiting: Vec<_> = (0..2)
         .map(|_| {
             let url = server.url("/short/?ms=1");
@@ -380,7 +417,10 @@ async fn the_queue_is_bounded_in_length_and_in_time() -> Result<()> {
         let url = server.url("/brief/?ms=1500");
         tokio::spawn(async move { get(&url).await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(Duration::from_secs(5), "the instance busy", || async {
+        Ok(info(&server, "brief").await?["instances"]["busy"] == 1)
+    })
+    .await?;
     let waited = std::time::Instant::now();
     let late = server.get("/brief/?ms=1").await?;
     assert_eq!(late.status, 503);
@@ -425,7 +465,18 @@ async fn invocations_busy_frozen_and_hook_time_are_metered_in_compute_units() ->
         .await?;
         assert_eq!(r.status, 200);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The instance has run its pre-freeze after the last request and stayed
+    // parked for 300ms since that request ended.
+    eventually(Duration::from_secs(10), "frozen 300ms", || async {
+        let detail = server.client().instances("hooks").await?;
+        Ok(detail["instances"].as_array().is_some_and(|list| {
+            !list.is_empty()
+                && list
+                    .iter()
+                    .all(|i| i["state"] == "frozen" && since_last_request_ms(i) >= 300)
+        }))
+    })
+    .await?;
     let view = info(&server, "hooks").await?;
     let m = &view["metering"];
     assert_eq!(m["invocations"], 3, "{view}");
