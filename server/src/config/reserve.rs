@@ -8,10 +8,11 @@
 //!   saturates.
 //!
 //! Several together form the `hybrid` policy: the largest count wins. The
-//! arithmetic is in [`crate::scaling::policy`]; this module is the settings'
+//! arithmetic is in the scaling policy module; this module is the settings'
 //! shape, parsing and validation.
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
+use serde_with::{DeserializeFromStr, SerializeDisplay};
 use std::fmt;
 use std::str::FromStr;
 
@@ -136,8 +137,9 @@ pub struct Utilization {
     pub max: u32,
 }
 
-/// A fraction in (0, 1], kept in thousandths.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// A fraction in (0, 1], kept in thousandths; a number in settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
 pub struct Ratio(u16);
 
 impl Ratio {
@@ -160,27 +162,22 @@ impl TryFrom<f64> for Ratio {
     }
 }
 
+impl From<Ratio> for f64 {
+    fn from(r: Ratio) -> Self {
+        f64::from(r.0) / 1000.0
+    }
+}
+
 impl fmt::Display for Ratio {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", f64::from(self.0) / 1000.0)
+        write!(f, "{}", f64::from(*self))
     }
 }
 
-impl Serialize for Ratio {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(f64::from(self.0) / 1000.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Ratio {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = f64::deserialize(d)?;
-        Ratio::try_from(v).map_err(serde::de::Error::custom)
-    }
-}
-
-/// A time of day, in minutes since midnight (0 to 1440).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// A time of day, in minutes since midnight (0 to 1440); `HH:MM` in settings.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, SerializeDisplay, DeserializeFromStr,
+)]
 pub struct TimeOfDay(u16);
 
 impl TimeOfDay {
@@ -211,24 +208,10 @@ impl fmt::Display for TimeOfDay {
     }
 }
 
-impl Serialize for TimeOfDay {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for TimeOfDay {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
-
 const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
-/// A set of weekdays; bit 0 is Monday.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A set of weekdays; bit 0 is Monday. Cron style in settings (`mon-fri`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, SerializeDisplay, DeserializeFromStr)]
 pub struct Days(u8);
 
 impl Days {
@@ -326,20 +309,6 @@ impl fmt::Display for Days {
             d += 1;
         }
         f.write_str(&parts.join(","))
-    }
-}
-
-impl Serialize for Days {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Days {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -1,0 +1,44 @@
+//! `[limits]`: ceilings that function settings and uploads must stay under.
+
+use super::{ByteSize, HumanDuration, defaults};
+use serde::{Deserialize, Serialize};
+
+/// `[limits]`: ceilings for function settings and uploads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest memory any function may be given.
+    pub max_memory: ByteSize,
+    /// Longest timeout any function may be given.
+    pub max_timeout: HumanDuration,
+    /// Instances of all functions together.
+    pub max_instances_total: u32,
+    /// Largest body limit any function may be given.
+    pub max_body: ByteSize,
+    /// Largest component upload; 413 past it.
+    pub max_upload: ByteSize,
+    /// Time to compile one component; the deploy fails past it.
+    pub compile_timeout: HumanDuration,
+    /// Components compiled at once; other deploys wait their turn.
+    pub max_concurrent_compiles: u32,
+    /// Versions kept per function; older ones are pruned.
+    pub max_versions: u32,
+    /// Functions on this server.
+    pub max_functions: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_memory: defaults::MAX_MEMORY,
+            max_timeout: HumanDuration(defaults::MAX_TIMEOUT),
+            max_instances_total: defaults::MAX_INSTANCES_TOTAL,
+            max_body: defaults::MAX_BODY,
+            max_upload: defaults::MAX_UPLOAD,
+            compile_timeout: HumanDuration(defaults::COMPILE_TIMEOUT),
+            max_concurrent_compiles: defaults::MAX_CONCURRENT_COMPILES,
+            max_versions: defaults::MAX_VERSIONS,
+            max_functions: defaults::MAX_FUNCTIONS,
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! `[server]`: listeners, data directory, connection limits.
+
+use super::{ByteSize, HumanDuration, defaults};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// `[server]`: listeners, data directory, connection limits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Data plane address: requests to functions.
+    pub data_addr: SocketAddr,
+    /// Control plane address: deploys, management, metrics.
+    pub control_addr: SocketAddr,
+    /// Directory holding functions, artifacts and the control-plane token.
+    pub data_dir: PathBuf,
+    /// `Host: {name}.{domain}` routes to function `name`; empty disables it.
+    pub domain: String,
+    /// Open connections per listener; more wait to be accepted.
+    pub max_connections: usize,
+    /// How long shutdown waits for in-flight requests before it exits.
+    pub drain_timeout: HumanDuration,
+    /// Largest request head (request line and headers); 431 past it.
+    pub max_header_bytes: ByteSize,
+    /// Longest request target (path and query); 414 past it.
+    pub max_uri_bytes: ByteSize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            data_addr: parse_default_addr(defaults::DATA_ADDR),
+            control_addr: parse_default_addr(defaults::CONTROL_ADDR),
+            data_dir: PathBuf::from(defaults::DATA_DIR),
+            domain: defaults::DOMAIN.to_owned(),
+            max_connections: defaults::MAX_CONNECTIONS,
+            drain_timeout: HumanDuration(defaults::DRAIN_TIMEOUT),
+            max_header_bytes: defaults::MAX_HEADER_BYTES,
+            max_uri_bytes: defaults::MAX_URI_BYTES,
+        }
+    }
+}
+
+fn parse_default_addr(addr: &str) -> SocketAddr {
+    addr.parse()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+}
