@@ -7,8 +7,9 @@
 //!
 //! The server is a library first: [`Floe`] can serve requests in-process
 //! ([`Floe::handle`]) for an embedder that owns its own listener, or bind its
-//! own data and control planes ([`Floe::bind`]). The `floe` binary is a thin
-//! command line over it.
+//! own data and control planes ([`Floe::bind`]). The `floe` command line, with
+//! its control-plane client and project templates, is the `floe-cli` crate,
+//! a thin layer over this one.
 //!
 //! Modules, by responsibility:
 //!
@@ -26,16 +27,12 @@
 //! | [`api`] | the control plane |
 //! | [`metrics`] | counters, histograms, Prometheus output |
 //! | [`status`] | errors to HTTP statuses, in one place |
-//! | [`client`] | a client for the control plane (used by the CLI) |
-//! | [`cli`] | the `floe` command line |
 #![deny(missing_docs)]
 // Proving the GPU device types Send and Sync goes deep (wgpu-core).
 #![recursion_limit = "256"]
 
 pub mod api;
 pub mod bindings;
-pub mod cli;
-pub mod client;
 pub mod config;
 pub mod dataplane;
 pub mod engine;
@@ -46,7 +43,6 @@ pub mod metrics;
 pub mod pool;
 pub mod preinit;
 pub mod registry;
-pub mod scaffold;
 pub mod scaling;
 mod server;
 pub mod status;
