@@ -35,7 +35,7 @@ mod wrk;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use floe::client::ControlClient;
+use floe_cli::client::ControlClient;
 use prepare::Tools;
 use report::Machine;
 use serde::Serialize;

@@ -86,7 +86,7 @@ pub(crate) fn prepare(with_wasmtime: bool) -> Result<Tools> {
         "build",
         "--release",
         "-p",
-        "floe",
+        "floe-cli",
         "--bin",
         "floe",
         "-p",

@@ -43,8 +43,6 @@
 
 pub mod api;
 pub mod bindings;
-pub mod cli;
-pub mod client;
 pub mod clock;
 pub mod config;
 pub mod dataplane;
@@ -58,7 +56,6 @@ pub mod pool;
 pub mod preinit;
 pub mod registry;
 pub mod runtime;
-pub mod scaffold;
 pub mod scaling;
 mod server;
 pub mod status;

@@ -4,8 +4,8 @@
 use crate::harness::{Server, eventually, fixture, send};
 use anyhow::Result;
 use bytes::Bytes;
-use floe::client::ClientError;
 use floe::store::Digest;
+use floe_cli::client::ClientError;
 use floe_tests::fixtures::{COUNTER, ECHO, HELLO, SLOW, TRAP};
 use http::{Request, StatusCode};
 use http_body_util::Full;
@@ -339,8 +339,10 @@ async fn the_control_plane_requires_the_token() -> Result<()> {
     let r = crate::harness::get(&server.control_url("/v1/functions")).await?;
     assert_eq!(r.status, 401);
     assert_eq!(r.code(), "unauthorized");
-    let wrong =
-        floe::client::ControlClient::new(&format!("http://{}", server.control), "not-the-token");
+    let wrong = floe_cli::client::ControlClient::new(
+        &format!("http://{}", server.control),
+        "not-the-token",
+    );
     let err = wrong.list().await.unwrap_err();
     assert_eq!(api_status(&err.into()).0, StatusCode::UNAUTHORIZED);
     let err = wrong.deploy("x", fixture(HELLO), &[]).await.unwrap_err();

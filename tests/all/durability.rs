@@ -180,7 +180,7 @@ async fn damaged_stored_code_is_recompiled_or_refused_never_loaded() -> Result<(
     server.restart()?;
     let err = server.client().rollback("a", None).await.unwrap_err();
     match err {
-        floe::client::ClientError::Api { status, code, .. } => {
+        floe_cli::client::ClientError::Api { status, code, .. } => {
             assert_eq!((status.as_u16(), code.as_str()), (503, "unavailable"));
         }
         other => panic!("{other}"),

@@ -141,7 +141,7 @@ fn floe_without_gpu() -> Result<String> {
     let path = crate::sdk::repo().join("target/floe-no-gpu");
     anyhow::ensure!(
         path.exists(),
-        "{} is missing: scripts/test builds it (cargo build -p floe --no-default-features)",
+        "{} is missing: scripts/test builds it (cargo build -p floe-cli --no-default-features)",
         path.display()
     );
     Ok(path.display().to_string())

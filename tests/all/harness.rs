@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
-use floe::client::ControlClient;
+use floe_cli::client::ControlClient;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;

@@ -134,8 +134,8 @@ async fn init_that_fails_or_overruns_fails_the_deploy_and_the_old_version_serves
     let server = Server::start()?;
     server.deploy("f", HELLO, &[]).await?;
     let err = server.deploy("f", INIT_FAILS, &[]).await.unwrap_err();
-    match err.downcast_ref::<floe::client::ClientError>() {
-        Some(floe::client::ClientError::Api {
+    match err.downcast_ref::<floe_cli::client::ClientError>() {
+        Some(floe_cli::client::ClientError::Api {
             status,
             code,
             message,
@@ -363,7 +363,7 @@ async fn hooks_with_the_wrong_signature_are_refused_at_deploy() -> Result<()> {
         .await
         .unwrap_err();
     match err {
-        floe::client::ClientError::Api {
+        floe_cli::client::ClientError::Api {
             status,
             code,
             message,

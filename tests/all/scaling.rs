@@ -5,7 +5,7 @@
 use crate::harness::{Collector, Server, eventually, get, send};
 use anyhow::Result;
 use bytes::Bytes;
-use floe::client::ClientError;
+use floe_cli::client::ClientError;
 use floe_tests::fixtures::{HELLO, HOOKS, SLOW};
 use http::Request;
 use http_body_util::Full;

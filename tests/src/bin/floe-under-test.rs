@@ -1,5 +1,5 @@
 //! The `floe` command line, for the end-to-end tests.
 
 fn main() -> std::process::ExitCode {
-    floe::cli::main()
+    floe_cli::main()
 }

@@ -1,12 +1,12 @@
 //! `floe new`: a function project from a template, in Rust, JavaScript or
 //! Python, HTTP or event, that builds as it is with that language's SDK.
 //!
-//! The templates are embedded in the binary (`server/templates/`). A project
+//! The templates are embedded in the binary (`cli/templates/`). A project
 //! depends on the SDKs by path: `--sdk DIR` names the `sdk/` folder of a floe
 //! checkout; without it, the one this binary was built from is used when it
 //! is still there.
 
-use crate::registry::FunctionName;
+use floe::registry::FunctionName;
 use std::fmt;
 use std::path::{Path, PathBuf};
 

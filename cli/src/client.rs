@@ -4,8 +4,8 @@
 //! the `control.url` and `token` files a running server keeps in its data
 //! directory.
 
-use crate::config::env;
 use bytes::Bytes;
+use floe::config::env;
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -99,7 +99,7 @@ impl ControlClient {
         let (mut url, mut token) = (std::env::var(env::URL).ok(), std::env::var(env::TOKEN).ok());
         if url.is_none() || token.is_none() {
             let (file_url, file_token) =
-                crate::store::read_client_credentials(data_dir).map_err(|source| {
+                floe::store::read_client_credentials(data_dir).map_err(|source| {
                     ClientError::Credentials {
                         dir: data_dir.display().to_string(),
                         source,

@@ -1,0 +1,111 @@
+//! The command line's grammar: commands, arguments and flags.
+
+use crate::scaffold;
+use clap::{Parser, Subcommand};
+use floe::config::env;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "floe",
+    version,
+    about = "An edge function server for WebAssembly components"
+)]
+pub(crate) struct Cli {
+    /// Configuration file (default: the embedded config/floe.toml).
+    #[arg(long, global = true, env = env::CONFIG)]
+    pub(crate) config: Option<PathBuf>,
+    /// Data directory of the server to talk to (default: from the configuration).
+    #[arg(long, global = true)]
+    pub(crate) data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Run the server.
+    Serve {
+        /// Deploy a component at startup: NAME=FILE (repeatable).
+        #[arg(long = "deploy", value_name = "NAME=FILE", value_parser = parse_pair)]
+        deploys: Vec<(String, String)>,
+    },
+    /// Deploy a component as a new version of a function.
+    Deploy {
+        /// The function's name.
+        name: String,
+        /// The component file (.wasm).
+        file: PathBuf,
+        /// A setting, e.g. memory=64MiB, timeout=5s, reuse=false (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_pair)]
+        settings: Vec<(String, String)>,
+        /// Print the server's JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List functions.
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one function: versions, settings, instances.
+    Info {
+        /// The function's name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a function.
+    Rm {
+        /// The function's name.
+        name: String,
+    },
+    /// Make the previous version (or --version N) active.
+    Rollback {
+        /// The function's name.
+        name: String,
+        /// The version to make active.
+        #[arg(long)]
+        version: Option<u64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a function project from a template, ready to build.
+    New {
+        /// The function's name (also the project's directory, unless --dir).
+        name: String,
+        /// The language.
+        #[arg(long, value_enum)]
+        lang: scaffold::Lang,
+        /// The kind of function.
+        #[arg(long, value_enum, default_value = "http")]
+        kind: scaffold::Kind,
+        /// Where to make the project (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The sdk/ folder of a floe checkout (default: the one floe was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Change a function's settings.
+    Config {
+        /// The function's name.
+        name: String,
+        /// A setting, e.g. memory=64MiB (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_pair, required = true)]
+        settings: Vec<(String, String)>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}

@@ -1,0 +1,65 @@
+//! `floe serve`: the server, from the [`floe`] library, until a signal.
+#![expect(clippy::print_stdout, reason = "this is the command line's output")]
+
+use anyhow::{Context, Result};
+use floe::{Config, Floe};
+use std::path::Path;
+
+/// Opens the server, deploys `deploys` (`(name, file)`), binds its planes and
+/// runs until Ctrl-C or SIGTERM.
+pub(crate) async fn serve(config: Config, deploys: Vec<(String, String)>) -> Result<()> {
+    let data_dir = config.server.data_dir.clone();
+    let floe = Floe::new(config).await?;
+    for (name, file) in deploys {
+        let d = floe.deploy_file(&name, Path::new(&file)).await?;
+        let what = if d.created {
+            "deployed"
+        } else {
+            "already active"
+        };
+        println!(
+            "floe: {what}: {} version {} ({})",
+            d.name, d.version, d.digest
+        );
+    }
+    let listening = floe.bind().await?;
+    println!(
+        "floe: data plane listening on http://{}",
+        listening.data_addr()
+    );
+    println!(
+        "floe: control plane listening on http://{}",
+        listening.control_addr()
+    );
+    let token_file = data_dir.join("token");
+    if floe.token_was_created() {
+        println!(
+            "floe: control-plane token (saved in {}): {}",
+            token_file.display(),
+            floe.token()
+        );
+    } else {
+        println!("floe: control-plane token is in {}", token_file.display());
+    }
+    wait_for_signal().await?;
+    println!("floe: shutting down");
+    listening.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("listening for Ctrl-C")?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("listening for Ctrl-C")?;
+    Ok(())
+}
