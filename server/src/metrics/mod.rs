@@ -7,11 +7,12 @@
 
 mod histogram;
 mod meter;
+mod pool;
 
 pub use histogram::{BUCKETS, Histogram};
 pub use meter::{Meter, MeterView};
+pub use pool::{Hook, PoolCounts};
 
-use crate::pool::{Hook, PoolCounts};
 use crate::status::ErrorCode;
 use std::collections::HashMap;
 use std::fmt::Write;

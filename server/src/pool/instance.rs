@@ -8,6 +8,7 @@ use crate::bindings::event;
 use crate::engine::Prepared;
 use crate::host::{LogSource, StoreData};
 use crate::metrics::FunctionMetrics;
+use crate::metrics::Hook;
 use crate::runtime::{Phase, after, classify, new_store, next_instance_id, until};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -16,28 +17,6 @@ use wasmtime::Store;
 use wasmtime::component::{Resource, TypedFunc};
 use wasmtime_wasi_http::p2::bindings::Proxy;
 use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
-
-/// A lifecycle hook floe calls.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Hook {
-    /// `init`.
-    Init,
-    /// `pre-freeze`.
-    PreFreeze,
-    /// `pre-stop`.
-    PreStop,
-}
-
-impl Hook {
-    /// The hook's name in the WIT.
-    pub fn name(self) -> &'static str {
-        match self {
-            Hook::Init => "init",
-            Hook::PreFreeze => "pre-freeze",
-            Hook::PreStop => "pre-stop",
-        }
-    }
-}
 
 /// A started instance. It holds its slot in the function's and the server's
 /// instance budget until it is dropped.

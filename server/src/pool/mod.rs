@@ -54,11 +54,11 @@ mod load;
 mod scale;
 mod stats;
 
+pub use crate::metrics::{Hook, PoolCounts};
 pub use crate::runtime::InvokeError;
 pub use body::{BodyError, GuestBody};
 pub(crate) use budget::BudgetPermit;
 pub use budget::InstanceBudget;
-pub use instance::Hook;
 pub use lease::{CallOutcome, EventReply, Lease};
 pub use load::{Load, Policy, Target};
 pub use stats::{HookView, HookViews, InstanceState, InstanceStats, InstanceView};
@@ -172,23 +172,6 @@ impl std::fmt::Debug for Pool {
             .field("version", &self.version)
             .finish_non_exhaustive()
     }
-}
-
-/// Counts of a pool's instances.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct PoolCounts {
-    /// Alive (in any state).
-    pub live: u32,
-    /// Parked, waiting for a request.
-    pub idle: u32,
-    /// Serving a request.
-    pub busy: u32,
-    /// Requests waiting for an instance.
-    pub queued: u32,
-    /// Instances started so far.
-    pub started: u64,
-    /// Instances stopped so far.
-    pub stopped: u64,
 }
 
 impl Pool {

@@ -1,7 +1,7 @@
 //! Live figures of one instance, readable while it serves.
 
-use super::instance::Hook;
 use crate::clock::unix_ms;
+use crate::metrics::Hook;
 use crate::metrics::{Meter, MeterView};
 use serde::Serialize;
 use std::sync::Arc;
