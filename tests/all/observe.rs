@@ -32,6 +32,57 @@ async fn metrics_count_requests_errors_and_instances() -> Result<()> {
     Ok(())
 }
 
+/// `/metrics` is one OpenMetrics document: its content type, one `# EOF` at
+/// the end, the async invocation figures in it, counters described without
+/// `_total`, and each family described once.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_are_one_openmetrics_document() -> Result<()> {
+    let server = Server::start()?;
+    server.deploy("hello", HELLO, &[]).await?;
+    server.get("/hello/").await?;
+    let metrics = crate::harness::get(&server.control_url("/metrics")).await?;
+    assert_eq!(metrics.status, 200);
+    let content_type = metrics
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        content_type.starts_with("application/openmetrics-text; version=1.0.0"),
+        "{content_type}"
+    );
+    let text = metrics.text();
+    assert!(text.ends_with("\n# EOF\n"), "{text}");
+    assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+    for line in [
+        "# TYPE floe_requests counter",
+        "# TYPE floe_request_duration_seconds histogram",
+        "# TYPE floe_async_queue_depth gauge",
+        "floe_async_queue_depth 0",
+        "floe_async_invocations_total{event=\"accepted\"} 0",
+        "floe_request_duration_seconds_bucket{le=\"+Inf\",function=\"hello\"} 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+    let mut families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let described = families.len();
+    families.sort_unstable();
+    families.dedup();
+    assert_eq!(
+        families.len(),
+        described,
+        "a family described twice in\n{text}"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn guest_output_is_logged_with_its_function() -> Result<()> {
     let server = Server::start()?;

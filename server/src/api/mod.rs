@@ -10,7 +10,7 @@
 //! | PATCH | `/v1/functions/{name}/config` | change settings (JSON object or query parameters) |
 //! | POST | `/v1/functions/{name}/invoke` | invoke an event function: body in, bytes out |
 //! | GET | `/v1/functions/{name}/instances` | every live instance of the function |
-//! | GET | `/metrics` | Prometheus metrics (open) |
+//! | GET | `/metrics` | Prometheus metrics, OpenMetrics text (open) |
 //! | GET | `/healthz`, `/readyz` | liveness and readiness (open) |
 //!
 //! `/v1/...` needs `Authorization: Bearer <token>`.
@@ -262,13 +262,22 @@ async fn ready(State(state): State<ApiState>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// The content type of the OpenMetrics text format.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 async fn metrics(State(state): State<ApiState>) -> Response {
-    let mut text = state.metrics.render(
-        &state.registry.pool_gauges(),
+    let rendered = state.metrics.render(
+        state.registry.pool_gauges(),
         state.registry.budget().in_use(),
+        state.invocations.figures(),
     );
-    text.push_str(&state.invocations.render_metrics());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    match rendered {
+        Ok(text) => ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "encoding /metrics failed");
+            ApiError::new(ErrorCode::Internal, "internal error").into_response()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ pub use record::{AttemptError, InvocationRecord, Journal, Status};
 
 use crate::clock::unix_ms;
 use crate::config::InvocationsConfig;
+use crate::metrics::AsyncFigures;
 use crate::registry::{FunctionName, Registry};
 use crate::status::ErrorCode;
 use bytes::Bytes;
@@ -372,34 +373,23 @@ impl Invocations {
         self.state.lock().pending
     }
 
-    /// The Prometheus text of the async invocation figures.
-    pub fn render_metrics(&self) -> String {
+    /// The async invocation figures, for `/metrics`.
+    pub fn figures(&self) -> AsyncFigures {
         let c = &self.counters;
-        let dead_stored = self
+        let dead_letters = self
             .state
             .lock()
             .records
             .values()
             .filter(|r| r.status == Status::Dead)
-            .count();
-        format!(
-            "# HELP floe_async_queue_depth Async invocations queued or running.\n\
-             # TYPE floe_async_queue_depth gauge\n\
-             floe_async_queue_depth {}\n\
-             # HELP floe_async_dead_letters Dead invocations kept.\n\
-             # TYPE floe_async_dead_letters gauge\n\
-             floe_async_dead_letters {dead_stored}\n\
-             # HELP floe_async_invocations_total Async invocations, by what happened.\n\
-             # TYPE floe_async_invocations_total counter\n\
-             floe_async_invocations_total{{event=\"accepted\"}} {}\n\
-             floe_async_invocations_total{{event=\"succeeded\"}} {}\n\
-             floe_async_invocations_total{{event=\"retried\"}} {}\n\
-             floe_async_invocations_total{{event=\"dead\"}} {}\n",
-            self.depth(),
-            c.accepted.load(Relaxed),
-            c.succeeded.load(Relaxed),
-            c.retried.load(Relaxed),
-            c.dead.load(Relaxed),
-        )
+            .count() as u64;
+        AsyncFigures {
+            queue_depth: self.depth(),
+            dead_letters,
+            accepted: c.accepted.load(Relaxed),
+            succeeded: c.succeeded.load(Relaxed),
+            retried: c.retried.load(Relaxed),
+            dead: c.dead.load(Relaxed),
+        }
     }
 }

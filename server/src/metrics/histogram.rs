@@ -1,6 +1,8 @@
 //! A lock-free latency histogram with fixed buckets, in Prometheus's shape.
 
-use std::fmt::Write;
+use prometheus_client::encoding::{MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::exemplar::Exemplar;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -34,38 +36,78 @@ impl Histogram {
         self.counts.iter().map(|c| c.load(Relaxed)).sum()
     }
 
-    /// Appends the `_bucket`, `_sum` and `_count` lines of `name` with `labels`.
-    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let mut cumulative = 0;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            cumulative += self.counts[i].load(Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+    /// Encodes the `_sum`, `_count` and (cumulative) `_bucket` samples, the
+    /// last one `le="+Inf"`.
+    pub fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        // Per bucket; the encoder sums them up.
+        let mut buckets = [(f64::INFINITY, 0); BUCKETS.len() + 1];
+        for ((bucket, bound), count) in buckets.iter_mut().zip(BUCKETS).zip(&self.counts) {
+            *bucket = (bound, count.load(Relaxed));
         }
-        cumulative += self.counts[BUCKETS.len()].load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+        buckets[BUCKETS.len()].1 = self.counts[BUCKETS.len()].load(Relaxed);
+        let count: u64 = buckets.iter().map(|(_, n)| n).sum();
         let sum = self.sum_ns.load(Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, NO_EXEMPLARS)
     }
 }
+
+/// Histograms here keep no exemplars.
+const NO_EXEMPLARS: Option<&HashMap<usize, Exemplar<NoLabelSet, f64>>> = None;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prometheus_client::collector::Collector;
+    use prometheus_client::encoding::DescriptorEncoder;
+    use prometheus_client::metrics::MetricType;
+    use prometheus_client::registry::Registry;
+    use std::sync::Arc;
+
+    #[derive(Debug)]
+    struct One(Arc<Histogram>);
+
+    impl Collector for One {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            let mut family = encoder.encode_descriptor("d", "help", None, MetricType::Histogram)?;
+            self.0.encode(family.encode_family(&[("f", "x")])?)
+        }
+    }
 
     #[test]
-    fn buckets_are_cumulative() {
-        let h = Histogram::default();
+    fn buckets_are_cumulative_up_to_inf() -> Result<(), std::fmt::Error> {
+        let h = Arc::new(Histogram::default());
         h.observe(Duration::from_micros(50));
         h.observe(Duration::from_millis(3));
         h.observe(Duration::from_secs(100));
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(One(h.clone())));
         let mut out = String::new();
-        h.render(&mut out, "d", "f=\"x\"");
-        assert!(out.contains("d_bucket{f=\"x\",le=\"0.0001\"} 1"));
-        assert!(out.contains("d_bucket{f=\"x\",le=\"0.005\"} 2"));
-        assert!(out.contains("d_bucket{f=\"x\",le=\"60\"} 2"));
-        assert!(out.contains("d_bucket{f=\"x\",le=\"+Inf\"} 3"));
-        assert!(out.contains("d_count{f=\"x\"} 3"));
+        prometheus_client::encoding::text::encode_registry(&mut out, &registry)?;
+        let lines: Vec<&str> = out.lines().collect();
+        let buckets: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.starts_with("d_bucket"))
+            .collect();
+        assert_eq!(buckets.len(), BUCKETS.len() + 1, "{out}");
+        assert!(
+            lines.contains(&"d_bucket{le=\"0.0001\",f=\"x\"} 1"),
+            "{out}"
+        );
+        assert!(
+            lines.contains(&"d_bucket{le=\"0.0025\",f=\"x\"} 1"),
+            "{out}"
+        );
+        assert!(lines.contains(&"d_bucket{le=\"0.005\",f=\"x\"} 2"), "{out}");
+        assert!(lines.contains(&"d_bucket{le=\"60.0\",f=\"x\"} 2"), "{out}");
+        assert_eq!(buckets.last(), Some(&"d_bucket{le=\"+Inf\",f=\"x\"} 3"));
+        assert!(lines.contains(&"d_count{f=\"x\"} 3"), "{out}");
+        let values: Vec<u64> = buckets
+            .iter()
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        assert!(values.windows(2).all(|w| w[0] <= w[1]), "{out}");
         assert_eq!(h.count(), 3);
+        Ok(())
     }
 }

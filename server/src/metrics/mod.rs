@@ -1,21 +1,27 @@
-//! Counters and histograms per function, rendered in the Prometheus text
-//! format at `GET /metrics`.
+//! Counters and histograms per function, encoded in the OpenMetrics text
+//! format at `GET /metrics` by `prometheus-client`.
 //!
 //! Recording is a few relaxed atomic adds on the request path; everything else
-//! (label formatting, gauges read from the pools) happens when `/metrics` is
-//! scraped.
+//! (labels, gauges read from the pools) happens when `/metrics` is scraped: a
+//! [`Collector`](prometheus_client::collector::Collector) walks the atomics
+//! then and hands their figures to the encoder, which escapes label values.
+//!
+//! This module depends on nothing of floe's but [`ErrorCode`]: the pools and
+//! the async invocation service hand it plain figures ([`PoolGauge`],
+//! [`AsyncFigures`]).
 
+mod encode;
 mod histogram;
 mod meter;
 mod pool;
 
 pub use histogram::{BUCKETS, Histogram};
 pub use meter::{Meter, MeterView};
-pub use pool::{Hook, PoolCounts};
+pub use pool::{AsyncFigures, Hook, PoolCounts};
 
 use crate::status::ErrorCode;
+use prometheus_client::registry::Registry;
 use std::collections::HashMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -40,8 +46,6 @@ struct HookMetrics {
     duration: Histogram,
 }
 
-const HOOKS: [Hook; 3] = [Hook::Init, Hook::PreFreeze, Hook::PreStop];
-
 impl FunctionMetrics {
     /// Records a request that answered `status` after `elapsed` (time to the
     /// response head).
@@ -60,7 +64,7 @@ impl FunctionMetrics {
 
     /// Records a call of a lifecycle hook (metered apart from requests).
     pub fn record_hook(&self, hook: Hook, took: Duration, failed: bool) {
-        if let Some(i) = HOOKS.iter().position(|h| *h == hook) {
+        if let Some(i) = Hook::ALL.iter().position(|h| *h == hook) {
             let h = &self.hooks[i];
             h.calls.fetch_add(1, Relaxed);
             h.duration.observe(took);
@@ -78,7 +82,7 @@ impl FunctionMetrics {
 
     /// Calls of `hook` so far.
     pub fn hook_calls(&self, hook: Hook) -> u64 {
-        HOOKS
+        Hook::ALL
             .iter()
             .position(|h| *h == hook)
             .map_or(0, |i| self.hooks[i].calls.load(Relaxed))
@@ -99,68 +103,6 @@ pub struct ServerMetrics {
     pub deploy_failures: AtomicU64,
     /// Requests for functions that do not exist.
     pub unrouted: AtomicU64,
-}
-
-type MeterSeries = (&'static str, &'static str, fn(&MeterView) -> f64);
-
-/// The metered series: name suffix, help, value.
-const METER_SERIES: [MeterSeries; 5] = [
-    ("invocations_total", "Requests and events executed.", |v| {
-        v.invocations as f64
-    }),
-    (
-        "busy_seconds_total",
-        "Time executing requests and events.",
-        |v| v.busy_ms / 1e3,
-    ),
-    (
-        "frozen_seconds_total",
-        "Time instances spent parked between requests (idle or frozen).",
-        |v| v.frozen_ms / 1e3,
-    ),
-    ("hook_seconds_total", "Time in lifecycle hooks.", |v| {
-        v.hook_ms / 1e3
-    }),
-    (
-        "compute_units_total",
-        "GB of memory limit x seconds executed (requests, events, hooks), billed by the millisecond.",
-        |v| v.compute_units,
-    ),
-];
-
-/// Metering per function (`floe_*`) and per live instance
-/// (`floe_instance_*`).
-fn render_meters(
-    out: &mut String,
-    functions: &[(Arc<str>, Arc<FunctionMetrics>)],
-    pools: &[PoolGauge],
-) {
-    for (suffix, help, value) in METER_SERIES {
-        let _ = writeln!(out, "# HELP floe_{suffix} {help}");
-        let _ = writeln!(out, "# TYPE floe_{suffix} counter");
-        for (name, m) in functions {
-            let _ = writeln!(
-                out,
-                "floe_{suffix}{{function=\"{name}\"}} {}",
-                value(&m.meter.view())
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP floe_instance_{suffix} {help} Per live instance."
-        );
-        let _ = writeln!(out, "# TYPE floe_instance_{suffix} counter");
-        for p in pools {
-            for (id, view) in &p.instances {
-                let _ = writeln!(
-                    out,
-                    "floe_instance_{suffix}{{function=\"{}\",instance=\"{id}\"}} {}",
-                    p.function,
-                    value(view)
-                );
-            }
-        }
-    }
 }
 
 /// All metrics of a server.
@@ -215,174 +157,225 @@ impl Metrics {
             .remove(function);
     }
 
-    /// Renders everything in the Prometheus text format.
-    pub fn render(&self, pools: &[PoolGauge], instances_total: u32) -> String {
-        let mut out = String::with_capacity(4096);
-        let functions: Vec<(Arc<str>, Arc<FunctionMetrics>)> = {
-            let map = self
-                .functions
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
-            let mut v: Vec<_> = map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            v.sort_by(|a, b| a.0.cmp(&b.0));
-            v
-        };
-
-        out.push_str(
-            "# HELP floe_requests_total Requests answered, by function and status class.\n",
-        );
-        out.push_str("# TYPE floe_requests_total counter\n");
-        for (name, m) in &functions {
-            for (i, c) in m.responses.iter().enumerate() {
-                let n = c.load(Relaxed);
-                if n > 0 {
-                    let _ = writeln!(
-                        out,
-                        "floe_requests_total{{function=\"{name}\",status=\"{}xx\"}} {n}",
-                        i + 1
-                    );
-                }
-            }
-        }
-        out.push_str(
-            "# HELP floe_request_errors_total Requests floe answered with an error, by code.\n",
-        );
-        out.push_str("# TYPE floe_request_errors_total counter\n");
-        for (name, m) in &functions {
-            for (code, c) in ErrorCode::ALL.iter().zip(&m.errors) {
-                let n = c.load(Relaxed);
-                if n > 0 {
-                    let _ = writeln!(
-                        out,
-                        "floe_request_errors_total{{function=\"{name}\",code=\"{}\"}} {n}",
-                        code.as_str()
-                    );
-                }
-            }
-        }
-        out.push_str("# HELP floe_request_duration_seconds Time from request to response head.\n");
-        out.push_str("# TYPE floe_request_duration_seconds histogram\n");
-        for (name, m) in &functions {
-            m.duration.render(
-                &mut out,
-                "floe_request_duration_seconds",
-                &format!("function=\"{name}\""),
-            );
-        }
-        out.push_str("# HELP floe_hook_calls_total Lifecycle hook calls, by function and hook.\n");
-        out.push_str("# TYPE floe_hook_calls_total counter\n");
-        for (name, m) in &functions {
-            for (hook, h) in HOOKS.iter().zip(&m.hooks) {
-                let n = h.calls.load(Relaxed);
-                if n > 0 {
-                    let _ = writeln!(
-                        out,
-                        "floe_hook_calls_total{{function=\"{name}\",hook=\"{}\"}} {n}",
-                        hook.name()
-                    );
-                }
-            }
-        }
-        out.push_str("# HELP floe_hook_failures_total Hook calls that trapped or overran their time limit.\n");
-        out.push_str("# TYPE floe_hook_failures_total counter\n");
-        for (name, m) in &functions {
-            for (hook, h) in HOOKS.iter().zip(&m.hooks) {
-                let n = h.failures.load(Relaxed);
-                if n > 0 {
-                    let _ = writeln!(
-                        out,
-                        "floe_hook_failures_total{{function=\"{name}\",hook=\"{}\"}} {n}",
-                        hook.name()
-                    );
-                }
-            }
-        }
-        out.push_str("# HELP floe_hook_duration_seconds Time spent in lifecycle hooks.\n");
-        out.push_str("# TYPE floe_hook_duration_seconds histogram\n");
-        for (name, m) in &functions {
-            for (hook, h) in HOOKS.iter().zip(&m.hooks) {
-                if h.calls.load(Relaxed) > 0 {
-                    h.duration.render(
-                        &mut out,
-                        "floe_hook_duration_seconds",
-                        &format!("function=\"{name}\",hook=\"{}\"", hook.name()),
-                    );
-                }
-            }
-        }
-        out.push_str("# HELP floe_instance_start_seconds Time to start an instance (and run init per instance).\n");
-        out.push_str("# TYPE floe_instance_start_seconds histogram\n");
-        for (name, m) in &functions {
-            if m.instance_start.count() > 0 {
-                m.instance_start.render(
-                    &mut out,
-                    "floe_instance_start_seconds",
-                    &format!("function=\"{name}\""),
-                );
-            }
-        }
-        out.push_str("# HELP floe_instances Instances of a function's active version, by state.\n");
-        out.push_str("# TYPE floe_instances gauge\n");
-        for p in pools {
-            for (state, n) in &p.states {
-                let _ = writeln!(
-                    out,
-                    "floe_instances{{function=\"{}\",version=\"{}\",state=\"{state}\"}} {n}",
-                    p.function, p.version
-                );
-            }
-        }
-        out.push_str("# HELP floe_scaling_target Instances the autoscaler keeps warm.\n");
-        out.push_str("# TYPE floe_scaling_target gauge\n");
-        for p in pools {
-            let _ = writeln!(
-                out,
-                "floe_scaling_target{{function=\"{}\"}} {}",
-                p.function, p.target
-            );
-        }
-        render_meters(&mut out, &functions, pools);
-        out.push_str("# HELP floe_instances_started_total Instances started for a function's active version.\n");
-        out.push_str("# TYPE floe_instances_started_total counter\n");
-        for p in pools {
-            let _ = writeln!(
-                out,
-                "floe_instances_started_total{{function=\"{}\",version=\"{}\"}} {}",
-                p.function, p.version, p.counts.started
-            );
-        }
-        out.push_str("# HELP floe_queued_requests Requests waiting for an instance.\n");
-        out.push_str("# TYPE floe_queued_requests gauge\n");
-        for p in pools {
-            let _ = writeln!(
-                out,
-                "floe_queued_requests{{function=\"{}\"}} {}",
-                p.function, p.counts.queued
-            );
-        }
+    /// Encodes everything, with the pools' and the async invocations'
+    /// figures, as one OpenMetrics text document (ending in `# EOF`).
+    pub fn render(
+        &self,
+        pools: Vec<PoolGauge>,
+        instances_total: u32,
+        asynchronous: AsyncFigures,
+    ) -> Result<String, std::fmt::Error> {
+        let mut functions: Vec<(Arc<str>, Arc<FunctionMetrics>)> = self
+            .functions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        functions.sort_by(|a, b| a.0.cmp(&b.0));
         let s = &self.server;
-        let _ = write!(
-            out,
-            "# HELP floe_instances_total Instances alive on the server.\n\
-             # TYPE floe_instances_total gauge\n\
-             floe_instances_total {instances_total}\n\
-             # HELP floe_functions Functions deployed.\n\
-             # TYPE floe_functions gauge\n\
-             floe_functions {}\n\
-             # HELP floe_deploys_total Deploys that created a version.\n\
-             # TYPE floe_deploys_total counter\n\
-             floe_deploys_total {}\n\
-             # HELP floe_deploy_failures_total Deploys rejected.\n\
-             # TYPE floe_deploy_failures_total counter\n\
-             floe_deploy_failures_total {}\n\
-             # HELP floe_unrouted_requests_total Requests for functions that do not exist.\n\
-             # TYPE floe_unrouted_requests_total counter\n\
-             floe_unrouted_requests_total {}\n",
-            pools.len(),
-            s.deploys.load(Relaxed),
-            s.deploy_failures.load(Relaxed),
-            s.unrouted.load(Relaxed),
+        let scrape = encode::Scrape {
+            functions,
+            pools,
+            instances_total,
+            deploys: s.deploys.load(Relaxed),
+            deploy_failures: s.deploy_failures.load(Relaxed),
+            unrouted: s.unrouted.load(Relaxed),
+            asynchronous,
+        };
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(scrape));
+        let mut out = String::with_capacity(8192);
+        prometheus_client::encoding::text::encode(&mut out, &registry)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// Every sample line of `text` (no `#` line), split into name with
+    /// labels, and value.
+    fn samples(text: &str) -> Vec<(&str, &str)> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' '))
+            .collect()
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::default();
+        let name: Arc<str> = Arc::from("a\"b\\c\nd");
+        m.function(&name)
+            .record(http::StatusCode::OK, Duration::from_millis(1));
+        let text = m.render(Vec::new(), 0, AsyncFigures::default()).unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l == r#"floe_requests_total{function="a\"b\\c\nd",status="2xx"} 1"#),
+            "{text}"
         );
-        out
+        assert!(
+            text.lines()
+                .any(|l| l == r#"floe_request_duration_seconds_count{function="a\"b\\c\nd"} 1"#),
+            "{text}"
+        );
+        // The newline never reaches the output raw: every line is a comment
+        // or a whole sample.
+        assert!(!text.contains("\nd\""), "{text}");
+    }
+
+    #[test]
+    fn a_scrape_has_every_series_in_one_document() {
+        let m = Metrics::default();
+        let hello: Arc<str> = Arc::from("hello");
+        let f = m.function(&hello);
+        f.record(http::StatusCode::OK, Duration::from_millis(2));
+        f.record(http::StatusCode::OK, Duration::from_millis(3));
+        f.record(http::StatusCode::BAD_GATEWAY, Duration::from_millis(4));
+        f.record_error(ErrorCode::Trap);
+        f.record_hook(Hook::PreFreeze, Duration::from_millis(1), false);
+        f.record_hook(Hook::PreFreeze, Duration::from_millis(1), true);
+        f.record_instance_start(Duration::from_millis(20));
+        f.meter.invocation(Duration::from_millis(2), 128);
+        f.meter.invocation(Duration::from_millis(3), 128);
+        f.meter.invocation(Duration::from_millis(4), 128);
+        m.server.deploys.fetch_add(2, Relaxed);
+        m.server.deploy_failures.fetch_add(1, Relaxed);
+        m.server.unrouted.fetch_add(4, Relaxed);
+        let mut instance = MeterView {
+            invocations: 3,
+            busy_ms: 9.0,
+            ..MeterView::default()
+        };
+        instance.compute_units = 0.5;
+        let pool = PoolGauge {
+            function: hello.clone(),
+            version: 1,
+            counts: PoolCounts {
+                live: 2,
+                started: 5,
+                queued: 1,
+                ..PoolCounts::default()
+            },
+            states: BTreeMap::from([("busy", 1), ("idle", 1)]),
+            target: 2,
+            instances: vec![(7, instance)],
+        };
+        let asynchronous = AsyncFigures {
+            queue_depth: 2,
+            dead_letters: 1,
+            accepted: 6,
+            succeeded: 3,
+            retried: 2,
+            dead: 1,
+        };
+        let text = m.render(vec![pool], 2, asynchronous).unwrap();
+
+        let samples = samples(&text);
+        let value = |series: &str| samples.iter().find(|(s, _)| *s == series).map(|(_, v)| *v);
+        for (series, want) in [
+            (
+                "floe_requests_total{function=\"hello\",status=\"2xx\"}",
+                "2",
+            ),
+            (
+                "floe_requests_total{function=\"hello\",status=\"5xx\"}",
+                "1",
+            ),
+            (
+                "floe_request_errors_total{function=\"hello\",code=\"trap\"}",
+                "1",
+            ),
+            (
+                "floe_request_duration_seconds_count{function=\"hello\"}",
+                "3",
+            ),
+            (
+                "floe_request_duration_seconds_bucket{le=\"+Inf\",function=\"hello\"}",
+                "3",
+            ),
+            (
+                "floe_hook_calls_total{function=\"hello\",hook=\"pre-freeze\"}",
+                "2",
+            ),
+            (
+                "floe_hook_failures_total{function=\"hello\",hook=\"pre-freeze\"}",
+                "1",
+            ),
+            (
+                "floe_hook_duration_seconds_count{function=\"hello\",hook=\"pre-freeze\"}",
+                "2",
+            ),
+            ("floe_instance_start_seconds_count{function=\"hello\"}", "1"),
+            (
+                "floe_instances{function=\"hello\",version=\"1\",state=\"busy\"}",
+                "1",
+            ),
+            (
+                "floe_instances{function=\"hello\",version=\"1\",state=\"idle\"}",
+                "1",
+            ),
+            ("floe_scaling_target{function=\"hello\"}", "2"),
+            ("floe_invocations_total{function=\"hello\"}", "3"),
+            (
+                "floe_instance_invocations_total{function=\"hello\",instance=\"7\"}",
+                "3",
+            ),
+            (
+                "floe_instance_busy_seconds_total{function=\"hello\",instance=\"7\"}",
+                "0.009",
+            ),
+            (
+                "floe_instance_compute_units_total{function=\"hello\",instance=\"7\"}",
+                "0.5",
+            ),
+            (
+                "floe_instances_started_total{function=\"hello\",version=\"1\"}",
+                "5",
+            ),
+            ("floe_queued_requests{function=\"hello\"}", "1"),
+            ("floe_instances_total", "2"),
+            ("floe_functions", "1"),
+            ("floe_deploys_total", "2"),
+            ("floe_deploy_failures_total", "1"),
+            ("floe_unrouted_requests_total", "4"),
+            ("floe_async_queue_depth", "2"),
+            ("floe_async_dead_letters", "1"),
+            ("floe_async_invocations_total{event=\"accepted\"}", "6"),
+            ("floe_async_invocations_total{event=\"succeeded\"}", "3"),
+            ("floe_async_invocations_total{event=\"retried\"}", "2"),
+            ("floe_async_invocations_total{event=\"dead\"}", "1"),
+        ] {
+            assert_eq!(value(series), Some(want), "{series} in\n{text}");
+        }
+        for series in [
+            "floe_busy_seconds_total{function=\"hello\"}",
+            "floe_frozen_seconds_total{function=\"hello\"}",
+            "floe_hook_seconds_total{function=\"hello\"}",
+            "floe_compute_units_total{function=\"hello\"}",
+            "floe_instance_frozen_seconds_total{function=\"hello\",instance=\"7\"}",
+            "floe_instance_hook_seconds_total{function=\"hello\",instance=\"7\"}",
+        ] {
+            assert!(value(series).is_some(), "{series} missing from\n{text}");
+        }
+        // Counters that never counted are left out.
+        assert_eq!(
+            value("floe_requests_total{function=\"hello\",status=\"4xx\"}"),
+            None
+        );
+        // Counter families are described without `_total`, as OpenMetrics
+        // wants; their samples keep it.
+        assert!(text.contains("# TYPE floe_requests counter\n"), "{text}");
+        assert!(text.contains("# TYPE floe_instances gauge\n"), "{text}");
+        assert!(
+            text.contains("# TYPE floe_request_duration_seconds histogram\n"),
+            "{text}"
+        );
+        // One document: a single `# EOF`, at the end.
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+        assert!(text.ends_with("\n# EOF\n"), "{text}");
     }
 }

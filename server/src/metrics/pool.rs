@@ -1,5 +1,5 @@
-//! What `/metrics` reads of pools and instances: plain figures the pools
-//! fill in, so that this module needs nothing of theirs.
+//! What `/metrics` reads of pools, instances and async invocations: plain
+//! figures their owners fill in, so that this module needs nothing of theirs.
 
 /// A lifecycle hook floe calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,6 +13,9 @@ pub enum Hook {
 }
 
 impl Hook {
+    /// Every hook, in the order metrics list them.
+    pub const ALL: [Hook; 3] = [Hook::Init, Hook::PreFreeze, Hook::PreStop];
+
     /// The hook's name in the WIT.
     pub fn name(self) -> &'static str {
         match self {
@@ -38,4 +41,21 @@ pub struct PoolCounts {
     pub started: u64,
     /// Instances stopped so far.
     pub stopped: u64,
+}
+
+/// The async invocation service's figures, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AsyncFigures {
+    /// Invocations queued or running.
+    pub queue_depth: u32,
+    /// Dead invocations kept.
+    pub dead_letters: u64,
+    /// Invocations accepted so far.
+    pub accepted: u64,
+    /// Invocations that succeeded so far.
+    pub succeeded: u64,
+    /// Attempts that failed and were retried so far.
+    pub retried: u64,
+    /// Invocations that ran out of attempts so far.
+    pub dead: u64,
 }
