@@ -64,13 +64,16 @@ pub enum ErrorCode {
     FunctionError,
     /// The function exists but cannot serve (its stored code is damaged).
     Unavailable,
+    /// The request went through this server's data plane too many times
+    /// (function calling function; `[outbound] hop_limit`).
+    LoopDetected,
     /// A host-side failure.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, for metrics.
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 24] = [
         Self::NotFound,
         Self::BadRequest,
         Self::Unauthorized,
@@ -93,6 +96,7 @@ impl ErrorCode {
         Self::StartFailed,
         Self::FunctionError,
         Self::Unavailable,
+        Self::LoopDetected,
         Self::Internal,
     ];
 
@@ -121,6 +125,7 @@ impl ErrorCode {
             | Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Overloaded | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::LoopDetected => StatusCode::LOOP_DETECTED,
         }
     }
 
@@ -149,6 +154,7 @@ impl ErrorCode {
             Self::StartFailed => "start_failed",
             Self::FunctionError => "function_error",
             Self::Unavailable => "unavailable",
+            Self::LoopDetected => "loop_detected",
             Self::Internal => "internal",
         }
     }
@@ -179,6 +185,7 @@ impl ErrorCode {
             Self::StartFailed => "the function failed to start",
             Self::FunctionError => "the function failed the request",
             Self::Unavailable => "this function's stored code cannot be loaded; redeploy it",
+            Self::LoopDetected => "the request went through too many functions on this server",
             Self::Internal => "internal error",
         }
     }
@@ -211,7 +218,8 @@ impl ErrorCode {
             | Self::InvalidInput
             | Self::PreconditionFailed
             | Self::Conflict
-            | Self::Overloaded => tracing::Level::DEBUG,
+            | Self::Overloaded
+            | Self::LoopDetected => tracing::Level::DEBUG,
         }
     }
 }

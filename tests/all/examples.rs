@@ -95,6 +95,13 @@ fn counted(collector: &Collector, hook: &str) -> (usize, BTreeMap<String, u64>) 
 /// deleted.
 pub(crate) async fn check_metrics_flush(server: &Server, name: &str) -> Result<()> {
     let collector = Collector::start().await?;
+    server
+        .client()
+        .configure(
+            name,
+            &[("allowed_outbound_hosts".into(), collector.allow())],
+        )
+        .await?;
     for path in ["/a", "/a?x=1", "/b"] {
         let r = send(
             Request::get(server.url(&format!("/{name}{path}")))

@@ -445,6 +445,18 @@ impl Collector {
         Ok(Self { url, lines, task })
     }
 
+    /// The `allowed_outbound_hosts` pattern that lets a function reach it
+    /// (loopback is refused otherwise).
+    pub(crate) fn allow(&self) -> String {
+        let authority = self
+            .url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        format!("http://{authority}")
+    }
+
     /// What has been received so far.
     pub(crate) fn lines(&self) -> Vec<String> {
         self.lines

@@ -212,7 +212,14 @@ async fn pre_freeze_runs_after_the_last_request_not_between_queued_ones() -> Res
     let server = Server::start()?;
     let collector = Collector::start().await?;
     server
-        .deploy("hooks", HOOKS, &[("max_instances", "1")])
+        .deploy(
+            "hooks",
+            HOOKS,
+            &[
+                ("max_instances", "1"),
+                ("allowed_outbound_hosts", &collector.allow()),
+            ],
+        )
         .await?;
     let requests: Vec<_> = (0..3)
         .map(|_| {
@@ -250,7 +257,16 @@ async fn pre_stop_runs_once_on_idle_ttl_redeploy_and_delete() -> Result<()> {
     let collector = Collector::start().await?;
 
     // Idle TTL.
-    server.deploy("hooks", HOOKS, &[("idle_ttl", "1s")]).await?;
+    server
+        .deploy(
+            "hooks",
+            HOOKS,
+            &[
+                ("idle_ttl", "1s"),
+                ("allowed_outbound_hosts", &collector.allow()),
+            ],
+        )
+        .await?;
     hooks_request(&server, &collector, "").await?;
     eventually(
         Duration::from_secs(10),
@@ -274,7 +290,13 @@ async fn pre_stop_runs_once_on_idle_ttl_redeploy_and_delete() -> Result<()> {
     .await?;
 
     // Delete.
-    server.deploy("hooks", HOOKS, &[]).await?;
+    server
+        .deploy(
+            "hooks",
+            HOOKS,
+            &[("allowed_outbound_hosts", &collector.allow())],
+        )
+        .await?;
     hooks_request(&server, &collector, "").await?;
     server.client().delete("hooks").await?;
     eventually(
@@ -297,7 +319,13 @@ async fn pre_stop_runs_once_on_idle_ttl_redeploy_and_delete() -> Result<()> {
 async fn pre_stop_runs_at_shutdown() -> Result<()> {
     let mut server = Server::start()?;
     let collector = Collector::start().await?;
-    server.deploy("hooks", HOOKS, &[]).await?;
+    server
+        .deploy(
+            "hooks",
+            HOOKS,
+            &[("allowed_outbound_hosts", &collector.allow())],
+        )
+        .await?;
     hooks_request(&server, &collector, "").await?;
     let status = tokio::task::block_in_place(|| server.terminate(Duration::from_secs(20)))?;
     assert!(status.success());
@@ -311,7 +339,14 @@ async fn a_hanging_hook_is_cut_at_its_limit_and_the_server_carries_on() -> Resul
     let server = Server::start()?;
     let collector = Collector::start().await?;
     server
-        .deploy("hooks", HOOKS, &[("hook_timeout", "300ms")])
+        .deploy(
+            "hooks",
+            HOOKS,
+            &[
+                ("hook_timeout", "300ms"),
+                ("allowed_outbound_hosts", &collector.allow()),
+            ],
+        )
         .await?;
     let r = hooks_request(&server, &collector, "?hang=freeze").await?;
     assert_eq!(r.status, 200);
@@ -384,7 +419,13 @@ async fn hooks_with_the_wrong_signature_are_refused_at_deploy() -> Result<()> {
 async fn hook_calls_are_metered() -> Result<()> {
     let server = Server::start()?;
     let collector = Collector::start().await?;
-    server.deploy("hooks", HOOKS, &[]).await?;
+    server
+        .deploy(
+            "hooks",
+            HOOKS,
+            &[("allowed_outbound_hosts", &collector.allow())],
+        )
+        .await?;
     hooks_request(&server, &collector, "").await?;
     eventually(Duration::from_secs(10), "a pre-freeze", || async {
         Ok(!collector.starting("freeze").is_empty())

@@ -25,6 +25,7 @@ mod js;
 mod lifecycle;
 mod limits;
 mod observe;
+mod outbound;
 mod python;
 mod scaffold;
 mod scaling;

@@ -93,7 +93,11 @@ def handle(payload: bytes, ctx: floe.Context) -> bytes:
     assert!(ok, "{stderr}");
     let server = Server::start()?;
     server
-        .deploy("fetcher", &component.display().to_string(), &[])
+        .deploy(
+            "fetcher",
+            &component.display().to_string(),
+            &[("allowed_outbound_hosts", "http://127.0.0.1:*")],
+        )
         .await?;
     let collector = Collector::start().await?;
     let post =

@@ -47,7 +47,11 @@ async fn fifty_concurrent_requests_scale_out_from_zero_and_back_with_pre_stop() 
         .deploy(
             "hooks",
             HOOKS,
-            &[("max_instances", "50"), ("idle_ttl", "1s")],
+            &[
+                ("max_instances", "50"),
+                ("idle_ttl", "1s"),
+                ("allowed_outbound_hosts", &collector.allow()),
+            ],
         )
         .await?;
     assert_eq!(live(&info(&server, "hooks").await?), 0, "nothing reserved");
@@ -454,7 +458,14 @@ async fn invocations_busy_frozen_and_hook_time_are_metered_in_compute_units() ->
     let server = Server::start()?;
     let collector = Collector::start().await?;
     server
-        .deploy("hooks", HOOKS, &[("memory", "512MiB")])
+        .deploy(
+            "hooks",
+            HOOKS,
+            &[
+                ("memory", "512MiB"),
+                ("allowed_outbound_hosts", &collector.allow()),
+            ],
+        )
         .await?;
     for _ in 0..3 {
         let r = send(

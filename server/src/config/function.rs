@@ -1,6 +1,7 @@
 //! Per-function settings: what each function may use, with defaults from the
 //! `[functions]` section and ceilings from `[limits]`.
 
+use super::outbound::AllowedHosts;
 use super::reserve::Reserve;
 use super::units::{ByteSize, HumanDuration};
 use super::{LimitsConfig, defaults};
@@ -62,6 +63,14 @@ pub struct FunctionSettings {
     pub init_timeout: HumanDuration,
     /// Time `pre-freeze` or `pre-stop` may take.
     pub hook_timeout: HumanDuration,
+    /// Hosts the function may call over HTTP, in Spin's syntax
+    /// (`https://api.example.com`, `http://*.internal:8080`,
+    /// `*://192.168.1.10:*`). Unset, the server's `[outbound] default`
+    /// applies; set, only these (empty: none). A pattern that names a host
+    /// reaches it whatever its address (a LAN device, say); `*` as the host
+    /// reaches public addresses only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_outbound_hosts: Option<AllowedHosts>,
 }
 
 /// How `init` is run. See [`FunctionSettings::preinit`].
@@ -114,6 +123,7 @@ impl Default for FunctionSettings {
             preinit: Preinit::Snapshot,
             init_timeout: HumanDuration(defaults::INIT_TIMEOUT),
             hook_timeout: HumanDuration(defaults::HOOK_TIMEOUT),
+            allowed_outbound_hosts: None,
         }
     }
 }
@@ -143,7 +153,7 @@ pub enum SettingsError {
 const KNOWN: &str = "memory, timeout, max_instances, min_instances, instance_concurrency, reserve, \
                      max_requests_per_instance, idle_ttl, \
                      reuse, queue_timeout, max_queue, max_request_body, max_response_body, \
-                     preinit, init_timeout, hook_timeout";
+                     preinit, init_timeout, hook_timeout, allowed_outbound_hosts";
 
 fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, SettingsError>
 where
@@ -179,6 +189,19 @@ impl FunctionSettings {
             "preinit" => self.preinit = parse(key, value)?,
             "init_timeout" => self.init_timeout = parse(key, value)?,
             "hook_timeout" => self.hook_timeout = parse(key, value)?,
+            "allowed_outbound_hosts" => {
+                self.allowed_outbound_hosts = match value.trim() {
+                    "null" | "default" => None,
+                    text => {
+                        Some(
+                            AllowedHosts::parse(text).map_err(|e| SettingsError::Invalid {
+                                key: key.to_owned(),
+                                reason: e.to_string(),
+                            })?,
+                        )
+                    }
+                };
+            }
             _ => {
                 return Err(SettingsError::Unknown {
                     key: key.to_owned(),

@@ -8,7 +8,7 @@
 //! does I/O but reading the one file.
 //!
 //! Each section has its file: `server`, `function` (`[functions]`, with its
-//! `reserve` policies), `limits`, `engine`, `scaling`, `invocations`, `gpu`.
+//! `reserve` policies), `limits`, `engine`, `scaling`, `invocations`, `gpu`, `outbound`.
 //! [`defaults`] holds shared default values, `load` the loading and
 //! validation, `units` sizes and durations.
 
@@ -20,6 +20,7 @@ mod gpu;
 mod invocations;
 mod limits;
 mod load;
+mod outbound;
 mod reserve;
 mod scaling;
 mod server;
@@ -31,6 +32,10 @@ pub use gpu::GpuSettings;
 pub use invocations::InvocationsConfig;
 pub use limits::LimitsConfig;
 pub use load::ConfigError;
+pub use outbound::{
+    AllowedHosts, DefaultOutbound, HostMatch, HostPattern, OutboundConfig, PatternError,
+    canonical_ip, normalize_host,
+};
 pub use reserve::{Days, Ratio, Reserve, TimeOfDay, Utilization, Window};
 pub use scaling::ScalingConfig;
 pub use server::ServerConfig;
@@ -59,4 +64,6 @@ pub struct Config {
     pub invocations: InvocationsConfig,
     /// GPU frame work (`floe:function/gpu`).
     pub gpu: GpuSettings,
+    /// What functions may reach over HTTP.
+    pub outbound: OutboundConfig,
 }

@@ -120,6 +120,7 @@ pub struct FloeEngine {
     compile_timeout: Duration,
     table_elements: usize,
     epoch_tick: Duration,
+    outbound: Arc<host::outbound::Outbound>,
     _epoch: EpochThread,
     /// GPU frame work for functions that import `floe:function/gpu`.
     #[cfg(feature = "gpu")]
@@ -159,6 +160,7 @@ impl FloeEngine {
             compile_timeout: config.limits.compile_timeout.0,
             table_elements: config.engine.table_elements as usize,
             epoch_tick: config.engine.epoch_tick.0,
+            outbound: Arc::new(host::outbound::Outbound::new(config.outbound.clone())),
             _epoch: epoch,
             #[cfg(feature = "gpu")]
             gpu: crate::gpu::GpuService::new(&config.gpu),
@@ -179,6 +181,27 @@ impl FloeEngine {
     /// The allocator actually in use (pooling may have fallen back).
     pub fn allocator(&self) -> Allocator {
         self.allocator
+    }
+
+    /// The server-wide outbound HTTP policy.
+    pub fn outbound(&self) -> &Arc<host::outbound::Outbound> {
+        &self.outbound
+    }
+
+    /// The outbound policy of one function: the server's, and its
+    /// allow-list.
+    pub fn function_outbound(
+        &self,
+        function: &Arc<str>,
+        settings: &crate::config::FunctionSettings,
+        metrics: Option<Arc<crate::metrics::FunctionMetrics>>,
+    ) -> Arc<host::outbound::FunctionOutbound> {
+        Arc::new(host::outbound::FunctionOutbound::new(
+            self.outbound.clone(),
+            settings.allowed_outbound_hosts.clone(),
+            function.clone(),
+            metrics,
+        ))
     }
 
     /// Elements allowed per table in an instance.

@@ -2,8 +2,9 @@
 //!
 //! Every instance gets a [`StoreData`]: a WASI context (no preopened
 //! directories, no inherited environment, no network sockets; stdout and
-//! stderr go to the log), a wasi-http context, the resource table they share,
-//! and the [`InstanceLimiter`]. [`add_to_linker`] links all of WASI 0.2
+//! stderr go to the log), a wasi-http context whose outbound requests go
+//! through the function's policy ([`outbound`]), the resource table they
+//! share, and the [`InstanceLimiter`]. [`add_to_linker`] links all of WASI 0.2
 //! (cli, clocks, filesystem, io, random, sockets) plus wasi-http, because
 //! every guest toolchain imports more than the `wasi:http/proxy` world.
 
@@ -12,11 +13,13 @@ mod entropy;
 mod gpu;
 mod limits;
 mod logs;
+pub mod outbound;
 
 pub use entropy::EntropyProbe;
 pub use limits::InstanceLimiter;
 pub use logs::{GuestLog, LogSource, Stream};
 
+use outbound::{FunctionOutbound, OutboundHooks};
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::{Linker, ResourceTable};
@@ -37,6 +40,8 @@ pub struct StoreData {
     /// When the request (or hook) running now must end; the epoch callback
     /// interrupts guest code past it.
     pub deadline: Instant,
+    /// Outbound HTTP under the function's policy.
+    pub outbound: OutboundHooks,
 }
 
 impl StoreData {
@@ -46,8 +51,15 @@ impl StoreData {
         memory_limit: usize,
         table_elements: usize,
         deadline: Instant,
+        outbound: Arc<FunctionOutbound>,
     ) -> Self {
-        Self::build(wasi_builder(source), memory_limit, table_elements, deadline)
+        Self::build(
+            wasi_builder(source),
+            memory_limit,
+            table_elements,
+            deadline,
+            outbound,
+        )
     }
 
     /// State for the deploy-time run of `init` that floe snapshots: random
@@ -58,12 +70,13 @@ impl StoreData {
         memory_limit: usize,
         table_elements: usize,
         deadline: Instant,
+        outbound: Arc<FunctionOutbound>,
         probe: &EntropyProbe,
     ) -> Self {
         let mut wasi = wasi_builder(source);
         wasi.secure_random(probe.clone())
             .insecure_random(probe.clone());
-        Self::build(wasi, memory_limit, table_elements, deadline)
+        Self::build(wasi, memory_limit, table_elements, deadline, outbound)
     }
 
     fn build(
@@ -71,6 +84,7 @@ impl StoreData {
         memory_limit: usize,
         table_elements: usize,
         deadline: Instant,
+        outbound: Arc<FunctionOutbound>,
     ) -> Self {
         Self {
             wasi: wasi.build(),
@@ -80,6 +94,7 @@ impl StoreData {
             gpu: None,
             limiter: InstanceLimiter::new(memory_limit, table_elements),
             deadline,
+            outbound: OutboundHooks::new(outbound, deadline),
         }
     }
 
@@ -110,10 +125,11 @@ impl WasiView for StoreData {
 
 impl WasiHttpView for StoreData {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
+        self.outbound.deadline = self.deadline;
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: wasmtime_wasi_http::default_hooks(),
+            hooks: &mut self.outbound,
         }
     }
 }

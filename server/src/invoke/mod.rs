@@ -150,6 +150,10 @@ impl<'a> Call<'a> {
         B::Error: std::fmt::Display,
     {
         self.check_declared(request.headers())?;
+        let hops = crate::host::outbound::hops_of(request.headers());
+        if hops >= self.function.pool.hop_limit() {
+            return Err(self.failed(InvokeError::LoopDetected { hops }));
+        }
         let limit = self.body_limit();
         let exceeded = Arc::new(AtomicBool::new(false));
         let request = request.map(|body| LimitedBody::new(body, limit, exceeded.clone()));

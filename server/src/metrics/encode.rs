@@ -190,6 +190,23 @@ impl Scrape {
                 }
             }
         }
+        let mut family = counter(
+            encoder,
+            "floe_outbound_requests_total",
+            "Outbound HTTP requests of functions, sent or denied by their policy.",
+        )?;
+        for (name, m) in &self.functions {
+            for (outcome, c) in ["sent", "denied"].iter().zip(&m.outbound) {
+                let n = c.load(Relaxed);
+                if n > 0 {
+                    count(
+                        &mut family,
+                        &[("function", &**name), ("outcome", *outcome)],
+                        n,
+                    )?;
+                }
+            }
+        }
         let mut family = histogram(
             encoder,
             "floe_request_duration_seconds",

@@ -34,6 +34,8 @@ pub struct FunctionMetrics {
     duration: Histogram,
     hooks: [HookMetrics; 3],
     instance_start: Histogram,
+    /// Outbound HTTP requests sent and denied.
+    outbound: [AtomicU64; 2],
     /// Invocations, busy, frozen and hook time, compute units.
     pub meter: Meter,
 }
@@ -78,6 +80,12 @@ impl FunctionMetrics {
     /// when it runs per instance).
     pub fn record_instance_start(&self, took: Duration) {
         self.instance_start.observe(took);
+    }
+
+    /// Records an outbound HTTP request the function made: sent, or denied
+    /// by its policy.
+    pub fn record_outbound(&self, denied: bool) {
+        self.outbound[usize::from(denied)].fetch_add(1, Relaxed);
     }
 
     /// Calls of `hook` so far.

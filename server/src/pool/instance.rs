@@ -75,6 +75,7 @@ impl Instance {
             settings.memory.as_usize(),
             pool.ctx.engine.table_elements(),
             deadline,
+            pool.outbound.clone(),
         );
         #[cfg(feature = "gpu")]
         {
@@ -187,8 +188,10 @@ impl Instance {
         self.pre_stop.is_some()
     }
 
-    fn begin(&mut self, deadline: Instant) -> Instant {
-        self.store.data_mut().deadline = deadline;
+    fn begin(&mut self, deadline: Instant, hops: u32) -> Instant {
+        let data = self.store.data_mut();
+        data.deadline = deadline;
+        data.outbound.begin_call(hops);
         self.store.set_epoch_deadline(1);
         self.stats.set_state(InstanceState::Busy);
         Instant::now()
@@ -228,11 +231,12 @@ impl Instance {
         response: Resource<HostResponseOutparam>,
         deadline: Instant,
         timeout: Duration,
+        hops: u32,
     ) -> CallOutcome {
         let Some(proxy) = self.http.take() else {
             return CallOutcome::Failed(InvokeError::NotHttp);
         };
-        let start = self.begin(deadline);
+        let start = self.begin(deadline, hops);
         let call =
             proxy
                 .wasi_http_incoming_handler()
@@ -259,7 +263,7 @@ impl Instance {
         let Some(guest) = self.event.take() else {
             return (CallOutcome::Failed(InvokeError::NotEvent), None);
         };
-        let start = self.begin(deadline);
+        let start = self.begin(deadline, 0);
         let call = guest.call_handle(&mut self.store, context, payload);
         let (outcome, result) = match until(deadline, call).await {
             Some(Ok(result)) => (CallOutcome::Completed, Some(result)),
@@ -290,7 +294,9 @@ impl Instance {
             return Ok(());
         };
         let deadline = after(Instant::now(), timeout);
-        self.store.data_mut().deadline = deadline;
+        let data = self.store.data_mut();
+        data.deadline = deadline;
+        data.outbound.begin_call(0);
         self.store.set_epoch_deadline(1);
         let start = Instant::now();
         let result = match until(deadline, func.call_async(&mut self.store, ())).await {

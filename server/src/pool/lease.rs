@@ -75,6 +75,7 @@ impl Lease {
         };
         let pool = self.pool.clone();
         let timeout = pool.settings.timeout.0;
+        let hops = crate::host::outbound::hops_of(request.headers());
         let response_limit = pool.settings.max_response_body.bytes();
 
         let (response_tx, mut response_rx) = oneshot::channel();
@@ -102,7 +103,7 @@ impl Lease {
         };
 
         let mut call = InlineCall(Some(Box::pin(async move {
-            let mut outcome = instance.call_http(req, out, deadline, timeout).await;
+            let mut outcome = instance.call_http(req, out, deadline, timeout, hops).await;
             if matches!(outcome, CallOutcome::Completed) && !responded.load(Ordering::Relaxed) {
                 outcome = CallOutcome::Failed(InvokeError::NoResponse);
             }

@@ -126,6 +126,8 @@ pub struct Pool {
     version: u64,
     runnable: Arc<Runnable>,
     settings: FunctionSettings,
+    /// The function's outbound HTTP policy.
+    outbound: Arc<crate::host::outbound::FunctionOutbound>,
     state: Mutex<PoolState>,
     instances: Mutex<BTreeMap<u64, Arc<InstanceStats>>>,
     /// Tells claimants that an instance they waited for will not arrive.
@@ -184,8 +186,12 @@ impl Pool {
         ctx: Arc<PoolContext>,
         metrics: Arc<FunctionMetrics>,
     ) -> Arc<Self> {
+        let outbound = ctx
+            .engine
+            .function_outbound(&function, &settings, Some(metrics.clone()));
         let pool = Arc::new(Self {
             slots: Arc::new(Semaphore::new(settings.max_instances as usize)),
+            outbound,
             function,
             version,
             runnable,
@@ -207,6 +213,12 @@ impl Pool {
         });
         pool.ctx.budget.attach(&pool);
         pool
+    }
+
+    /// Data-plane hops a request may have made before reaching this
+    /// function (`[outbound] hop_limit`).
+    pub fn hop_limit(&self) -> u32 {
+        self.ctx.engine.outbound().config().hop_limit
     }
 
     /// The function's name.

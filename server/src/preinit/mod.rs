@@ -206,6 +206,7 @@ async fn init_once(
         settings.memory.as_usize(),
         engine.table_elements(),
         deadline,
+        engine.function_outbound(function, settings, None),
     );
     let mut store = new_store(engine, state);
     let component = prepared.pre.component().clone();
@@ -246,6 +247,7 @@ async fn snapshot(
         settings.memory.as_usize(),
         engine.table_elements(),
         deadline,
+        engine.function_outbound(function, settings, None),
         &probe,
     );
     let mut store = new_store(engine, state);

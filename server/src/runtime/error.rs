@@ -58,6 +58,12 @@ pub enum InvokeError {
     /// An event reached a function that is not an event function.
     #[error("the function does not handle events")]
     NotEvent,
+    /// The request arrived after `hops` data-plane hops, at the limit.
+    #[error("the request made {hops} data-plane hops (hop_limit)")]
+    LoopDetected {
+        /// Hops it had made.
+        hops: u32,
+    },
     /// A host-side failure.
     #[error("internal error: {0:#}")]
     Internal(#[source] anyhow::Error),
@@ -78,6 +84,7 @@ impl InvokeError {
             Self::BadRequest(_) => ErrorCode::BadRequest,
             Self::ResponseTooLarge { .. } | Self::Internal(_) => ErrorCode::Internal,
             Self::NotHttp | Self::NotEvent => ErrorCode::MethodNotAllowed,
+            Self::LoopDetected { .. } => ErrorCode::LoopDetected,
         }
     }
 

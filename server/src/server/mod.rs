@@ -22,6 +22,7 @@ use crate::api::{self, ApiState, Token};
 use crate::config::Config;
 use crate::dataplane::{DataPlane, ResponseBody};
 use crate::engine::{EngineError, FloeEngine};
+use crate::host::outbound::Listener;
 use crate::invocations::Invocations;
 use crate::invoke::RequestIds;
 use crate::metrics::Metrics;
@@ -268,6 +269,11 @@ impl Floe {
         };
         let data_addr = local(&data, "data", server.data_addr)?;
         let control_addr = local(&control, "control", server.control_addr)?;
+        // Functions may not call floe's own listeners unless the operator
+        // opens them ([outbound]).
+        let outbound = self.inner.registry.engine().outbound();
+        outbound.add_listener(Listener::Data, data_addr);
+        outbound.add_listener(Listener::Control, control_addr);
         self.inner
             .store
             .write_control_url(&format!("http://{control_addr}"))?;
