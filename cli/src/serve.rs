@@ -9,6 +9,17 @@ use std::path::Path;
 /// runs until Ctrl-C or SIGTERM.
 pub(crate) async fn serve(config: Config, deploys: Vec<(String, String)>) -> Result<()> {
     let data_dir = config.server.data_dir.clone();
+    // Every connection is a file descriptor: take all the process may have
+    // (the soft limit is often 1,024, far below `max_connections`).
+    let wanted = (config.server.max_connections as u64).saturating_mul(2) + 1024;
+    if let Ok(got) = rlimit::increase_nofile_limit(wanted)
+        && got < wanted
+    {
+        eprintln!(
+            "floe: open files are limited to {got}, fewer than max_connections ({}) needs on both listeners; raise `ulimit -n`",
+            config.server.max_connections
+        );
+    }
     let floe = Floe::new(config).await?;
     for (name, file) in deploys {
         let d = floe.deploy_file(&name, Path::new(&file)).await?;

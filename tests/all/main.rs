@@ -14,6 +14,7 @@ mod harness;
 mod asynch;
 
 mod cli;
+mod connections;
 mod deploy;
 mod durability;
 mod embed;

@@ -193,6 +193,34 @@ impl Config {
         if self.server.max_connections == 0 {
             return Err(("server.max_connections", "must be at least 1".into()));
         }
+        for (key, value) in [
+            ("server.header_timeout", self.server.header_timeout),
+            ("server.idle_timeout", self.server.idle_timeout),
+            (
+                "server.http2_keep_alive_interval",
+                self.server.http2_keep_alive_interval,
+            ),
+            (
+                "server.http2_keep_alive_timeout",
+                self.server.http2_keep_alive_timeout,
+            ),
+            ("outbound.connect_timeout", self.outbound.connect_timeout),
+            (
+                "outbound.first_byte_timeout",
+                self.outbound.first_byte_timeout,
+            ),
+            (
+                "outbound.between_bytes_timeout",
+                self.outbound.between_bytes_timeout,
+            ),
+        ] {
+            if value.0 < std::time::Duration::from_millis(1) {
+                return Err((key, "must be at least 1ms".into()));
+            }
+        }
+        if self.outbound.hop_limit == 0 {
+            return Err(("outbound.hop_limit", "must be at least 1".into()));
+        }
         if self.server.max_header_bytes < ByteSize::kib(8) {
             return Err(("server.max_header_bytes", "must be at least 8KiB".into()));
         }

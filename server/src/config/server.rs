@@ -4,6 +4,7 @@ use super::{ByteSize, HumanDuration, defaults};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// `[server]`: listeners, data directory, connection limits.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +26,21 @@ pub struct ServerConfig {
     pub max_header_bytes: ByteSize,
     /// Longest request target (path and query); 414 past it.
     pub max_uri_bytes: ByteSize,
+    /// Connections one client address may hold open per listener; a client
+    /// over it loses its oldest connection that has not sent a request, or
+    /// is refused. 0: no cap.
+    pub max_connections_per_ip: usize,
+    /// Time from accepting a connection to its first complete request head
+    /// (the HTTP/2 preface included); the connection is closed past it.
+    pub header_timeout: HumanDuration,
+    /// Time a connection with no request in flight stays open (HTTP/1
+    /// keep-alive and idle HTTP/2 connections alike).
+    pub idle_timeout: HumanDuration,
+    /// How often an HTTP/2 connection is pinged; one whose ping is not
+    /// answered within `http2_keep_alive_timeout` is closed.
+    pub http2_keep_alive_interval: HumanDuration,
+    /// See `http2_keep_alive_interval`.
+    pub http2_keep_alive_timeout: HumanDuration,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +54,11 @@ impl Default for ServerConfig {
             drain_timeout: HumanDuration(defaults::DRAIN_TIMEOUT),
             max_header_bytes: defaults::MAX_HEADER_BYTES,
             max_uri_bytes: defaults::MAX_URI_BYTES,
+            max_connections_per_ip: 256,
+            header_timeout: HumanDuration(Duration::from_secs(10)),
+            idle_timeout: HumanDuration(Duration::from_secs(60)),
+            http2_keep_alive_interval: HumanDuration(Duration::from_secs(30)),
+            http2_keep_alive_timeout: HumanDuration(Duration::from_secs(20)),
         }
     }
 }

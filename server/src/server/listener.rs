@@ -1,23 +1,37 @@
 //! The accept loop shared by the data and control planes: a bounded number of
-//! connections, HTTP/1.1 and HTTP/2 (cleartext), and a graceful stop.
+//! connections (per listener and per client address, see
+//! [`connections`](super::connections)), HTTP/1.1 and HTTP/2 (cleartext),
+//! each connection watched for its first request, its idle time and the
+//! server's stop, and a graceful stop.
 
+use super::connections::{Admitted, Connections};
 use hyper::body::Incoming;
 use hyper::service::Service;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, TryAcquireError, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// How a listener serves connections.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ListenerLimits {
     /// Connections open at once.
     pub max_connections: usize,
+    /// Connections one client address may hold (0: no cap).
+    pub max_connections_per_ip: usize,
     /// Largest request head, bytes.
     pub max_header_bytes: usize,
+    /// Time from accept to the first complete request head.
+    pub header_timeout: Duration,
+    /// Time a connection with nothing in flight stays open.
+    pub idle_timeout: Duration,
+    /// HTTP/2 ping interval and the wait for its answer.
+    pub http2_keep_alive: (Duration, Duration),
     /// How long to wait for in-flight requests at shutdown.
     pub drain_timeout: Duration,
 }
@@ -31,7 +45,11 @@ pub(crate) async fn serve<S, B>(
     limits: ListenerLimits,
     mut stop: watch::Receiver<bool>,
 ) where
-    S: Service<http::Request<Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
+    S: Service<http::Request<Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     B: http_body::Body + Send + 'static,
@@ -42,21 +60,36 @@ pub(crate) async fn serve<S, B>(
     builder
         .http1()
         .max_buf_size(limits.max_header_bytes)
-        .timer(hyper_util::rt::TokioTimer::new())
+        .timer(TokioTimer::new())
         // A client has this long to send a request head on a new or idle
         // connection; slow-loris clients do not hold connection slots forever.
-        .header_read_timeout(Duration::from_secs(30));
+        .header_read_timeout(limits.header_timeout);
     builder
         .http2()
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    let graceful = GracefulShutdown::new();
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(limits.http2_keep_alive.0)
+        .keep_alive_timeout(limits.http2_keep_alive.1);
+    let builder = Arc::new(builder);
+    let connections = Connections::new(limits.max_connections_per_ip);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let tasks = TaskTracker::new();
+    let draining = CancellationToken::new();
+    let closing = CancellationToken::new();
     loop {
         // Waiting for a permit before accepting leaves extra clients in the
-        // kernel's backlog instead of accepting connections we cannot serve.
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = stop.changed() => break,
+        // kernel's backlog instead of accepting connections we cannot serve;
+        // but a connection that never sent a request gives its place up.
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(TryAcquireError::Closed) => break,
+            Err(TryAcquireError::NoPermits) => {
+                connections.evict_oldest_pending();
+                tokio::select! {
+                    p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                    _ = stop.changed() => break,
+                }
+            }
         };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -70,24 +103,137 @@ pub(crate) async fn serve<S, B>(
             },
             _ = stop.changed() => break,
         };
+        let Ok(admitted) = connections.admit(peer.ip()) else {
+            tracing::debug!(listener = name, %peer, "connection refused: the client is at max_connections_per_ip");
+            continue;
+        };
         // Responses are small and latency matters more than packet count:
         // without this, Nagle's algorithm holds back the last segment of a
         // response until the client acknowledges the previous one.
         let _ = stream.set_nodelay(true);
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service.clone());
-        let conn = graceful.watch(conn.into_owned());
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::trace!(listener = name, %peer, error = %e, "connection ended with an error");
-            }
+        let connection = Connection {
+            name,
+            peer,
+            admitted: Arc::new(admitted),
+            limits,
+            draining: draining.clone(),
+            closing: closing.clone(),
+        };
+        let builder = builder.clone();
+        let service = service.clone();
+        tasks.spawn(async move {
+            connection
+                .run(&builder, TokioIo::new(stream), service)
+                .await;
             drop(permit);
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
+    tasks.close();
+    draining.cancel();
+    if tokio::time::timeout(limits.drain_timeout, tasks.wait())
         .await
         .is_err()
     {
         tracing::warn!(listener = name, timeout = ?limits.drain_timeout, "connections still open after the drain timeout; closing them");
+        closing.cancel();
+    }
+}
+
+/// One accepted connection and what bounds it.
+struct Connection {
+    name: &'static str,
+    peer: SocketAddr,
+    admitted: Arc<Admitted>,
+    limits: ListenerLimits,
+    /// Cancelled at shutdown: finish in-flight requests, then close.
+    draining: CancellationToken,
+    /// Cancelled past the drain timeout: close now.
+    closing: CancellationToken,
+}
+
+impl Connection {
+    async fn run<S, B>(
+        self,
+        builder: &auto::Builder<TokioExecutor>,
+        io: TokioIo<TcpStream>,
+        service: S,
+    ) where
+        S: Service<http::Request<Incoming>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let activity = self.admitted.activity.clone();
+        let admitted = self.admitted.clone();
+        let tracked = hyper::service::service_fn(move |request| {
+            if !activity.started() {
+                admitted.serving();
+            }
+            activity.request_started();
+            let answer = service.call(request);
+            let activity = activity.clone();
+            async move {
+                let response = answer.await;
+                activity.request_ended();
+                response
+            }
+        });
+        let conn = builder.serve_connection_with_upgrades(io, tracked);
+        let mut conn = std::pin::pin!(conn);
+        let activity = &self.admitted.activity;
+        let limits = self.limits;
+        // Until it closes gracefully: close it when it sends no request in
+        // time or stays idle too long, or to make room, or at shutdown.
+        let graceful = loop {
+            let check = if !activity.started() {
+                activity.born() + limits.header_timeout
+            } else if let Some(idle) = activity.idle_since() {
+                idle + limits.idle_timeout
+            } else {
+                Instant::now() + limits.idle_timeout
+            };
+            tokio::select! {
+                result = conn.as_mut() => {
+                    self.ended(result.err());
+                    return;
+                }
+                _ = self.admitted.close.cancelled() => {
+                    tracing::debug!(listener = self.name, peer = %self.peer, "idle connection closed to make room");
+                    return;
+                }
+                _ = self.draining.cancelled() => break true,
+                _ = tokio::time::sleep_until(check.into()) => {
+                    if !activity.started() && activity.born().elapsed() >= limits.header_timeout {
+                        tracing::debug!(listener = self.name, peer = %self.peer, "no request head within header_timeout; closing");
+                        return;
+                    }
+                    if activity.idle_since().is_some_and(|idle| idle.elapsed() >= limits.idle_timeout) {
+                        break true;
+                    }
+                }
+            }
+        };
+        if graceful {
+            conn.as_mut().graceful_shutdown();
+        }
+        tokio::select! {
+            result = conn.as_mut() => self.ended(result.err()),
+            _ = self.closing.cancelled() => {}
+            // A client that ignores the close gets the idle time once more.
+            _ = tokio::time::sleep(limits.idle_timeout) => {}
+        }
+    }
+
+    fn ended(&self, error: Option<Box<dyn std::error::Error + Send + Sync>>) {
+        if let Some(e) = error {
+            tracing::trace!(listener = self.name, peer = %self.peer, error = %e, "connection ended with an error");
+        }
     }
 }

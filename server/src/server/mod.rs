@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+mod connections;
 mod listener;
 
 use crate::api::{self, ApiState, Token};
@@ -280,7 +281,14 @@ impl Floe {
 
         let limits = ListenerLimits {
             max_connections: server.max_connections,
+            max_connections_per_ip: server.max_connections_per_ip,
             max_header_bytes: server.max_header_bytes.as_usize(),
+            header_timeout: server.header_timeout.0,
+            idle_timeout: server.idle_timeout.0,
+            http2_keep_alive: (
+                server.http2_keep_alive_interval.0,
+                server.http2_keep_alive_timeout.0,
+            ),
             drain_timeout: server.drain_timeout.0,
         };
         let (stop_tx, stop_rx) = watch::channel(false);
