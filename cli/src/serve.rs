@@ -42,16 +42,17 @@ pub(crate) async fn serve(config: Config, deploys: Vec<(String, String)>) -> Res
         "floe: control plane listening on http://{}",
         listening.control_addr()
     );
+    // The token itself never goes to the output (container logs keep it).
     let token_file = data_dir.join("token");
-    if floe.token_was_created() {
-        println!(
-            "floe: control-plane token (saved in {}): {}",
-            token_file.display(),
-            floe.token()
-        );
+    let made = if floe.token_was_created() {
+        "created"
     } else {
-        println!("floe: control-plane token is in {}", token_file.display());
-    }
+        "kept"
+    };
+    println!(
+        "floe: control-plane token {made} in {} (readable by this user only)",
+        token_file.display()
+    );
     wait_for_signal().await?;
     println!("floe: shutting down");
     listening.shutdown().await;

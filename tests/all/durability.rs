@@ -188,3 +188,30 @@ async fn damaged_stored_code_is_recompiled_or_refused_never_loaded() -> Result<(
     assert!(server.get("/a/").await?.text().starts_with("method=GET"));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_server_on_the_same_data_directory_refuses_to_start() -> Result<()> {
+    let server = crate::harness::Server::start()?;
+    let data = server.data_dir();
+    let output = std::process::Command::new(crate::harness::FLOE)
+        .arg("serve")
+        .env("FLOE_SERVER__DATA_ADDR", "127.0.0.1:0")
+        .env("FLOE_SERVER__CONTROL_ADDR", "127.0.0.1:0")
+        .env("FLOE_SERVER__DATA_DIR", &data)
+        .output()?;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("in use by another floe server"), "{stderr}");
+    // The first one is untouched and still serves.
+    let r = crate::harness::get(&server.control_url("/healthz")).await?;
+    assert_eq!(r.status, 200);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&data)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "the data directory is the owner's alone");
+        let token = std::fs::metadata(data.join("token"))?.permissions().mode() & 0o777;
+        assert_eq!(token, 0o600);
+    }
+    Ok(())
+}

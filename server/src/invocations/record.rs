@@ -5,7 +5,7 @@
 //! presence is what makes the invocation exist) and, once it succeeded,
 //! `{id}.result`. Every write is atomic and durable.
 
-use crate::store::fsio::{self, Access};
+use crate::store::fsio;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -99,7 +99,7 @@ impl Journal {
     /// The journal in `data_dir` (creating its directory).
     pub fn open(data_dir: &Path) -> io::Result<Self> {
         let dir = data_dir.join("invocations");
-        std::fs::create_dir_all(&dir)?;
+        fsio::create_private_dir(&dir)?;
         Ok(Self {
             dir,
             tmp: data_dir.join("tmp"),
@@ -112,29 +112,19 @@ impl Journal {
 
     /// Stores a new invocation: its payload, then its record.
     pub fn create(&self, record: &InvocationRecord, payload: &[u8]) -> io::Result<()> {
-        fsio::write_atomic(
-            &self.tmp,
-            &self.path(&record.id, "payload"),
-            payload,
-            Access::Default,
-        )?;
+        fsio::write_atomic(&self.tmp, &self.path(&record.id, "payload"), payload)?;
         self.update(record)
     }
 
     /// Rewrites a record.
     pub fn update(&self, record: &InvocationRecord) -> io::Result<()> {
         let json = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
-        fsio::write_atomic(
-            &self.tmp,
-            &self.path(&record.id, "json"),
-            &json,
-            Access::Default,
-        )
+        fsio::write_atomic(&self.tmp, &self.path(&record.id, "json"), &json)
     }
 
     /// Stores a result.
     pub fn put_result(&self, id: &str, result: &[u8]) -> io::Result<()> {
-        fsio::write_atomic(&self.tmp, &self.path(id, "result"), result, Access::Default)
+        fsio::write_atomic(&self.tmp, &self.path(id, "result"), result)
     }
 
     /// An invocation's payload.

@@ -9,23 +9,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
-/// Who may read a file written by [`write_atomic`].
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Access {
-    /// The default permissions (umask).
-    Default,
-    /// The owner only (0600), from the moment the file exists.
-    OwnerOnly,
+/// Creates `path` and its missing parents, readable by the owner only
+/// (0700 on Unix).
+pub(crate) fn create_private_dir(path: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
 }
 
-/// Writes `bytes` to `path` atomically and durably. `tmp_dir` must be on the
-/// same file system as `path`.
-pub(crate) fn write_atomic(
-    tmp_dir: &Path,
-    path: &Path,
-    bytes: &[u8],
-    access: Access,
-) -> io::Result<()> {
+/// Writes `bytes` to `path` atomically and durably, readable by the owner
+/// only (0600 on Unix) from the moment the file exists. `tmp_dir` must be on
+/// the same file system as `path`.
+pub(crate) fn write_atomic(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = tmp_dir.join(format!(
         "{}.{}.tmp",
         std::process::id(),
@@ -35,7 +35,7 @@ pub(crate) fn write_atomic(
         let mut options = OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
-        if access == Access::OwnerOnly {
+        {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }

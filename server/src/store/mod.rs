@@ -64,6 +64,14 @@ pub enum StoreError {
         /// What the bytes hash to.
         actual: Digest,
     },
+    /// Another server holds the data directory.
+    #[error("the data directory {path} is in use by another floe server{}", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked {
+        /// The data directory.
+        path: PathBuf,
+        /// The other server's process id, as it wrote it.
+        pid: Option<u32>,
+    },
     /// A stored component was removed (by a collection) while in use.
     #[error("stored component {0} was removed meanwhile; deploy again")]
     Missing(Digest),
@@ -81,6 +89,44 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> S
 #[derive(Debug)]
 pub struct FunctionStore {
     root: PathBuf,
+    /// Held (locked) while the store is open: one server per directory.
+    _lock: fs::File,
+}
+
+const LOCK_FILE: &str = "lock";
+
+/// Takes the data directory's lock, and writes this process's id in the
+/// lock file for whoever finds it taken.
+fn lock(root: &Path) -> Result<fs::File, StoreError> {
+    use std::io::{Read, Seek, Write};
+    let path = root.join(LOCK_FILE);
+    let mut options = fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&path).map_err(io_err("opening", &path))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            return Err(StoreError::Locked {
+                path: root.to_owned(),
+                pid: text.trim().parse().ok(),
+            });
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(io_err("locking", &path)(e)),
+    }
+    let written = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .and_then(|()| file.sync_all());
+    written.map_err(io_err("writing", &path))?;
+    Ok(file)
 }
 
 const TOKEN_FILE: &str = "token";
@@ -90,12 +136,21 @@ impl FunctionStore {
     /// Opens (creating if needed) the store at `root`, and empties its
     /// temporary directory.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
+        fsio::create_private_dir(root).map_err(io_err("creating", root))?;
+        #[cfg(unix)]
+        {
+            // Payloads, components and the token are the owner's alone.
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(root, fs::Permissions::from_mode(0o700))
+                .map_err(io_err("restricting", root))?;
+        }
         let store = Self {
             root: root.to_owned(),
+            _lock: lock(root)?,
         };
         for dir in ["functions", "blobs", "artifacts", "tmp"] {
             let path = root.join(dir);
-            fs::create_dir_all(&path).map_err(io_err("creating", &path))?;
+            fsio::create_private_dir(&path).map_err(io_err("creating", &path))?;
         }
         let tmp = store.tmp_dir();
         for entry in fs::read_dir(&tmp).map_err(io_err("listing", &tmp))? {
@@ -115,8 +170,7 @@ impl FunctionStore {
     }
 
     fn write(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-        fsio::write_atomic(&self.tmp_dir(), path, bytes, fsio::Access::Default)
-            .map_err(io_err("writing", path))
+        fsio::write_atomic(&self.tmp_dir(), path, bytes).map_err(io_err("writing", path))
     }
 
     fn record_path(&self, name: &str) -> PathBuf {
@@ -207,7 +261,7 @@ impl FunctionStore {
         bytes: &[u8],
     ) -> Result<(), StoreError> {
         let dir = self.artifact_dir(engine);
-        fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+        fsio::create_private_dir(&dir).map_err(io_err("creating", &dir))?;
         let hex = digest.hex();
         self.write(&dir.join(format!("{hex}.cwasm")), bytes)?;
         self.write(
@@ -288,13 +342,8 @@ impl FunctionStore {
         getrandom::fill(&mut raw)
             .map_err(|e| io_err("generating token for", &path)(io::Error::other(e.to_string())))?;
         let token = hex::encode(raw);
-        fsio::write_atomic(
-            &self.tmp_dir(),
-            &path,
-            token.as_bytes(),
-            fsio::Access::OwnerOnly,
-        )
-        .map_err(io_err("writing", &path))?;
+        fsio::write_atomic(&self.tmp_dir(), &path, token.as_bytes())
+            .map_err(io_err("writing", &path))?;
         Ok((token, true))
     }
 
