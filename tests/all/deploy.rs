@@ -517,3 +517,48 @@ async fn durations_are_bounded() -> Result<()> {
     assert_eq!(api_status(&err.into()).0, StatusCode::BAD_REQUEST);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn handlers_of_the_wrong_type_are_refused_at_deploy() -> Result<()> {
+    let server = Server::start()?;
+    // `handle: func()` where floe calls `handle(request, response-out)`, and
+    // an event `handle: func(x: u32)`.
+    let wrong = |export: &str, params: &str| {
+        wat::parse_str(format!(
+            r#"(component
+                (core module $m (func (export "f") {core}))
+                (core instance $i (instantiate $m))
+                (func $f {params} (canon lift (core func $i "f")))
+                (instance $h (export "handle" (func $f)))
+                (export "{export}" (instance $h))
+            )"#,
+            core = if params.is_empty() { "" } else { "(param i32)" },
+        ))
+    };
+    for (export, params, expected) in [
+        ("wasi:http/incoming-handler@0.2.0", "", "response-outparam"),
+        ("floe:function/event@0.1.0", "(param \"x\" u32)", "list<u8>"),
+    ] {
+        let err = server
+            .client()
+            .deploy("wrong", Bytes::from(wrong(export, params)?), &[])
+            .await
+            .unwrap_err();
+        match err {
+            floe_cli::client::ClientError::Api {
+                status,
+                code,
+                message,
+                ..
+            } => {
+                assert_eq!((status.as_u16(), code.as_str()), (422, "missing_export"));
+                assert!(
+                    message.contains("handle") && message.contains(expected),
+                    "{message}"
+                );
+            }
+            other => panic!("{other}"),
+        }
+    }
+    Ok(())
+}

@@ -3,15 +3,21 @@
 //! A function must export `wasi:http/incoming-handler` (an HTTP function) or
 //! `floe:function/event` (an event function), or both. It may export
 //! `floe:function/lifecycle`; each of its hooks is optional, but a hook that is
-//! there must have the signature of the WIT, or the deploy is refused.
+//! there must have the signature of the WIT, or the deploy is refused. The
+//! handlers' types are checked at deploy too (422 `missing_export`, naming
+//! the export and the type floe expects).
 
 use super::{ComponentError, link};
 use crate::bindings::event;
 use crate::host::StoreData;
 use wasmtime::Engine;
 use wasmtime::component::types::{ComponentFunc, ComponentItem};
-use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, Type};
+use wasmtime::component::{
+    Component, ComponentExportIndex, ComponentNamedList, InstancePre, Lift, Linker, Lower,
+    Resource, Type,
+};
 use wasmtime_wasi_http::p2::bindings::ProxyIndices;
+use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 
 /// The HTTP handler export (any 0.2.x version matches).
 pub const HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2.12";
@@ -117,16 +123,38 @@ pub(crate) fn prepare(
     let pre =
         link::instantiate_pre(engine, linker, component).map_err(ComponentError::MissingImports)?;
     let http = match component.get_export_index(None, HTTP_HANDLER) {
-        Some(_) => Some(ProxyIndices::new(&pre).map_err(|e| {
-            ComponentError::BadExport(format!("`wasi:http/incoming-handler`: {e:#}"))
-        })?),
+        Some(_) => {
+            check_func::<
+                (
+                    Resource<HostIncomingRequest>,
+                    Resource<HostResponseOutparam>,
+                ),
+                (),
+            >(
+                &pre,
+                HTTP_HANDLER,
+                "handle",
+                "func(request: incoming-request, response-out: response-outparam)",
+            )?;
+            Some(ProxyIndices::new(&pre).map_err(|e| {
+                ComponentError::BadExport(format!("`wasi:http/incoming-handler`: {e:#}"))
+            })?)
+        }
         None => None,
     };
     let event = match component.get_export_index(None, EVENT) {
-        Some(_) => Some(
-            event::GuestIndices::new(&pre)
-                .map_err(|e| ComponentError::BadExport(format!("`{EVENT}`: {e:#}")))?,
-        ),
+        Some(_) => {
+            check_func::<(event::Context, Vec<u8>), (Result<Vec<u8>, event::Error>,)>(
+                &pre,
+                EVENT,
+                "handle",
+                "func(context: context, payload: list<u8>) -> result<list<u8>, error>",
+            )?;
+            Some(
+                event::GuestIndices::new(&pre)
+                    .map_err(|e| ComponentError::BadExport(format!("`{EVENT}`: {e:#}")))?,
+            )
+        }
         None => None,
     };
     if http.is_none() && event.is_none() {
@@ -138,6 +166,41 @@ pub(crate) fn prepare(
         event,
         hooks,
     })
+}
+
+/// Type-checks the function `name` of the exported interface `iface` against
+/// what floe will call it with (`P`) and read back (`R`), as the generated
+/// bindings would at the first call: a wrong type fails the deploy instead
+/// of every request.
+fn check_func<P, R>(
+    pre: &InstancePre<StoreData>,
+    iface: &str,
+    name: &str,
+    wanted: &str,
+) -> Result<(), ComponentError>
+where
+    P: ComponentNamedList + Lower,
+    R: ComponentNamedList + Lift,
+{
+    let component = pre.component();
+    let missing =
+        || ComponentError::BadExport(format!("`{iface}` does not export `{name}: {wanted}`"));
+    let (_, instance) = component.get_export(None, iface).ok_or_else(missing)?;
+    match component.get_export(Some(&instance), name) {
+        // The check bindgen's generated code runs (hidden in wasmtime's docs,
+        // stable within a release line).
+        Some((ComponentItem::ComponentFunc(func), _)) => {
+            func.typecheck::<P, R>(&pre.instance_type()).map_err(|e| {
+                ComponentError::BadExport(format!(
+                    "`{iface}` exports `{name}`, but not as `{wanted}`: {e:#}"
+                ))
+            })
+        }
+        Some(_) => Err(ComponentError::BadExport(format!(
+            "`{iface}` exports `{name}`, but not as a function (`{wanted}`)"
+        ))),
+        None => Err(missing()),
+    }
 }
 
 fn hooks(component: &Component) -> Result<Hooks, ComponentError> {
