@@ -51,6 +51,8 @@ pub enum ErrorCode {
     Trap,
     /// The guest hit its memory limit.
     MemoryLimit,
+    /// The guest held as many host resources as it may and asked for more.
+    ResourceLimit,
     /// The request ran past its timeout.
     Timeout,
     /// No instance could be had in time.
@@ -73,7 +75,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for metrics.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         Self::NotFound,
         Self::BadRequest,
         Self::Unauthorized,
@@ -90,6 +92,7 @@ impl ErrorCode {
         Self::Conflict,
         Self::Trap,
         Self::MemoryLimit,
+        Self::ResourceLimit,
         Self::Timeout,
         Self::Overloaded,
         Self::NoResponse,
@@ -119,6 +122,7 @@ impl ErrorCode {
             Self::Conflict => StatusCode::CONFLICT,
             Self::Trap
             | Self::MemoryLimit
+            | Self::ResourceLimit
             | Self::NoResponse
             | Self::StartFailed
             | Self::FunctionError
@@ -148,6 +152,7 @@ impl ErrorCode {
             Self::Conflict => "conflict",
             Self::Trap => "trap",
             Self::MemoryLimit => "memory_limit",
+            Self::ResourceLimit => "resource_limit",
             Self::Timeout => "timeout",
             Self::Overloaded => "overloaded",
             Self::NoResponse => "no_response",
@@ -179,6 +184,7 @@ impl ErrorCode {
             Self::Conflict => "the request conflicts with the function's state",
             Self::Trap => "the function trapped",
             Self::MemoryLimit => "the function ran out of memory at its limit",
+            Self::ResourceLimit => "the function held more host resources than it may",
             Self::Timeout => "the function did not finish within its timeout",
             Self::Overloaded => "the function is at capacity; retry later",
             Self::NoResponse => "the function returned without sending a response",
@@ -199,6 +205,7 @@ impl ErrorCode {
             Self::Internal => tracing::Level::ERROR,
             Self::Trap
             | Self::MemoryLimit
+            | Self::ResourceLimit
             | Self::Timeout
             | Self::NoResponse
             | Self::StartFailed

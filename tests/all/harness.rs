@@ -228,6 +228,11 @@ impl Server {
     }
 
     /// Kills the server with SIGKILL and waits for it to be gone.
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

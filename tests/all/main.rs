@@ -21,6 +21,7 @@ mod embed;
 mod event;
 mod examples;
 mod gpu;
+mod hostile;
 mod invoke;
 mod js;
 mod lifecycle;

@@ -49,6 +49,16 @@ pub struct EngineConfig {
     /// Freed slots are returned to the OS in batches of this many, which
     /// amortizes the cost of each `madvise` across threads (1: no batching).
     pub decommit_batch_size: u32,
+    /// Host resources (requests, fields, streams, pollables, …) one instance
+    /// may hold at once; creating one more traps with `resource_limit`.
+    /// With `max_field_bytes` it bounds the host memory a guest can make the
+    /// server hold.
+    pub max_resources: u32,
+    /// Largest in-memory size of one wasi-http `fields` (header map).
+    pub max_field_bytes: ByteSize,
+    /// Largest write to an outgoing HTTP body stream (one chunk is
+    /// buffered).
+    pub outgoing_body_chunk: ByteSize,
 }
 
 impl Default for EngineConfig {
@@ -65,6 +75,9 @@ impl Default for EngineConfig {
             memory_keep_resident: defaults::MEMORY_KEEP_RESIDENT,
             table_keep_resident: defaults::TABLE_KEEP_RESIDENT,
             decommit_batch_size: defaults::DECOMMIT_BATCH_SIZE,
+            max_resources: 1024,
+            max_field_bytes: ByteSize::kib(16),
+            outgoing_body_chunk: ByteSize::kib(64),
         }
     }
 }

@@ -218,6 +218,17 @@ impl Config {
                 return Err((key, "must be at least 1ms".into()));
             }
         }
+        if self.engine.max_resources < 64 {
+            return Err(("engine.max_resources", "must be at least 64".into()));
+        }
+        for (key, value) in [
+            ("engine.max_field_bytes", self.engine.max_field_bytes),
+            ("engine.outgoing_body_chunk", self.engine.outgoing_body_chunk),
+        ] {
+            if value < ByteSize::kib(1) {
+                return Err((key, "must be at least 1KiB".into()));
+            }
+        }
         if self.outbound.hop_limit == 0 {
             return Err(("outbound.hop_limit", "must be at least 1".into()));
         }

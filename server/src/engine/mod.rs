@@ -118,7 +118,7 @@ pub struct FloeEngine {
     compile_permits: Arc<Semaphore>,
     init_permits: Arc<Semaphore>,
     compile_timeout: Duration,
-    table_elements: usize,
+    host_limits: host::HostLimits,
     epoch_tick: Duration,
     outbound: Arc<host::outbound::Outbound>,
     _epoch: EpochThread,
@@ -158,7 +158,12 @@ impl FloeEngine {
                 config.limits.max_concurrent_compiles as usize,
             )),
             compile_timeout: config.limits.compile_timeout.0,
-            table_elements: config.engine.table_elements as usize,
+            host_limits: host::HostLimits {
+                table_elements: config.engine.table_elements as usize,
+                max_resources: config.engine.max_resources as usize,
+                max_field_bytes: config.engine.max_field_bytes.as_usize(),
+                outgoing_body_chunk: config.engine.outgoing_body_chunk.as_usize(),
+            },
             epoch_tick: config.engine.epoch_tick.0,
             outbound: Arc::new(host::outbound::Outbound::new(config.outbound.clone())),
             _epoch: epoch,
@@ -204,9 +209,9 @@ impl FloeEngine {
         ))
     }
 
-    /// Elements allowed per table in an instance.
-    pub fn table_elements(&self) -> usize {
-        self.table_elements
+    /// What bounds every instance's host state.
+    pub fn host_limits(&self) -> &host::HostLimits {
+        &self.host_limits
     }
 
     /// The epoch ticker's interval.

@@ -3,6 +3,20 @@
 
 use wasmtime::ResourceLimiter;
 
+/// What every instance's host state is bounded by, beside its memory limit:
+/// from `[engine]`.
+#[derive(Debug, Clone, Copy)]
+pub struct HostLimits {
+    /// Elements per table.
+    pub table_elements: usize,
+    /// Entries in the resource table.
+    pub max_resources: usize,
+    /// In-memory size of one wasi-http `fields`.
+    pub max_field_bytes: usize,
+    /// One write to an outgoing body.
+    pub outgoing_body_chunk: usize,
+}
+
 /// Caps the linear memory of one instance (all of its memories together) and
 /// the size of its tables, and remembers whether the cap was hit so that the
 /// trap that usually follows can be reported as `memory_limit`.

@@ -16,7 +16,7 @@ mod logs;
 pub mod outbound;
 
 pub use entropy::EntropyProbe;
-pub use limits::InstanceLimiter;
+pub use limits::{HostLimits, InstanceLimiter};
 pub use logs::{GuestLog, LogSource, Stream};
 
 use outbound::{FunctionOutbound, OutboundHooks};
@@ -49,14 +49,14 @@ impl StoreData {
     pub fn new(
         source: Arc<LogSource>,
         memory_limit: usize,
-        table_elements: usize,
+        limits: &HostLimits,
         deadline: Instant,
         outbound: Arc<FunctionOutbound>,
     ) -> Self {
         Self::build(
             wasi_builder(source),
             memory_limit,
-            table_elements,
+            limits,
             deadline,
             outbound,
         )
@@ -68,7 +68,7 @@ impl StoreData {
     pub fn for_snapshot(
         source: Arc<LogSource>,
         memory_limit: usize,
-        table_elements: usize,
+        limits: &HostLimits,
         deadline: Instant,
         outbound: Arc<FunctionOutbound>,
         probe: &EntropyProbe,
@@ -76,25 +76,29 @@ impl StoreData {
         let mut wasi = wasi_builder(source);
         wasi.secure_random(probe.clone())
             .insecure_random(probe.clone());
-        Self::build(wasi, memory_limit, table_elements, deadline, outbound)
+        Self::build(wasi, memory_limit, limits, deadline, outbound)
     }
 
     fn build(
         mut wasi: WasiCtxBuilder,
         memory_limit: usize,
-        table_elements: usize,
+        limits: &HostLimits,
         deadline: Instant,
         outbound: Arc<FunctionOutbound>,
     ) -> Self {
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(limits.max_field_bytes);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits.max_resources);
         Self {
             wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            http,
+            table,
             #[cfg(feature = "gpu")]
             gpu: None,
-            limiter: InstanceLimiter::new(memory_limit, table_elements),
+            limiter: InstanceLimiter::new(memory_limit, limits.table_elements),
             deadline,
-            outbound: OutboundHooks::new(outbound, deadline),
+            outbound: OutboundHooks::new(outbound, deadline, limits.outgoing_body_chunk),
         }
     }
 

@@ -18,6 +18,10 @@ use wasmtime::component::{Resource, TypedFunc};
 use wasmtime_wasi_http::p2::bindings::Proxy;
 use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 
+/// Host resources a guest may come to hold for good after its first call
+/// (handles it opens lazily) before it counts as leaking.
+const LAZY_RESOURCES: usize = 8;
+
 /// A started instance. It holds its slot in the function's and the server's
 /// instance budget until it is dropped.
 pub(crate) struct Instance {
@@ -28,6 +32,11 @@ pub(crate) struct Instance {
     pre_stop: Option<TypedFunc<(), ()>>,
     pub(crate) served: u64,
     pub(crate) last_used: Instant,
+    /// Host resources it held after its first call: what the guest keeps
+    /// for good.
+    steady_resources: Option<usize>,
+    /// Whether its last call left it holding more than that.
+    pub(crate) holds_resources: bool,
     pub(crate) stats: Arc<InstanceStats>,
     metrics: Arc<FunctionMetrics>,
     pool: Weak<Pool>,
@@ -73,7 +82,7 @@ impl Instance {
         let mut state = StoreData::new(
             source,
             settings.memory.as_usize(),
-            pool.ctx.engine.table_elements(),
+            pool.ctx.engine.host_limits(),
             deadline,
             pool.outbound.clone(),
         );
@@ -134,6 +143,8 @@ impl Instance {
             pre_stop,
             served: 0,
             last_used: Instant::now(),
+            steady_resources: None,
+            holds_resources: false,
             stats,
             metrics: pool.metrics.clone(),
             pool: Arc::downgrade(pool),
@@ -202,6 +213,12 @@ impl Instance {
         self.last_used = Instant::now();
         let memory = self.store.data().limiter.memory_used();
         let resources = self.store.data_mut().resource_count();
+        // An instance that keeps what its calls create would grow the host's
+        // memory with every request: it is retired rather than reused. A
+        // few handles a guest opens lazily and keeps (stdout on the first
+        // log line, say) are allowed for.
+        let steady = *self.steady_resources.get_or_insert(resources);
+        self.holds_resources = resources > steady + LAZY_RESOURCES;
         let took = start.elapsed();
         self.stats.record_request(took, memory, resources);
         self.stats.meter.invocation(took, self.stats.memory_mib);

@@ -250,6 +250,9 @@ impl Pool {
                 Some("hit a limit")
             }
             CallOutcome::Completed if !self.settings.reuse => Some("reuse is off"),
+            CallOutcome::Completed if instance.holds_resources => {
+                Some("held host resources after its call")
+            }
             CallOutcome::Completed
                 if self
                     .settings

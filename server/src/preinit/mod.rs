@@ -204,7 +204,7 @@ async fn init_once(
     let state = StoreData::new(
         log_source(function, version),
         settings.memory.as_usize(),
-        engine.table_elements(),
+        engine.host_limits(),
         deadline,
         engine.function_outbound(function, settings, None),
     );
@@ -245,7 +245,7 @@ async fn snapshot(
     let state = StoreData::for_snapshot(
         log_source(function, version),
         settings.memory.as_usize(),
-        engine.table_elements(),
+        engine.host_limits(),
         deadline,
         engine.function_outbound(function, settings, None),
         &probe,

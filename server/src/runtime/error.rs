@@ -28,6 +28,10 @@ pub enum InvokeError {
     /// The guest ran out of memory at its limit.
     #[error("the function ran out of memory at its limit: {0:#}")]
     MemoryLimit(#[source] anyhow::Error),
+    /// The guest held as many host resources as it may (`max_resources`)
+    /// and asked for another.
+    #[error("the function ran out of host resources at its limit: {0:#}")]
+    ResourceLimit(#[source] anyhow::Error),
     /// The guest returned without setting a response.
     #[error("the function returned without sending a response")]
     NoResponse,
@@ -78,6 +82,7 @@ impl InvokeError {
             Self::Trap(_) => ErrorCode::Trap,
             Self::Instantiate(_) => ErrorCode::StartFailed,
             Self::MemoryLimit(_) => ErrorCode::MemoryLimit,
+            Self::ResourceLimit(_) => ErrorCode::ResourceLimit,
             Self::NoResponse => ErrorCode::NoResponse,
             Self::GuestError(_) => ErrorCode::FunctionError,
             Self::RequestBodyTooLarge { .. } => ErrorCode::BodyTooLarge,

@@ -7,6 +7,7 @@ use crate::engine::FloeEngine;
 use crate::host::StoreData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use wasmtime::component::ResourceTableError;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 static NEXT_INSTANCE_ID: AtomicU64 = AtomicU64::new(1);
@@ -67,6 +68,13 @@ pub fn classify(
         InvokeError::Timeout(timeout)
     } else if store.data().limiter.limit_hit() {
         InvokeError::MemoryLimit(e.into())
+    } else if e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<ResourceTableError>(),
+            Some(ResourceTableError::Full)
+        )
+    }) {
+        InvokeError::ResourceLimit(e.into())
     } else if phase == Phase::Start {
         InvokeError::Instantiate(e.into())
     } else {

@@ -48,7 +48,6 @@ pub(crate) async fn serve<S, B>(
     S: Service<http::Request<Incoming>, Response = http::Response<B>>
         + Clone
         + Send
-        + Sync
         + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -162,7 +161,6 @@ impl Connection {
         S: Service<http::Request<Incoming>, Response = http::Response<B>>
             + Clone
             + Send
-            + Sync
             + 'static,
         S::Future: Send + 'static,
         S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,

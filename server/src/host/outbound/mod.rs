@@ -266,16 +266,19 @@ pub struct OutboundHooks {
     pub(crate) deadline: Instant,
     hops: u32,
     requests: u32,
+    body_chunk: usize,
 }
 
 impl OutboundHooks {
-    /// Hooks applying `policy`.
-    pub fn new(policy: Arc<FunctionOutbound>, deadline: Instant) -> Self {
+    /// Hooks applying `policy`, writing outgoing bodies in chunks of at most
+    /// `body_chunk` bytes.
+    pub fn new(policy: Arc<FunctionOutbound>, deadline: Instant, body_chunk: usize) -> Self {
         Self {
             policy,
             deadline,
             hops: 0,
             requests: 0,
+            body_chunk,
         }
     }
 
@@ -291,6 +294,14 @@ type SendFuture =
     Box<dyn Future<Output = Result<(http::Response<WasiBody>, send::IoFuture), Error>> + Send>;
 
 impl WasiHttpHooks for OutboundHooks {
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        1
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        self.body_chunk
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
