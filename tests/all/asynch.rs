@@ -27,6 +27,13 @@ async fn invoke_async(
     send(request.body(Full::new(Bytes::copy_from_slice(body)))?).await
 }
 
+/// Submits an async invocation on the control plane; its id.
+async fn submit(server: &Server, name: &str, query: &str, body: &[u8]) -> Result<String> {
+    let r = invoke_async(server, name, query, body, None).await?;
+    assert_eq!(r.status, 202, "{}", r.text());
+    Ok(r.json()["id"].as_str().unwrap_or_default().to_owned())
+}
+
 async fn control_get(server: &Server, path: &str) -> Result<Reply> {
     send(
         Request::get(server.control_url(path))
@@ -173,8 +180,13 @@ async fn a_failing_function_is_retried_then_dead_lettered_with_its_error() -> Re
 async fn the_data_plane_takes_prefer_respond_async_and_success_goes_to_its_destination()
 -> Result<()> {
     let server = Server::start()?;
-    server.deploy("echo", EVENT_ECHO, &[]).await?;
-    server.deploy("next", EVENT_ECHO, &[]).await?;
+    // The data plane stores payloads only for functions that opt in.
+    server
+        .deploy("echo", EVENT_ECHO, &[("async", "true")])
+        .await?;
+    server
+        .deploy("next", EVENT_ECHO, &[("async", "true")])
+        .await?;
     let r = send(
         Request::post(server.url("/echo?on_success=next"))
             .header("prefer", "respond-async")
@@ -216,5 +228,109 @@ async fn the_async_queue_is_bounded_and_exposes_its_depth() -> Result<()> {
     assert_eq!(listing["queue_depth"], 2);
     let metrics = get(&server.control_url("/metrics")).await?.text();
     assert!(metrics.contains("floe_async_queue_depth 2"), "{metrics}");
+    Ok(())
+}
+
+/// The invocation files on disk.
+fn stored_files(server: &Server) -> Vec<String> {
+    std::fs::read_dir(server.data_dir().join("invocations"))
+        .map(|dir| {
+            dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_async_flood_on_the_data_plane_stores_nothing_unless_the_function_opts_in() -> Result<()>
+{
+    let server = Server::start()?;
+    server.deploy("echo", EVENT_ECHO, &[]).await?;
+    server
+        .deploy("open", EVENT_ECHO, &[("async", "true")])
+        .await?;
+    for i in 0..200 {
+        let (path, header) = if i % 2 == 0 {
+            ("/echo?mode=async", None)
+        } else {
+            ("/echo", Some("respond-async"))
+        };
+        let mut request = Request::post(server.url(path));
+        if let Some(prefer) = header {
+            request = request.header("prefer", prefer);
+        }
+        let r = send(request.body(Full::new(Bytes::from(vec![b'x'; 64 * 1024])))?).await?;
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(r.text().contains("async"), "{}", r.text());
+    }
+    // A destination that did not opt in is refused too.
+    let r = send(
+        Request::post(server.url("/open?mode=async&on_success=echo"))
+            .body(Full::new(Bytes::from_static(b"x")))?,
+    )
+    .await?;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        stored_files(&server).is_empty(),
+        "{:?}",
+        stored_files(&server)
+    );
+    // The control plane still takes it, with a token.
+    let id = submit(&server, "echo", "", b"ok").await?;
+    wait_for(&server, &id, "succeeded").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn finished_invocations_keep_no_payload_and_are_bounded_in_count_and_bytes() -> Result<()> {
+    let server = Server::builder()
+        .env("FLOE_INVOCATIONS__MAX_FINISHED", "3")
+        .env("FLOE_INVOCATIONS__MAX_STORED_BYTES", "200KiB")
+        .env("FLOE_INVOCATIONS__WORKERS", "1")
+        .start()?;
+    server.deploy("echo", EVENT_ECHO, &[]).await?;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let id = submit(&server, "echo", "", format!("payload {i}").as_bytes()).await?;
+        wait_for(&server, &id, "succeeded").await?;
+        ids.push(id);
+    }
+    // Results are kept, payloads are not.
+    let files = stored_files(&server);
+    assert!(!files.iter().any(|f| f.ends_with(".payload")), "{files:?}");
+    let result = control_get(&server, &format!("/v1/invocations/{}/result", ids[4])).await?;
+    assert_eq!(result.body.as_ref(), b"payload 4");
+    // At most three finished ones stay (the janitor or the next finish
+    // prunes): the oldest are gone.
+    eventually(
+        Duration::from_secs(30),
+        "the oldest finished invocations to go",
+        || async {
+            Ok(control_get(&server, &format!("/v1/invocations/{}", ids[0]))
+                .await?
+                .status
+                == 404)
+        },
+    )
+    .await?;
+    let listed = control_get(&server, "/v1/invocations?status=succeeded").await?;
+    let n = listed.json()["invocations"].as_array().map_or(0, Vec::len);
+    assert!(n <= 3, "{}", listed.text());
+    assert_eq!(
+        control_get(&server, &format!("/v1/invocations/{}", ids[4]))
+            .await?
+            .json()["status"],
+        "succeeded"
+    );
+    // Bytes: a payload larger than what may be stored is refused, nothing
+    // written.
+    let r = send(
+        Request::post(server.control_url("/v1/functions/echo/invoke?mode=async"))
+            .header("authorization", format!("Bearer {}", server.token))
+            .body(Full::new(Bytes::from(vec![b'y'; 300 * 1024])))?,
+    )
+    .await?;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.code(), "overloaded");
     Ok(())
 }

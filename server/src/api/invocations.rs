@@ -31,7 +31,8 @@ pub(super) async fn list(
     let limit = q.limit.unwrap_or(100).min(MAX_LIST);
     let list = state
         .invocations
-        .list(q.status, q.function.as_deref(), limit);
+        .list(q.status, q.function.as_deref(), limit)
+        .await;
     Json(json!({
         "queue_depth": state.invocations.depth(),
         "invocations": list,
@@ -43,7 +44,7 @@ pub(super) async fn show(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(record(&state, &id)?).into_response())
+    Ok(Json(record(&state, &id).await?).into_response())
 }
 
 /// `GET /v1/invocations/{id}/result`: the bytes the function returned.
@@ -51,7 +52,7 @@ pub(super) async fn result(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let record = record(&state, &id)?;
+    let record = record(&state, &id).await?;
     if record.status != Status::Succeeded {
         return Err(ApiError::new(
             ErrorCode::Conflict,
@@ -72,9 +73,10 @@ pub(super) async fn result(
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }
 
-fn record(state: &ApiState, id: &str) -> Result<InvocationRecord, ApiError> {
+async fn record(state: &ApiState, id: &str) -> Result<InvocationRecord, ApiError> {
     state
         .invocations
         .get(id)
+        .await
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such invocation"))
 }

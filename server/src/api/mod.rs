@@ -235,7 +235,10 @@ async fn invoke(
         .map(Body::new);
     }
     let call = Call::new(&function, &request_id, start);
-    let response = state.invocations.serve_event(&call, request).await;
+    let response = state
+        .invocations
+        .serve_event(&call, request, crate::invocations::Front::ControlPlane)
+        .await;
     call.finish(response.status());
     response.map(Body::new)
 }

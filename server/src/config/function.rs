@@ -71,6 +71,12 @@ pub struct FunctionSettings {
     /// reaches public addresses only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_outbound_hosts: Option<AllowedHosts>,
+    /// Whether clients of the data plane (who need no token) may invoke
+    /// this event function asynchronously (`Prefer: respond-async`,
+    /// `?mode=async`), which stores their payloads on this server. The
+    /// control plane's `invoke` offers async regardless.
+    #[serde(rename = "async")]
+    pub async_invocations: bool,
 }
 
 /// How `init` is run. See [`FunctionSettings::preinit`].
@@ -124,6 +130,7 @@ impl Default for FunctionSettings {
             init_timeout: HumanDuration(defaults::INIT_TIMEOUT),
             hook_timeout: HumanDuration(defaults::HOOK_TIMEOUT),
             allowed_outbound_hosts: None,
+            async_invocations: false,
         }
     }
 }
@@ -153,7 +160,7 @@ pub enum SettingsError {
 const KNOWN: &str = "memory, timeout, max_instances, min_instances, instance_concurrency, reserve, \
                      max_requests_per_instance, idle_ttl, \
                      reuse, queue_timeout, max_queue, max_request_body, max_response_body, \
-                     preinit, init_timeout, hook_timeout, allowed_outbound_hosts";
+                     preinit, init_timeout, hook_timeout, allowed_outbound_hosts, async";
 
 fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, SettingsError>
 where
@@ -189,6 +196,7 @@ impl FunctionSettings {
             "preinit" => self.preinit = parse(key, value)?,
             "init_timeout" => self.init_timeout = parse(key, value)?,
             "hook_timeout" => self.hook_timeout = parse(key, value)?,
+            "async" => self.async_invocations = parse(key, value)?,
             "allowed_outbound_hosts" => {
                 self.allowed_outbound_hosts = match value.trim() {
                     "null" | "default" => None,

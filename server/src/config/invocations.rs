@@ -1,6 +1,6 @@
 //! `[invocations]`: async invocation of event functions.
 
-use super::HumanDuration;
+use super::{ByteSize, HumanDuration};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -22,6 +22,13 @@ pub struct InvocationsConfig {
     pub max_age: HumanDuration,
     /// How long finished (succeeded or dead) invocations are kept.
     pub retention: HumanDuration,
+    /// Bytes of payloads and results kept on disk; an invocation that would
+    /// go past it is refused with 503 (after the oldest finished ones are
+    /// let go).
+    pub max_stored_bytes: ByteSize,
+    /// Finished invocations kept; past it the oldest go before their
+    /// `retention`.
+    pub max_finished: u32,
 }
 
 impl Default for InvocationsConfig {
@@ -34,6 +41,8 @@ impl Default for InvocationsConfig {
             retry_max: HumanDuration(Duration::from_secs(300)),
             max_age: HumanDuration(Duration::from_secs(6 * 3600)),
             retention: HumanDuration(Duration::from_secs(24 * 3600)),
+            max_stored_bytes: ByteSize::gib(1),
+            max_finished: 10_000,
         }
     }
 }

@@ -223,7 +223,10 @@ impl Config {
         }
         for (key, value) in [
             ("engine.max_field_bytes", self.engine.max_field_bytes),
-            ("engine.outgoing_body_chunk", self.engine.outgoing_body_chunk),
+            (
+                "engine.outgoing_body_chunk",
+                self.engine.outgoing_body_chunk,
+            ),
         ] {
             if value < ByteSize::kib(1) {
                 return Err((key, "must be at least 1KiB".into()));

@@ -114,7 +114,9 @@ impl DataPlane {
         let call = Call::new(&function, &request_id, start);
         // A function without an HTTP handler takes events on the data plane.
         let response = if function.runnable.prepared.http.is_none() {
-            self.invocations.serve_event(&call, request).await
+            self.invocations
+                .serve_event(&call, request, crate::invocations::Front::DataPlane)
+                .await
         } else {
             http(&call, request, rest).await
         };

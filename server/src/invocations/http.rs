@@ -12,6 +12,15 @@ use http::header::{CONTENT_TYPE, LOCATION};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 
+/// Which front end an event came in by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Front {
+    /// The data plane: anyone who can reach it.
+    DataPlane,
+    /// The control plane: a token holder.
+    ControlPlane,
+}
+
 /// What an async request asked for.
 #[derive(Debug, Default)]
 pub(super) struct AsyncRequest {
@@ -69,6 +78,7 @@ impl Invocations {
         &self,
         call: &Call<'_>,
         request: Request<B>,
+        front: Front,
     ) -> Response<ResponseBody>
     where
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
@@ -91,6 +101,14 @@ impl Invocations {
             Ok(a) => a,
             Err(message) => return reject(ErrorCode::BadRequest, &message, request_id),
         };
+        // Nothing is read, let alone stored, for an async request the data
+        // plane may not take.
+        if let Some(a) = &async_request
+            && front == Front::DataPlane
+            && let Err(e) = self.data_plane_may_store(call, a)
+        {
+            return reject(e.code(), &e.to_string(), request_id);
+        }
         let payload = match call.payload(request).await {
             Ok(payload) => payload,
             Err(PayloadError::TooLarge(e)) => return failure_response(&e, request_id),
@@ -106,6 +124,33 @@ impl Invocations {
             Some(a) => self.accept(call, a, payload, content_type).await,
             None => event_response(call.event(&payload, content_type).await, request_id),
         }
+    }
+
+    /// Whether the data plane may accept `request` for later: the function
+    /// and its destinations must all have `async = true`.
+    fn data_plane_may_store(
+        &self,
+        call: &Call<'_>,
+        request: &AsyncRequest,
+    ) -> Result<(), SubmitError> {
+        if !call.function().pool.settings().async_invocations {
+            return Err(SubmitError::NotAsync);
+        }
+        for dest in [&request.on_success, &request.on_failure]
+            .into_iter()
+            .flatten()
+        {
+            let open = self
+                .registry
+                .get(dest)
+                .is_some_and(|f| f.pool.settings().async_invocations);
+            if !open {
+                return Err(SubmitError::BadRequest(format!(
+                    "destination {dest:?} is not a function that takes async invocations here"
+                )));
+            }
+        }
+        Ok(())
     }
 
     async fn accept(
@@ -143,7 +188,8 @@ impl Invocations {
                     tracing::error!(function = %call.function().name, error = %e, "accepting an async invocation failed");
                 }
                 let retry_after =
-                    matches!(e, SubmitError::QueueFull(_)).then_some(DEFAULT_RETRY_AFTER);
+                    matches!(e, SubmitError::QueueFull(_) | SubmitError::StorageFull(_))
+                        .then_some(DEFAULT_RETRY_AFTER);
                 error_response(code, &e.to_string(), call.request_id(), retry_after, None)
                     .map(ResponseBody::Full)
             }

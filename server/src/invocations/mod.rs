@@ -19,8 +19,13 @@
 //! - Destinations: `on_success` gets the result as its payload, `on_failure`
 //!   a JSON document describing the dead invocation; both are async
 //!   invocations themselves.
-//! - The queue is bounded (`max_queued`); past it, `503 overloaded`.
-//!   Finished invocations are kept for `retention`.
+//! - The queue is bounded (`max_queued`), and so are the bytes on disk
+//!   (`max_stored_bytes`); past either, `503 overloaded`. A finished
+//!   invocation's payload is deleted at once; its record and result are
+//!   kept for `retention`, at most `max_finished` of them, on disk: memory
+//!   holds whole records only while they are queued or running.
+//! - On the data plane (no token) async is opt-in per function
+//!   (`async = true`); the control plane's `invoke` always offers it.
 //!
 //! Attempts run through the [`crate::invoke`] layer, like requests of the
 //! front ends; this module never sees a pool or a front end. `http.rs`
@@ -28,9 +33,11 @@
 //! attempts, `record.rs` keeps the journal on disk.
 
 mod http;
+mod index;
 mod record;
 mod worker;
 
+pub use http::Front;
 pub use record::{AttemptError, InvocationRecord, Journal, Status};
 
 use crate::clock::unix_ms;
@@ -39,9 +46,9 @@ use crate::metrics::AsyncFigures;
 use crate::registry::{FunctionName, Registry};
 use crate::status::ErrorCode;
 use bytes::Bytes;
+use index::State;
 use parking_lot::Mutex;
 use sha2::{Digest as _, Sha256};
-use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tokio::sync::Notify;
@@ -53,6 +60,12 @@ pub enum SubmitError {
     /// The queue is full.
     #[error("the async invocation queue is full ({0} invocations)")]
     QueueFull(u32),
+    /// Stored payloads and results are at `max_stored_bytes`.
+    #[error("async invocations hold all the storage they may ({0} bytes)")]
+    StorageFull(u64),
+    /// The function does not take async invocations from the data plane.
+    #[error("this function does not take async invocations here (its `async` setting is off)")]
+    NotAsync,
     /// The idempotency key was used for another request.
     #[error(
         "Idempotency-Key {key:?} was used for invocation {id} with another function or payload"
@@ -75,7 +88,8 @@ impl SubmitError {
     /// The error code clients see.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::QueueFull(_) => ErrorCode::Overloaded,
+            Self::QueueFull(_) | Self::StorageFull(_) => ErrorCode::Overloaded,
+            Self::NotAsync => ErrorCode::BadRequest,
             Self::Conflict { .. } => ErrorCode::Conflict,
             Self::BadRequest(_) => ErrorCode::BadRequest,
             Self::Store(_) => ErrorCode::Internal,
@@ -110,17 +124,6 @@ pub struct Accepted {
     /// `true` when an earlier request with the same idempotency key
     /// created it.
     pub repeated: bool,
-}
-
-#[derive(Default)]
-struct State {
-    records: HashMap<String, InvocationRecord>,
-    /// Queued invocations by due time.
-    ready: BTreeSet<(u64, String)>,
-    /// (function, key) → id.
-    keys: HashMap<(String, String), String>,
-    /// Queued and running.
-    pending: u32,
 }
 
 /// Counters for `/metrics`.
@@ -172,7 +175,20 @@ impl Invocations {
         }
         let mut state = State::default();
         let mut requeued = 0;
+        let mut stale_payloads = Vec::new();
         for mut record in records {
+            if let Some(key) = &record.idempotency_key {
+                state
+                    .keys
+                    .insert((record.function.clone(), key.clone()), record.id.clone());
+            }
+            if record.status.is_final() {
+                // Written by a server that kept payloads, or cut short
+                // between the two writes: the payload goes now.
+                stale_payloads.push(record.id.clone());
+                state.add_finished(&record);
+                continue;
+            }
             if record.status == Status::Running {
                 // Cut short by a stop or crash: it runs again, unless that
                 // was its last attempt (an event that crashes the server
@@ -193,13 +209,18 @@ impl Invocations {
                 state.pending += 1;
                 let due = record.next_attempt_at_ms.unwrap_or(0);
                 state.ready.insert((due, record.id.clone()));
+            } else if record.status.is_final() {
+                // The last attempt was cut short: dead now.
+                stale_payloads.push(record.id.clone());
+                journal.update(&record)?;
+                state.add_finished(&record);
+                continue;
             }
-            if let Some(key) = &record.idempotency_key {
-                state
-                    .keys
-                    .insert((record.function.clone(), key.clone()), record.id.clone());
-            }
-            state.records.insert(record.id.clone(), record);
+            state.stored_bytes += record.payload_bytes;
+            state.active.insert(record.id.clone(), record);
+        }
+        for id in &stale_payloads {
+            journal.remove_payload(id)?;
         }
         if requeued > 0 {
             tracing::info!(invocations = requeued, "async invocations queued again");
@@ -253,22 +274,35 @@ impl Invocations {
             if let Some(key) = &submission.idempotency_key {
                 let k = (submission.function.clone(), key.clone());
                 if let Some(id) = state.keys.get(&k) {
-                    let first = &state.records[id];
-                    if first.payload_sha256 != digest {
-                        return Err(SubmitError::Conflict {
-                            key: key.clone(),
+                    let first = match state.active.get(id) {
+                        Some(r) => Some((r.payload_sha256.as_str(), r.status)),
+                        None => state
+                            .finished
+                            .get(id)
+                            .map(|f| (f.payload_sha256.as_str(), f.status)),
+                    };
+                    if let Some((sha, status)) = first {
+                        if sha != digest {
+                            return Err(SubmitError::Conflict {
+                                key: key.clone(),
+                                id: id.clone(),
+                            });
+                        }
+                        return Ok(Accepted {
                             id: id.clone(),
+                            status,
+                            repeated: true,
                         });
                     }
-                    return Ok(Accepted {
-                        id: id.clone(),
-                        status: first.status,
-                        repeated: true,
-                    });
                 }
             }
             if state.pending >= self.config.max_queued {
                 return Err(SubmitError::QueueFull(self.config.max_queued));
+            }
+            let max_bytes = self.config.max_stored_bytes.bytes();
+            let size = submission.payload.len() as u64;
+            if state.stored_bytes.saturating_add(size) > max_bytes {
+                return Err(SubmitError::StorageFull(max_bytes));
             }
             let record = InvocationRecord {
                 id: new_id(),
@@ -291,12 +325,13 @@ impl Invocations {
             // Counted (and its key taken) before it is written, so that a
             // concurrent repeat or a full queue is decided here.
             state.pending += 1;
+            state.stored_bytes += size;
             if let Some(key) = &record.idempotency_key {
                 state
                     .keys
                     .insert((record.function.clone(), key.clone()), record.id.clone());
             }
-            state.records.insert(record.id.clone(), record.clone());
+            state.active.insert(record.id.clone(), record.clone());
             record
         };
         let journal = self.journal.clone();
@@ -311,7 +346,8 @@ impl Invocations {
         let mut state = self.state.lock();
         if let Err(e) = stored {
             state.pending -= 1;
-            state.records.remove(&record.id);
+            state.stored_bytes = state.stored_bytes.saturating_sub(record.payload_bytes);
+            state.active.remove(&record.id);
             if let Some(key) = &record.idempotency_key {
                 state.keys.remove(&(record.function.clone(), key.clone()));
             }
@@ -328,14 +364,29 @@ impl Invocations {
         })
     }
 
-    /// One invocation.
-    pub fn get(&self, id: &str) -> Option<InvocationRecord> {
-        self.state.lock().records.get(id).cloned()
+    /// One invocation: from memory while it is queued or running, from disk
+    /// once it finished.
+    pub async fn get(&self, id: &str) -> Option<InvocationRecord> {
+        {
+            let state = self.state.lock();
+            if let Some(record) = state.active.get(id) {
+                return Some(record.clone());
+            }
+            if !state.finished.contains_key(id) {
+                return None;
+            }
+        }
+        let journal = self.journal.clone();
+        let id = id.to_owned();
+        tokio::task::spawn_blocking(move || journal.read(&id).ok())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// A succeeded invocation's result.
     pub async fn result(&self, id: &str) -> Option<Vec<u8>> {
-        let record = self.get(id)?;
+        let record = self.get(id).await?;
         if record.status != Status::Succeeded {
             return None;
         }
@@ -348,21 +399,36 @@ impl Invocations {
     }
 
     /// Invocations, newest first, filtered by status and function, at most
-    /// `limit`.
-    pub fn list(
+    /// `limit`. Finished ones are read from disk.
+    pub async fn list(
         &self,
         status: Option<Status>,
         function: Option<&str>,
         limit: usize,
     ) -> Vec<InvocationRecord> {
-        let state = self.state.lock();
-        let mut list: Vec<InvocationRecord> = state
-            .records
-            .values()
-            .filter(|r| status.is_none_or(|s| r.status == s))
-            .filter(|r| function.is_none_or(|f| r.function == f))
-            .cloned()
-            .collect();
+        let (mut list, finished) = {
+            let state = self.state.lock();
+            let active: Vec<InvocationRecord> = state
+                .active
+                .values()
+                .filter(|r| status.is_none_or(|s| r.status == s))
+                .filter(|r| function.is_none_or(|f| r.function == f))
+                .cloned()
+                .collect();
+            let mut finished = state.finished_ids(status, function);
+            finished.truncate(limit);
+            (active, finished)
+        };
+        let journal = self.journal.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            finished
+                .iter()
+                .filter_map(|id| journal.read(id).ok())
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        list.extend(read);
         list.sort_by(|a, b| b.id.cmp(&a.id));
         list.truncate(limit);
         list
@@ -376,13 +442,7 @@ impl Invocations {
     /// The async invocation figures, for `/metrics`.
     pub fn figures(&self) -> AsyncFigures {
         let c = &self.counters;
-        let dead_letters = self
-            .state
-            .lock()
-            .records
-            .values()
-            .filter(|r| r.status == Status::Dead)
-            .count() as u64;
+        let dead_letters = self.state.lock().dead;
         AsyncFigures {
             queue_depth: self.depth(),
             dead_letters,

@@ -1,9 +1,10 @@
 //! What is stored about one async invocation, and where.
 //!
 //! Each invocation is two or three files in `<data_dir>/invocations/`:
-//! `{id}.payload` (the bytes, written first), `{id}.json` (this record; its
-//! presence is what makes the invocation exist) and, once it succeeded,
-//! `{id}.result`. Every write is atomic and durable.
+//! `{id}.payload` (the bytes, written first, deleted once it finished),
+//! `{id}.json` (this record; its presence is what makes the invocation
+//! exist) and, once it succeeded, `{id}.result`. Every write is atomic and
+//! durable.
 
 use crate::store::fsio;
 use serde::{Deserialize, Serialize};
@@ -132,6 +133,17 @@ impl Journal {
         std::fs::read(self.path(id, "payload"))
     }
 
+    /// The stored record of `id`.
+    pub fn read(&self, id: &str) -> io::Result<InvocationRecord> {
+        let bytes = std::fs::read(self.path(id, "json"))?;
+        serde_json::from_slice(&bytes).map_err(io::Error::other)
+    }
+
+    /// Deletes a finished invocation's payload.
+    pub fn remove_payload(&self, id: &str) -> io::Result<()> {
+        fsio::remove_durably(&self.path(id, "payload"))
+    }
+
     /// An invocation's result.
     pub fn result(&self, id: &str) -> io::Result<Vec<u8>> {
         std::fs::read(self.path(id, "result"))
@@ -160,7 +172,9 @@ impl Journal {
                 let parsed = std::fs::read(&path)
                     .ok()
                     .and_then(|b| serde_json::from_slice::<InvocationRecord>(&b).ok())
-                    .filter(|r| r.id == id && self.path(id, "payload").exists());
+                    .filter(|r: &InvocationRecord| {
+                        r.id == id && (r.status.is_final() || self.path(id, "payload").exists())
+                    });
                 match parsed {
                     Some(r) => records.push(r),
                     None => {

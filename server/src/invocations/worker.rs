@@ -24,7 +24,7 @@ impl Invocations {
             return Err(Some(Duration::from_millis(due - now)));
         }
         state.ready.pop_first();
-        let Some(record) = state.records.get_mut(&id) else {
+        let Some(record) = state.active.get_mut(&id) else {
             return Err(Some(Duration::ZERO));
         };
         record.status = Status::Running;
@@ -34,7 +34,9 @@ impl Invocations {
         Ok(record.clone())
     }
 
-    /// Stores the new state of `record` (after an attempt).
+    /// Stores the new state of `record` (after an attempt). A finished
+    /// invocation's payload is deleted, and the oldest finished ones go when
+    /// there are too many or they hold too many bytes.
     async fn settle(&self, record: InvocationRecord, result: Option<Vec<u8>>) {
         let journal = self.journal.clone();
         let stored = {
@@ -43,7 +45,11 @@ impl Invocations {
                 if let Some(bytes) = &result {
                     journal.put_result(&record.id, bytes)?;
                 }
-                journal.update(&record)
+                journal.update(&record)?;
+                if record.status.is_final() {
+                    journal.remove_payload(&record.id)?;
+                }
+                Ok::<_, std::io::Error>(())
             })
             .await
             .map_err(std::io::Error::other)
@@ -54,16 +60,39 @@ impl Invocations {
             // restart (at least once).
             tracing::error!(invocation = %record.id, error = %e, "storing an invocation's outcome failed");
         }
-        let mut state = self.state.lock();
-        if record.status.is_final() {
-            state.pending -= 1;
-        } else {
-            let due = record.next_attempt_at_ms.unwrap_or(0);
-            state.ready.insert((due, record.id.clone()));
+        {
+            let mut state = self.state.lock();
+            if record.status.is_final() {
+                state.pending -= 1;
+                state.active.remove(&record.id);
+                state.stored_bytes = state.stored_bytes.saturating_sub(record.payload_bytes);
+                state.add_finished(&record);
+            } else {
+                let due = record.next_attempt_at_ms.unwrap_or(0);
+                state.ready.insert((due, record.id.clone()));
+                state.active.insert(record.id.clone(), record);
+            }
         }
-        state.records.insert(record.id.clone(), record);
-        drop(state);
         self.wake.notify_one();
+        // Past `max_finished` or `max_stored_bytes`, the oldest go now.
+        self.remove(self.expire()).await;
+    }
+
+    /// Deletes the files of `expired` invocations.
+    pub(super) async fn remove(&self, expired: Vec<String>) {
+        if expired.is_empty() {
+            return;
+        }
+        let n = expired.len();
+        let journal = self.journal.clone();
+        let removed = tokio::task::spawn_blocking(move || {
+            expired.iter().try_for_each(|id| journal.remove(id))
+        })
+        .await;
+        if !matches!(removed, Ok(Ok(()))) {
+            tracing::warn!("removing finished invocations failed; their files stay");
+        }
+        tracing::debug!(invocations = n, "let finished invocations go");
     }
 
     /// Runs one attempt of `record` and settles it. The attempt is on disk
@@ -209,22 +238,25 @@ impl Invocations {
         }
     }
 
-    /// Removes finished invocations older than `retention`.
-    fn expire(&self) -> Vec<String> {
+    /// Forgets the finished invocations older than `retention`, and the
+    /// oldest ones past `max_finished` or `max_stored_bytes`; their ids, to
+    /// delete from disk.
+    pub(super) fn expire(&self) -> Vec<String> {
         let cutoff = unix_ms().saturating_sub(self.config.retention.0.as_millis() as u64);
         let mut state = self.state.lock();
-        let expired: Vec<String> = state
-            .records
-            .values()
-            .filter(|r| r.status.is_final() && r.updated_at_ms < cutoff)
-            .map(|r| r.id.clone())
-            .collect();
+        let expired = state.to_prune(
+            cutoff,
+            self.config.max_finished as usize,
+            self.config.max_stored_bytes.bytes(),
+        );
         for id in &expired {
-            if let Some(r) = state.records.remove(id)
-                && let Some(key) = r.idempotency_key
-            {
-                state.keys.remove(&(r.function, key));
-            }
+            // The key is forgotten with it (found by id in the key map).
+            let key = state
+                .keys
+                .iter()
+                .find(|(_, v)| *v == id)
+                .map(|((_, k), _)| k.clone());
+            state.remove_finished(id, key.as_deref());
         }
         expired
     }
@@ -267,19 +299,6 @@ pub(super) async fn janitor(this: Weak<Invocations>) {
             return;
         };
         let expired = service.expire();
-        let journal = service.journal.clone();
-        drop(service);
-        if expired.is_empty() {
-            continue;
-        }
-        let n = expired.len();
-        let removed = tokio::task::spawn_blocking(move || {
-            expired.iter().try_for_each(|id| journal.remove(id))
-        })
-        .await;
-        if !matches!(removed, Ok(Ok(()))) {
-            tracing::warn!("removing expired invocations failed; retrying later");
-        }
-        tracing::debug!(invocations = n, "expired finished invocations");
+        service.remove(expired).await;
     }
 }

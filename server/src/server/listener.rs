@@ -45,10 +45,7 @@ pub(crate) async fn serve<S, B>(
     limits: ListenerLimits,
     mut stop: watch::Receiver<bool>,
 ) where
-    S: Service<http::Request<Incoming>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + 'static,
+    S: Service<http::Request<Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     B: http_body::Body + Send + 'static,
@@ -158,10 +155,7 @@ impl Connection {
         io: TokioIo<TcpStream>,
         service: S,
     ) where
-        S: Service<http::Request<Incoming>, Response = http::Response<B>>
-            + Clone
-            + Send
-            + 'static,
+        S: Service<http::Request<Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
         S::Future: Send + 'static,
         S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
         B: http_body::Body + Send + 'static,
