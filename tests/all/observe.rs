@@ -120,3 +120,32 @@ async fn the_instance_view_shows_each_instance() -> Result<()> {
     assert!(list[0]["memory_bytes"].as_u64() > Some(0));
     Ok(())
 }
+
+/// Per-instance series are capped; the instance view still lists every
+/// instance.
+#[tokio::test(flavor = "multi_thread")]
+async fn per_instance_series_are_capped() -> Result<()> {
+    let server = Server::builder()
+        .env("FLOE_LIMITS__MAX_INSTANCE_SERIES", "2")
+        .start()?;
+    server
+        .deploy("hello", HELLO, &[("min_instances", "4")])
+        .await?;
+    crate::harness::eventually(
+        std::time::Duration::from_secs(20),
+        "four warm instances",
+        || async { Ok(server.client().info("hello").await?["instances"]["live"] == 4) },
+    )
+    .await?;
+    let text = crate::harness::get(&server.control_url("/metrics"))
+        .await?
+        .text();
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("floe_instance_invocations_total{"))
+        .count();
+    assert_eq!(series, 2, "{text}");
+    let view = server.client().instances("hello").await?;
+    assert_eq!(view["instances"].as_array().map_or(0, Vec::len), 4);
+    Ok(())
+}

@@ -25,6 +25,9 @@ pub struct LimitsConfig {
     pub max_versions: u32,
     /// Functions on this server.
     pub max_functions: u32,
+    /// Per-instance series (`floe_instance_*`) in one `/metrics` scrape, all
+    /// functions together; instances past it are in the instance view only.
+    pub max_instance_series: u32,
 }
 
 impl Default for LimitsConfig {
@@ -39,6 +42,7 @@ impl Default for LimitsConfig {
             max_concurrent_compiles: defaults::MAX_CONCURRENT_COMPILES,
             max_versions: defaults::MAX_VERSIONS,
             max_functions: defaults::MAX_FUNCTIONS,
+            max_instance_series: 256,
         }
     }
 }

@@ -399,6 +399,16 @@ impl Pool {
     pub fn instances(&self) -> Vec<InstanceView> {
         self.instances.lock().values().map(|s| s.view()).collect()
     }
+
+    /// The metering of at most `limit` live instances, by id.
+    pub fn meterings(&self, limit: usize) -> Vec<(u64, crate::metrics::MeterView)> {
+        self.instances
+            .lock()
+            .values()
+            .take(limit)
+            .map(|s| (s.id, s.meter.view()))
+            .collect()
+    }
 }
 
 /// Decrements a counter when dropped.

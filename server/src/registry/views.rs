@@ -116,26 +116,28 @@ impl Registry {
             .collect()
     }
 
-    /// Instance counts of every active pool, for `/metrics`.
+    /// Instance counts of every active pool, for `/metrics`, with the
+    /// metering of live instances up to `[limits] max_instance_series` in
+    /// all (the instance view has every instance): a scrape costs
+    /// O(functions) past that.
     pub fn pool_gauges(&self) -> Vec<PoolGauge> {
-        let active = self.active_functions();
-        let mut gauges: Vec<PoolGauge> = active
+        let mut active = self.active_functions();
+        active.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut series_left = self.config.limits.max_instance_series as usize;
+        active
             .iter()
-            .map(|f| PoolGauge {
-                function: f.name.as_arc().clone(),
-                version: f.version,
-                counts: f.pool.counts(),
-                states: f.pool.states(),
-                target: f.pool.floor(),
-                instances: f
-                    .pool
-                    .instances()
-                    .into_iter()
-                    .map(|i| (i.id, i.metering))
-                    .collect(),
+            .map(|f| {
+                let instances = f.pool.meterings(series_left);
+                series_left -= instances.len();
+                PoolGauge {
+                    function: f.name.as_arc().clone(),
+                    version: f.version,
+                    counts: f.pool.counts(),
+                    states: f.pool.states(),
+                    target: f.pool.floor(),
+                    instances,
+                }
             })
-            .collect();
-        gauges.sort_by(|a, b| a.function.cmp(&b.function));
-        gauges
+            .collect()
     }
 }
