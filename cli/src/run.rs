@@ -19,7 +19,8 @@ use std::process::ExitCode;
 /// Runs the command line with the process's arguments.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // Held to the end: dropping it flushes the lines still queued.
+    let _log = init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -45,14 +46,24 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Logs go to stderr through a writer thread: a slow or blocked stderr
+/// (a full pipe, a stalled log collector) never blocks a worker thread.
+/// Past `LOG_QUEUE` lines waiting, lines are dropped rather than waited for.
+fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
+    const LOG_QUEUE: usize = 64 * 1024;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_QUEUE)
+        .thread_name("floe-log")
+        .finish(std::io::stderr());
     let filter = tracing_subscriber::EnvFilter::try_from_env(env::LOG)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    guard
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config> {

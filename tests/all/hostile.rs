@@ -85,3 +85,29 @@ async fn an_instance_that_keeps_resources_after_its_call_is_not_reused() -> Resu
     assert_ne!(instance(&server).await?, first);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guest_output_past_its_rate_is_dropped_and_counted() -> Result<()> {
+    let server = Server::builder()
+        .env("FLOE_LIMITS__GUEST_LOG_RATE", "1")
+        .env("FLOE_LIMITS__GUEST_LOG_BURST", "10")
+        .start()?;
+    server
+        .deploy("hog", HOST_HOG, &[("reuse", "false")])
+        .await?;
+    assert_eq!(server.get("/hog/log?n=5000").await?.status, 200);
+    crate::harness::eventually(
+        std::time::Duration::from_secs(10),
+        "the dropped lines reported",
+        || async { Ok(server.log().contains("lines dropped (guest_log_rate)")) },
+    )
+    .await?;
+    let log = server.log();
+    let kept = log.lines().filter(|l| l.contains("line ")).count();
+    assert!((10..=12).contains(&kept), "{kept} guest lines logged");
+    assert!(
+        log.contains("dropped=4989") || log.contains("dropped=499"),
+        "{log}"
+    );
+    Ok(())
+}

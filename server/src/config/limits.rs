@@ -28,6 +28,11 @@ pub struct LimitsConfig {
     /// Per-instance series (`floe_instance_*`) in one `/metrics` scrape, all
     /// functions together; instances past it are in the instance view only.
     pub max_instance_series: u32,
+    /// Lines of stdout and stderr one instance may log per second; past it
+    /// (after a burst of `guest_log_burst`) lines are dropped and counted.
+    pub guest_log_rate: u32,
+    /// See `guest_log_rate`.
+    pub guest_log_burst: u32,
 }
 
 impl Default for LimitsConfig {
@@ -43,6 +48,8 @@ impl Default for LimitsConfig {
             max_versions: defaults::MAX_VERSIONS,
             max_functions: defaults::MAX_FUNCTIONS,
             max_instance_series: 256,
+            guest_log_rate: 100,
+            guest_log_burst: 1000,
         }
     }
 }

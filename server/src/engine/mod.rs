@@ -163,6 +163,7 @@ impl FloeEngine {
                 max_resources: config.engine.max_resources as usize,
                 max_field_bytes: config.engine.max_field_bytes.as_usize(),
                 outgoing_body_chunk: config.engine.outgoing_body_chunk.as_usize(),
+                log_rate: (config.limits.guest_log_rate, config.limits.guest_log_burst),
             },
             epoch_tick: config.engine.epoch_tick.0,
             outbound: Arc::new(host::outbound::Outbound::new(config.outbound.clone())),

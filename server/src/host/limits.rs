@@ -15,6 +15,8 @@ pub struct HostLimits {
     pub max_field_bytes: usize,
     /// One write to an outgoing body.
     pub outgoing_body_chunk: usize,
+    /// Guest log lines per second, and the burst.
+    pub log_rate: (u32, u32),
 }
 
 /// Caps the linear memory of one instance (all of its memories together) and

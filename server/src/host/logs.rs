@@ -1,5 +1,8 @@
 //! Guest stdout and stderr, captured into the server's log line by line and
-//! tagged with the function, version and instance that wrote them.
+//! tagged with the function, version and instance that wrote them. Each
+//! instance may log `guest_log_rate` lines a second (bursts of
+//! `guest_log_burst`); past it lines are dropped and counted, and the count
+//! is logged (`N lines dropped`) when lines flow again or the instance ends.
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -7,6 +10,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
@@ -32,8 +36,8 @@ impl Stream {
     }
 }
 
-/// Where a log line came from.
-#[derive(Clone, Debug)]
+/// Where a log line came from, and how many more it may write.
+#[derive(Debug)]
 pub struct LogSource {
     /// The function.
     pub function: Arc<str>,
@@ -41,6 +45,72 @@ pub struct LogSource {
     pub version: u64,
     /// The instance.
     pub instance: u64,
+    budget: Mutex<Budget>,
+}
+
+/// A token bucket of lines.
+#[derive(Debug)]
+struct Budget {
+    per_sec: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+    dropped: u64,
+}
+
+impl LogSource {
+    /// The source of one instance's lines, allowed `per_sec` lines a second
+    /// in bursts of `burst`.
+    pub fn new(function: Arc<str>, version: u64, instance: u64, per_sec: u32, burst: u32) -> Self {
+        Self {
+            function,
+            version,
+            instance,
+            budget: Mutex::new(Budget {
+                per_sec: f64::from(per_sec),
+                burst: f64::from(burst.max(1)),
+                tokens: f64::from(burst.max(1)),
+                last: Instant::now(),
+                dropped: 0,
+            }),
+        }
+    }
+
+    /// Takes one line from the budget: `None` when it is to be dropped,
+    /// else the lines dropped since the last one that went through.
+    fn take(&self) -> Option<u64> {
+        let mut b = self.budget.lock();
+        let now = Instant::now();
+        let refill = now.duration_since(b.last).as_secs_f64() * b.per_sec;
+        b.tokens = (b.tokens + refill).min(b.burst);
+        b.last = now;
+        if b.tokens < 1.0 {
+            b.dropped += 1;
+            return None;
+        }
+        b.tokens -= 1.0;
+        Some(std::mem::take(&mut b.dropped))
+    }
+
+    fn report_dropped(&self, dropped: u64) {
+        if dropped > 0 {
+            tracing::warn!(
+                target: "floe::guest",
+                function = %self.function,
+                version = self.version,
+                instance = self.instance,
+                dropped,
+                "{dropped} lines dropped (guest_log_rate)"
+            );
+        }
+    }
+}
+
+impl Drop for LogSource {
+    fn drop(&mut self) {
+        let dropped = self.budget.get_mut().dropped;
+        self.report_dropped(dropped);
+    }
 }
 
 /// A guest output stream that turns writes into `tracing` events, one per
@@ -76,6 +146,10 @@ impl GuestLog {
     }
 
     fn emit(&self, line: &[u8]) {
+        let Some(dropped) = self.source.take() else {
+            return;
+        };
+        self.source.report_dropped(dropped);
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches('\r');
         let s = &self.source;
@@ -131,6 +205,26 @@ impl OutputStream for GuestLog {
 
     fn check_write(&mut self) -> Result<usize, StreamError> {
         Ok(64 * 1024)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_past_the_budget_are_dropped_and_counted() {
+        let source = LogSource::new(Arc::from("f"), 1, 1, 0, 3);
+        assert_eq!(source.take(), Some(0));
+        assert_eq!(source.take(), Some(0));
+        assert_eq!(source.take(), Some(0));
+        assert_eq!(source.take(), None);
+        assert_eq!(source.take(), None);
+        assert_eq!(source.budget.lock().dropped, 2);
+        let refilled = LogSource::new(Arc::from("f"), 1, 1, 1_000_000, 1);
+        assert_eq!(refilled.take(), Some(0));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert_eq!(refilled.take(), Some(0));
     }
 }
 

@@ -72,11 +72,14 @@ impl Instance {
             id,
             armed: true,
         };
-        let source = Arc::new(LogSource {
-            function: pool.function.clone(),
-            version: pool.version,
-            instance: id,
-        });
+        let (per_sec, burst) = pool.ctx.engine.host_limits().log_rate;
+        let source = Arc::new(LogSource::new(
+            pool.function.clone(),
+            pool.version,
+            id,
+            per_sec,
+            burst,
+        ));
         let settings = &pool.settings;
         #[allow(unused_mut, reason = "mutated only with the gpu feature")]
         let mut state = StoreData::new(

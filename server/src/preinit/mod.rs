@@ -144,12 +144,15 @@ pub async fn initialize(
     })
 }
 
-fn log_source(function: &Arc<str>, version: u64) -> Arc<LogSource> {
-    Arc::new(LogSource {
-        function: function.clone(),
+fn log_source(engine: &FloeEngine, function: &Arc<str>, version: u64) -> Arc<LogSource> {
+    let (per_sec, burst) = engine.host_limits().log_rate;
+    Arc::new(LogSource::new(
+        function.clone(),
         version,
-        instance: next_instance_id(),
-    })
+        next_instance_id(),
+        per_sec,
+        burst,
+    ))
 }
 
 /// Instantiates `pre` in `store` and calls its `init`, within `deadline`.
@@ -202,7 +205,7 @@ async fn init_once(
     let timeout = settings.init_timeout.0;
     let deadline = after(Instant::now(), timeout);
     let state = StoreData::new(
-        log_source(function, version),
+        log_source(engine, function, version),
         settings.memory.as_usize(),
         engine.host_limits(),
         deadline,
@@ -243,7 +246,7 @@ async fn snapshot(
     let deadline = after(Instant::now(), timeout);
     let probe = EntropyProbe::new();
     let state = StoreData::for_snapshot(
-        log_source(function, version),
+        log_source(engine, function, version),
         settings.memory.as_usize(),
         engine.host_limits(),
         deadline,

@@ -8,6 +8,7 @@
 //! - `GET /requests`: builds outgoing requests (never sent), keeping them.
 //! - `GET /leak?n=N`: keeps N fields past the end of the request (in a
 //!   global), then answers 200.
+//! - `GET /log?n=N`: prints N lines to stdout.
 //! - anything else: answers `ok`.
 
 use floe_sdk::http::{Body, Request, Response, Result};
@@ -52,6 +53,18 @@ async fn handle(request: Request<Body>) -> Result<Response<Body>> {
                 .unwrap_or(1);
             LEAKED.with(|l| l.borrow_mut().extend((0..n).map(|_| Fields::new())));
             Ok(Response::new("leaked\n".into()))
+        }
+        "/log" => {
+            let n: usize = request
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("n="))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            for i in 0..n {
+                println!("line {i}");
+            }
+            Ok(Response::new("logged\n".into()))
         }
         _ => Ok(Response::new("ok\n".into())),
     }

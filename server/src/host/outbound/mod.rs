@@ -32,6 +32,7 @@ use parking_lot::RwLock;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
+use wasmtime_wasi_http::p2::bindings::http::types as p2;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 /// The data-plane hops a request has made, from its [`HOPS_HEADER`] (0 when
@@ -300,6 +301,23 @@ impl WasiHttpHooks for OutboundHooks {
 
     fn p2_outgoing_body_chunk_size(&mut self) -> usize {
         self.body_chunk
+    }
+
+    // The guest gets these errors as codes; a guest that fails requests in a
+    // loop must not flood the log with warnings, so they are debug lines.
+    fn p2_error_from_hyper(&mut self, err: &hyper::Error) -> p2::ErrorCode {
+        tracing::debug!(function = %self.policy.function, error = %err, "outbound request failed");
+        p2::ErrorCode::HttpProtocolError
+    }
+
+    fn p2_error_from_connect(&mut self, err: &std::io::Error) -> p2::ErrorCode {
+        tracing::debug!(function = %self.policy.function, error = %err, "outbound connect failed");
+        p2::ErrorCode::ConnectionRefused
+    }
+
+    fn p2_error_from_tls(&mut self, err: &std::io::Error) -> p2::ErrorCode {
+        tracing::debug!(function = %self.policy.function, error = %err, "outbound TLS failed");
+        p2::ErrorCode::TlsProtocolError
     }
 
     fn send_request(
