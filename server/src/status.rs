@@ -29,6 +29,8 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// Request body or upload too large.
     BodyTooLarge,
+    /// The request body did not arrive in time.
+    RequestTimeout,
     /// Request target too long.
     UriTooLong,
     /// Request head too large.
@@ -75,12 +77,13 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for metrics.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 26] = [
         Self::NotFound,
         Self::BadRequest,
         Self::Unauthorized,
         Self::MethodNotAllowed,
         Self::BodyTooLarge,
+        Self::RequestTimeout,
         Self::UriTooLong,
         Self::HeadersTooLarge,
         Self::InvalidComponent,
@@ -111,6 +114,7 @@ impl ErrorCode {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::InvalidComponent
@@ -141,6 +145,7 @@ impl ErrorCode {
             Self::Unauthorized => "unauthorized",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::BodyTooLarge => "body_too_large",
+            Self::RequestTimeout => "request_timeout",
             Self::UriTooLong => "uri_too_long",
             Self::HeadersTooLarge => "headers_too_large",
             Self::InvalidComponent => "invalid_component",
@@ -173,6 +178,7 @@ impl ErrorCode {
             Self::Unauthorized => "a valid bearer token is required",
             Self::MethodNotAllowed => "the method is not allowed here",
             Self::BodyTooLarge => "the request body is larger than this function accepts",
+            Self::RequestTimeout => "the request body did not arrive in time",
             Self::UriTooLong => "the request target is too long",
             Self::HeadersTooLarge => "the request head is too large",
             Self::InvalidComponent => "the component is not valid",
@@ -216,6 +222,7 @@ impl ErrorCode {
             | Self::Unauthorized
             | Self::MethodNotAllowed
             | Self::BodyTooLarge
+            | Self::RequestTimeout
             | Self::UriTooLong
             | Self::HeadersTooLarge
             | Self::InvalidComponent

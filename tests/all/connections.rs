@@ -97,3 +97,54 @@ async fn a_client_at_its_cap_loses_its_oldest_idle_connection() -> Result<()> {
     drop(others);
     Ok(())
 }
+
+/// Sends a request head promising `length` bytes of body and then only
+/// `sent` of them; the raw socket, to read the answer from.
+async fn stalled_upload(
+    server: &Server,
+    path: &str,
+    length: usize,
+    sent: usize,
+) -> Result<TcpStream> {
+    let mut socket = TcpStream::connect(server.data).await?;
+    let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n");
+    socket.write_all(head.as_bytes()).await?;
+    socket.write_all(&vec![b'z'; sent]).await?;
+    Ok(socket)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_body_is_cut_at_its_deadline_while_the_function_serves_others() -> Result<()> {
+    let server = Server::builder()
+        .env("FLOE_LIMITS__BODY_TIMEOUT", "500ms")
+        .start()?;
+    server
+        .deploy(
+            "echo",
+            floe_tests::fixtures::ECHO,
+            &[("max_instances", "1")],
+        )
+        .await?;
+    server
+        .deploy("events", floe_tests::fixtures::EVENT_ECHO, &[])
+        .await?;
+    // Four slow uploads against a function with one instance.
+    let mut slow = Vec::new();
+    for _ in 0..4 {
+        slow.push(stalled_upload(&server, "/echo/", 1000, 10).await?);
+    }
+    let event = stalled_upload(&server, "/events", 1000, 10).await?;
+    // The one instance is free for everyone else meanwhile.
+    for _ in 0..5 {
+        let r = server.get("/echo/x").await?;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    for mut socket in slow.into_iter().chain([event]) {
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), socket.read_to_end(&mut answer)).await??;
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        assert!(text.contains("request_timeout"), "{text}");
+    }
+    Ok(())
+}

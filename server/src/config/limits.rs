@@ -33,6 +33,16 @@ pub struct LimitsConfig {
     pub guest_log_rate: u32,
     /// See `guest_log_rate`.
     pub guest_log_burst: u32,
+    /// The first bytes of a request body (or all of a smaller one) are read
+    /// before an instance is taken, so that a slow upload holds a connection
+    /// but no instance.
+    pub body_buffer: ByteSize,
+    /// Time those first bytes (and a whole event payload) may take to
+    /// arrive, within the function's timeout; 408 past it.
+    pub body_timeout: HumanDuration,
+    /// Slowest average rate, per second, of the rest of a streamed request
+    /// body (after `body_timeout`); a slower body fails.
+    pub body_min_rate: ByteSize,
 }
 
 impl Default for LimitsConfig {
@@ -50,6 +60,9 @@ impl Default for LimitsConfig {
             max_instance_series: 256,
             guest_log_rate: 100,
             guest_log_burst: 1000,
+            body_buffer: ByteSize::kib(64),
+            body_timeout: HumanDuration(std::time::Duration::from_secs(10)),
+            body_min_rate: ByteSize::kib(1),
         }
     }
 }

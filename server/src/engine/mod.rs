@@ -119,6 +119,7 @@ pub struct FloeEngine {
     init_permits: Arc<Semaphore>,
     compile_timeout: Duration,
     host_limits: host::HostLimits,
+    limits: crate::config::LimitsConfig,
     epoch_tick: Duration,
     outbound: Arc<host::outbound::Outbound>,
     _epoch: EpochThread,
@@ -165,6 +166,7 @@ impl FloeEngine {
                 outgoing_body_chunk: config.engine.outgoing_body_chunk.as_usize(),
                 log_rate: (config.limits.guest_log_rate, config.limits.guest_log_burst),
             },
+            limits: config.limits.clone(),
             epoch_tick: config.engine.epoch_tick.0,
             outbound: Arc::new(host::outbound::Outbound::new(config.outbound.clone())),
             _epoch: epoch,
@@ -208,6 +210,11 @@ impl FloeEngine {
             function.clone(),
             metrics,
         ))
+    }
+
+    /// The server's `[limits]`.
+    pub fn limits(&self) -> &crate::config::LimitsConfig {
+        &self.limits
     }
 
     /// What bounds every instance's host state.

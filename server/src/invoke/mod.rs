@@ -10,6 +10,7 @@
 //! Callers route, parse and answer; they never touch a pool.
 
 mod body;
+mod prefix;
 mod request_id;
 mod respond;
 
@@ -54,8 +55,8 @@ impl std::fmt::Debug for Call<'_> {
 /// Why an event's payload could not be read.
 #[derive(Debug)]
 pub enum PayloadError {
-    /// It is larger than the function's `max_request_body` (counted as
-    /// the function's `body_too_large`).
+    /// It is larger than the function's `max_request_body`, or did not
+    /// arrive in time (counted under the error's code; answered with it).
     TooLarge(InvokeError),
     /// The client's body failed.
     Unreadable,
@@ -133,7 +134,17 @@ impl<'a> Call<'a> {
         let limit = self.body_limit();
         let exceeded = Arc::new(AtomicBool::new(false));
         let body = LimitedBody::new(request.into_body(), limit, exceeded.clone());
-        match body.collect().await {
+        let limits = self.function.pool.limits();
+        let by = self
+            .deadline()
+            .min(after(Instant::now(), limits.body_timeout.0));
+        let Ok(read) = tokio::time::timeout_at(by.into(), body.collect()).await else {
+            let waited = by.saturating_duration_since(self.start);
+            return Err(PayloadError::TooLarge(
+                self.failed(InvokeError::BodyTimeout(waited)),
+            ));
+        };
+        match read {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(_) if exceeded.load(Ordering::Relaxed) => Err(PayloadError::TooLarge(
                 self.failed(InvokeError::RequestBodyTooLarge { limit }),
@@ -155,9 +166,34 @@ impl<'a> Call<'a> {
             return Err(self.failed(InvokeError::LoopDetected { hops }));
         }
         let limit = self.body_limit();
-        let exceeded = Arc::new(AtomicBool::new(false));
-        let request = request.map(|body| LimitedBody::new(body, limit, exceeded.clone()));
         let deadline = self.deadline();
+        // The first bytes (all of a small body) come before an instance is
+        // taken: a slow upload holds a connection, not an instance.
+        let limits = self.function.pool.limits();
+        let (parts, body) = request.into_parts();
+        let body_deadline = deadline.min(after(Instant::now(), limits.body_timeout.0));
+        let read_ahead = limits.body_buffer.bytes().min(limit.saturating_add(1));
+        let body = match prefix::read_prefix(
+            body,
+            read_ahead,
+            body_deadline,
+            limits.body_min_rate.bytes(),
+        )
+        .await
+        {
+            Ok(body) => body,
+            Err(prefix::PrefixError::TimedOut) => {
+                let waited = body_deadline.saturating_duration_since(self.start);
+                return Err(self.failed(InvokeError::BodyTimeout(waited)));
+            }
+            Err(prefix::PrefixError::Failed) => {
+                return Err(self.failed(InvokeError::BadRequest(
+                    "reading the request body failed".into(),
+                )));
+            }
+        };
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let request = Request::from_parts(parts, LimitedBody::new(body, limit, exceeded.clone()));
         let result = async {
             let lease = self.function.pool.acquire(deadline).await?;
             Span::current().record("instance", lease.instance_id());

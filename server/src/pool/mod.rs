@@ -215,6 +215,11 @@ impl Pool {
         pool
     }
 
+    /// The server's `[limits]` (request bodies are read under them).
+    pub fn limits(&self) -> &crate::config::LimitsConfig {
+        self.ctx.engine.limits()
+    }
+
     /// Data-plane hops a request may have made before reaching this
     /// function (`[outbound] hop_limit`).
     pub fn hop_limit(&self) -> u32 {

@@ -44,6 +44,10 @@ pub enum InvokeError {
         /// The limit in bytes.
         limit: u64,
     },
+    /// The request body did not arrive within `body_timeout` (or the
+    /// function's timeout).
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(Duration),
     /// The request could not be handed to the guest.
     #[error("bad request: {0}")]
     BadRequest(String),
@@ -87,6 +91,7 @@ impl InvokeError {
             Self::GuestError(_) => ErrorCode::FunctionError,
             Self::RequestBodyTooLarge { .. } => ErrorCode::BodyTooLarge,
             Self::BadRequest(_) => ErrorCode::BadRequest,
+            Self::BodyTimeout(_) => ErrorCode::RequestTimeout,
             Self::ResponseTooLarge { .. } | Self::Internal(_) => ErrorCode::Internal,
             Self::NotHttp | Self::NotEvent => ErrorCode::MethodNotAllowed,
             Self::LoopDetected { .. } => ErrorCode::LoopDetected,
