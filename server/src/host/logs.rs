@@ -208,26 +208,6 @@ impl OutputStream for GuestLog {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lines_past_the_budget_are_dropped_and_counted() {
-        let source = LogSource::new(Arc::from("f"), 1, 1, 0, 3);
-        assert_eq!(source.take(), Some(0));
-        assert_eq!(source.take(), Some(0));
-        assert_eq!(source.take(), Some(0));
-        assert_eq!(source.take(), None);
-        assert_eq!(source.take(), None);
-        assert_eq!(source.budget.lock().dropped, 2);
-        let refilled = LogSource::new(Arc::from("f"), 1, 1, 1_000_000, 1);
-        assert_eq!(refilled.take(), Some(0));
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        assert_eq!(refilled.take(), Some(0));
-    }
-}
-
 #[async_trait::async_trait]
 impl Pollable for GuestLog {
     async fn ready(&mut self) {}
@@ -249,5 +229,25 @@ impl AsyncWrite for GuestLog {
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_past_the_budget_are_dropped_and_counted() {
+        let source = LogSource::new(Arc::from("f"), 1, 1, 0, 3);
+        assert_eq!(source.take(), Some(0));
+        assert_eq!(source.take(), Some(0));
+        assert_eq!(source.take(), Some(0));
+        assert_eq!(source.take(), None);
+        assert_eq!(source.take(), None);
+        assert_eq!(source.budget.lock().dropped, 2);
+        let refilled = LogSource::new(Arc::from("f"), 1, 1, 1_000_000, 1);
+        assert_eq!(refilled.take(), Some(0));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert_eq!(refilled.take(), Some(0));
     }
 }

@@ -35,7 +35,9 @@ async fn handle(request: Request<Body>) -> Result<Response<Body>> {
         "/pollables" => {
             let mut kept = Vec::new();
             loop {
-                kept.push(wasip2::clocks::monotonic_clock::subscribe_duration(1_000_000_000));
+                kept.push(wasip2::clocks::monotonic_clock::subscribe_duration(
+                    1_000_000_000,
+                ));
             }
         }
         "/requests" => {
