@@ -17,9 +17,6 @@
 //! | `manage` | the management commands and what they print |
 //! | `table` | plain text tables for the listings |
 #![deny(missing_docs)]
-// The server future `floe serve` spawns nests deeply (the GPU service's types
-// among others); proving it `Send` can exceed the default depth of 128.
-#![recursion_limit = "256"]
 
 mod args;
 pub mod client;

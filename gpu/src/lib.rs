@@ -110,11 +110,25 @@ pub struct Gpu {
     inner: Arc<Inner>,
 }
 
+/// The device, behind a trait object. wgpu's types refer to each other in
+/// cycles, and proving `Send`/`Sync` through them again in every crate that
+/// holds a [`Gpu`] inside a future can overflow the compiler's recursion
+/// limit; behind this object it is proven once, here.
+trait Opened: Send + Sync {
+    fn device(&self) -> &device::Device;
+}
+
+impl Opened for device::Device {
+    fn device(&self) -> &device::Device {
+        self
+    }
+}
+
 struct Inner {
     config: GpuConfig,
     /// The device; `None` after a loss until it is recreated. Jobs hold the
     /// lock while they run: first come, first served.
-    device: FairMutex<Option<Arc<device::Device>>>,
+    device: FairMutex<Option<Arc<dyn Opened>>>,
     /// Losses since the device last worked.
     recoveries: Mutex<u32>,
     info: AdapterInfo,
@@ -129,7 +143,7 @@ impl Gpu {
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
-                device: FairMutex::new(Some(Arc::new(device))),
+                device: FairMutex::new(Some(Arc::new(device) as Arc<dyn Opened>)),
                 recoveries: Mutex::new(0),
                 info,
             }),
@@ -157,17 +171,19 @@ impl Gpu {
             }
             *recoveries += 1;
             tracing::warn!(attempt = *recoveries, "recreating the lost GPU device");
-            *slot = Some(Arc::new(device::Device::open(&self.inner.config)?));
+            let opened: Arc<dyn Opened> = Arc::new(device::Device::open(&self.inner.config)?);
+            *slot = Some(opened);
         }
-        let device = slot
+        let opened = slot
             .clone()
             .ok_or_else(|| GpuError::Unavailable("no device".into()))?;
+        let device = opened.device();
         let result = if device.is_lost() {
             Err(GpuError::DeviceLost(
                 "the device was lost before the work".into(),
             ))
         } else {
-            job(&device)
+            job(device)
         };
         match &result {
             Err(GpuError::DeviceLost(reason)) => {
@@ -218,7 +234,7 @@ impl Gpu {
     /// Loses the device on purpose (for tests of recovery).
     pub fn lose_device_for_test(&self) {
         if let Some(device) = self.inner.device.lock().as_ref() {
-            device.destroy();
+            device.device().destroy();
         }
     }
 }

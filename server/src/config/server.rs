@@ -27,8 +27,8 @@ pub struct ServerConfig {
     /// Longest request target (path and query); 414 past it.
     pub max_uri_bytes: ByteSize,
     /// Connections one client address may hold open per listener; a client
-    /// over it loses its oldest connection that has not sent a request, or
-    /// is refused. 0: no cap.
+    /// over it loses its oldest connection with no request in flight, or is
+    /// refused. 0: no cap.
     pub max_connections_per_ip: usize,
     /// Time from accepting a connection to its first complete request head
     /// (the HTTP/2 preface included); the connection is closed past it.
@@ -54,7 +54,7 @@ impl Default for ServerConfig {
             drain_timeout: HumanDuration(defaults::DRAIN_TIMEOUT),
             max_header_bytes: defaults::MAX_HEADER_BYTES,
             max_uri_bytes: defaults::MAX_URI_BYTES,
-            max_connections_per_ip: 256,
+            max_connections_per_ip: 1000,
             header_timeout: HumanDuration(Duration::from_secs(10)),
             idle_timeout: HumanDuration(Duration::from_secs(60)),
             http2_keep_alive_interval: HumanDuration(Duration::from_secs(30)),

@@ -6,11 +6,14 @@
 //! the client a file descriptor and the server a connection slot. Here they
 //! lose: a connection that has not completed a request head within
 //! `header_timeout` is closed, and when the listener is full (or a client is
-//! at `max_connections_per_ip`) the oldest such connection is closed at once
-//! so that a client with a real request gets in.
+//! at `max_connections_per_ip`) its oldest connection with no request in
+//! flight (one that never sent a request first, else an idle keep-alive one)
+//! is closed at once so that a client with a real request gets in. Finding
+//! it scans the open connections, which happens only at the cap; serving a
+//! request costs nothing here beyond the connection's own counters.
 
 use parking_lot::Mutex;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -68,12 +71,43 @@ impl Activity {
     }
 }
 
+/// One open connection, as eviction sees it.
+#[derive(Debug)]
+struct Open {
+    ip: IpAddr,
+    close: CancellationToken,
+    activity: Arc<Activity>,
+}
+
 #[derive(Debug, Default)]
 struct State {
     next_id: u64,
     per_ip: HashMap<IpAddr, usize>,
-    /// Connections that have not sent a request, oldest first.
-    pending: VecDeque<(u64, IpAddr, CancellationToken)>,
+    /// Every open connection, oldest first.
+    open: BTreeMap<u64, Open>,
+}
+
+impl State {
+    /// Closes the oldest connection (of `ip`, when given) that has no
+    /// request in flight: one that never sent a request first, else an idle
+    /// keep-alive one. Whether there was one.
+    fn evict(&mut self, ip: Option<IpAddr>) -> bool {
+        let candidates = || {
+            self.open
+                .iter()
+                .filter(move |(_, o)| ip.is_none_or(|ip| o.ip == ip))
+                .filter(|(_, o)| !o.close.is_cancelled())
+        };
+        let victim = candidates()
+            .find(|(_, o)| !o.activity.started())
+            .or_else(|| candidates().find(|(_, o)| o.activity.idle_since().is_some()))
+            .map(|(id, _)| *id);
+        let Some(id) = victim else { return false };
+        if let Some(o) = self.open.get(&id) {
+            o.close.cancel();
+        }
+        true
+    }
 }
 
 /// The connections of one listener.
@@ -97,51 +131,53 @@ impl Connections {
     }
 
     /// Admits a connection from `ip`, closing the client's oldest connection
-    /// that has sent no request when it is at its cap. Refused when all of its
-    /// connections are serving.
+    /// with no request in flight when it is at its cap. Refused when all of
+    /// its connections are serving.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, AtCap> {
         let mut state = self.state.lock();
         let held = state.per_ip.get(&ip).copied().unwrap_or(0);
         if self.per_ip_cap > 0 && held >= self.per_ip_cap {
-            let oldest = state.pending.iter().position(|(_, from, _)| *from == ip);
-            match oldest.and_then(|i| state.pending.remove(i)) {
-                Some((_, _, close)) => close.cancel(),
-                None => return Err(AtCap),
+            // Connections already told to close count until they are gone.
+            let closing = state
+                .open
+                .values()
+                .filter(|o| o.ip == ip && o.close.is_cancelled())
+                .count();
+            if held.saturating_sub(closing) >= self.per_ip_cap && !state.evict(Some(ip)) {
+                return Err(AtCap);
             }
         }
         *state.per_ip.entry(ip).or_default() += 1;
         state.next_id += 1;
         let id = state.next_id;
         let close = CancellationToken::new();
-        state.pending.push_back((id, ip, close.clone()));
+        let activity = Arc::new(Activity::new());
+        state.open.insert(
+            id,
+            Open {
+                ip,
+                close: close.clone(),
+                activity: activity.clone(),
+            },
+        );
         Ok(Admitted {
             connections: self.clone(),
             id,
             ip,
             close,
-            activity: Arc::new(Activity::new()),
+            activity,
         })
     }
 
-    /// Closes the oldest connection that has sent no request; whether there
-    /// was one.
-    pub(crate) fn evict_oldest_pending(&self) -> bool {
-        let oldest = self.state.lock().pending.pop_front();
-        oldest.map(|(_, _, close)| close.cancel()).is_some()
-    }
-
-    fn no_longer_pending(&self, id: u64) {
-        let mut state = self.state.lock();
-        if let Some(i) = state.pending.iter().position(|(p, ..)| *p == id) {
-            state.pending.remove(i);
-        }
+    /// Closes the listener's oldest connection with no request in flight;
+    /// whether there was one.
+    pub(crate) fn evict_oldest_idle(&self) -> bool {
+        self.state.lock().evict(None)
     }
 
     fn closed(&self, id: u64, ip: IpAddr) {
         let mut state = self.state.lock();
-        if let Some(i) = state.pending.iter().position(|(p, ..)| *p == id) {
-            state.pending.remove(i);
-        }
+        state.open.remove(&id);
         if let Some(n) = state.per_ip.get_mut(&ip) {
             *n -= 1;
             if *n == 0 {
@@ -161,13 +197,6 @@ pub(crate) struct Admitted {
     pub(crate) close: CancellationToken,
     /// Its activity, updated by its service.
     pub(crate) activity: Arc<Activity>,
-}
-
-impl Admitted {
-    /// Its first request arrived: it can no longer be evicted.
-    pub(crate) fn serving(&self) {
-        self.connections.no_longer_pending(self.id);
-    }
 }
 
 impl Drop for Admitted {
@@ -195,13 +224,19 @@ mod tests {
         assert!(!elsewhere.close.is_cancelled());
         drop(first);
         // Both serving: nothing to close, refused.
-        second.serving();
-        third.serving();
+        second.activity.request_started();
+        third.activity.request_started();
         assert_eq!(c.admit(ip).err(), Some(AtCap));
+        // A keep-alive connection between requests may go.
+        second.activity.request_ended();
+        let fourth = c.admit(ip).unwrap();
+        assert!(second.close.is_cancelled());
         drop(second);
-        assert!(c.admit(ip).is_ok());
-        // The listener-wide eviction takes the oldest pending one.
-        assert!(c.evict_oldest_pending());
+        // The listener-wide eviction takes a never-used one first.
+        third.activity.request_ended();
+        assert!(c.evict_oldest_idle());
         assert!(elsewhere.close.is_cancelled());
+        assert!(!third.close.is_cancelled());
+        drop(fourth);
     }
 }

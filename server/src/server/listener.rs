@@ -80,7 +80,7 @@ pub(crate) async fn serve<S, B>(
             Ok(p) => p,
             Err(TryAcquireError::Closed) => break,
             Err(TryAcquireError::NoPermits) => {
-                connections.evict_oldest_pending();
+                connections.evict_oldest_idle();
                 tokio::select! {
                     p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
                     _ = stop.changed() => break,
@@ -163,11 +163,7 @@ impl Connection {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let activity = self.admitted.activity.clone();
-        let admitted = self.admitted.clone();
         let tracked = hyper::service::service_fn(move |request| {
-            if !activity.started() {
-                admitted.serving();
-            }
             activity.request_started();
             let answer = service.call(request);
             let activity = activity.clone();
@@ -197,7 +193,7 @@ impl Connection {
                     return;
                 }
                 _ = self.admitted.close.cancelled() => {
-                    tracing::debug!(listener = self.name, peer = %self.peer, "idle connection closed to make room");
+                    tracing::debug!(listener = self.name, peer = %self.peer, "connection with nothing in flight closed to make room");
                     return;
                 }
                 _ = self.draining.cancelled() => break true,
