@@ -47,27 +47,26 @@ async fn handle(request: Request<Body>) -> Result<Response<Body>> {
             }
         }
         "/leak" => {
-            let n: usize = request
-                .uri()
-                .query()
-                .and_then(|q| q.strip_prefix("n="))
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(1);
+            let n = count(&request);
             LEAKED.with(|l| l.borrow_mut().extend((0..n).map(|_| Fields::new())));
             Ok(Response::new("leaked\n".into()))
         }
         "/log" => {
-            let n: usize = request
-                .uri()
-                .query()
-                .and_then(|q| q.strip_prefix("n="))
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(1);
-            for i in 0..n {
+            for i in 0..count(&request) {
                 println!("line {i}");
             }
             Ok(Response::new("logged\n".into()))
         }
         _ => Ok(Response::new("ok\n".into())),
     }
+}
+
+/// The `n=N` of the query (1 without one).
+fn count(request: &Request<Body>) -> usize {
+    request
+        .uri()
+        .query()
+        .and_then(|q| q.strip_prefix("n="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
 }
