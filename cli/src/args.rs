@@ -18,6 +18,11 @@ pub(crate) struct Cli {
     /// Data directory of the server to talk to (default: from the configuration).
     #[arg(long, global = true)]
     pub(crate) data_dir: Option<PathBuf>,
+    /// PEM file of certificates to trust for an https control plane, beside
+    /// the public roots and the certificate the server records in its data
+    /// directory.
+    #[arg(long, global = true, env = env::CA, value_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }

@@ -2,14 +2,17 @@
 //!
 //! It finds the server the way the CLI does: `FLOE_URL` and `FLOE_TOKEN`, or
 //! the `control.url` and `token` files a running server keeps in its data
-//! directory.
+//! directory. Over HTTPS it trusts what [`Trust`] says: the public roots,
+//! `--ca`/`FLOE_CA`, and the certificate the server records in its data
+//! directory (see [`crate::tls`]).
 
+use crate::tls::Connector;
+pub use crate::tls::Trust;
 use bytes::Bytes;
 use floe::config::env;
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use std::path::Path;
@@ -30,6 +33,14 @@ pub enum ClientError {
         /// Why reading it failed.
         #[source]
         source: std::io::Error,
+    },
+    /// A certificate file to trust could not be read.
+    #[error("reading certificates from {path}: {reason}")]
+    Trust {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
     },
     /// The server could not be reached.
     #[error("talking to {url}: {source}")]
@@ -59,7 +70,7 @@ pub enum ClientError {
 pub struct ControlClient {
     base: String,
     token: String,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<Connector, Full<Bytes>>,
 }
 
 /// Percent-encodes a query component.
@@ -84,19 +95,31 @@ fn settings_query(settings: &[(String, String)]) -> String {
 }
 
 impl ControlClient {
-    /// A client for the server at `base` (`http://host:port`) using `token`.
+    /// A client for the server at `base` (`http://host:port` or
+    /// `https://host:port`, trusting the public roots) using `token`.
     pub fn new(base: &str, token: &str) -> Self {
+        Self::with_trust(base, token, &Trust::default())
+    }
+
+    /// A client for the server at `base` using `token`, trusting `trust`
+    /// over HTTPS.
+    pub fn with_trust(base: &str, token: &str, trust: &Trust) -> Self {
         Self {
             base: base.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
-            http: Client::builder(TokioExecutor::new()).build_http(),
+            http: Client::builder(TokioExecutor::new()).build(Connector::new(trust)),
         }
     }
 
     /// A client configured from `FLOE_URL`/`FLOE_TOKEN`, falling back to the
-    /// files in `data_dir`.
-    pub fn discover(data_dir: &Path) -> Result<Self, ClientError> {
+    /// files in `data_dir`, trusting the certificates in `ca` (a PEM file)
+    /// and, for the URL found in `data_dir`, the certificate recorded there.
+    pub fn discover(data_dir: &Path, ca: Option<&Path>) -> Result<Self, ClientError> {
         let (mut url, mut token) = (std::env::var(env::URL).ok(), std::env::var(env::TOKEN).ok());
+        let mut trust = Trust::default();
+        if let Some(ca) = ca {
+            trust.add_ca_file(ca)?;
+        }
         if url.is_none() || token.is_none() {
             let (file_url, file_token) =
                 floe::store::read_client_credentials(data_dir).map_err(|source| {
@@ -105,12 +128,17 @@ impl ControlClient {
                         source,
                     }
                 })?;
+            let pinned = floe::store::control_cert_file(data_dir);
+            if url.is_none() && file_url.starts_with("https:") && pinned.exists() {
+                trust.pin_file(&pinned)?;
+            }
             url.get_or_insert(file_url);
             token.get_or_insert(file_token);
         }
-        Ok(Self::new(
+        Ok(Self::with_trust(
             url.as_deref().unwrap_or_default(),
             token.as_deref().unwrap_or_default(),
+            &trust,
         ))
     }
 

@@ -10,6 +10,7 @@
 //! | module | owns |
 //! | --- | --- |
 //! | [`client`] | a client for the control plane, found from the data directory or `FLOE_URL`/`FLOE_TOKEN` |
+//! | [`tls`] | HTTPS to the control plane: the certificates trusted, the connector |
 //! | [`scaffold`] | `floe new`: projects from the templates in `cli/templates/` |
 //! | `args` | the command line's commands and flags (clap) |
 //! | `run` | the entry point: parse, log, run a command, report its error |
@@ -25,5 +26,6 @@ mod run;
 pub mod scaffold;
 mod serve;
 mod table;
+pub mod tls;
 
 pub use run::main;

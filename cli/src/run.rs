@@ -97,7 +97,7 @@ async fn run(cli: Cli) -> Result<()> {
                 Some(dir) => dir,
                 None => load_config(cli.config.as_deref())?.server.data_dir,
             };
-            let client = ControlClient::discover(&data_dir)?;
+            let client = ControlClient::discover(&data_dir, cli.ca.as_deref())?;
             manage::manage(&client, command).await
         }
     }

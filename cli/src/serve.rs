@@ -1,5 +1,9 @@
 //! `floe serve`: the server, from the [`floe`] library, until a signal.
-#![expect(clippy::print_stdout, reason = "this is the command line's output")]
+#![expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "this is the command line's output"
+)]
 
 use anyhow::{Context, Result};
 use floe::{Config, Floe};
@@ -34,13 +38,10 @@ pub(crate) async fn serve(config: Config, deploys: Vec<(String, String)>) -> Res
         );
     }
     let listening = floe.bind().await?;
+    println!("floe: data plane listening on {}", listening.data_url());
     println!(
-        "floe: data plane listening on http://{}",
-        listening.data_addr()
-    );
-    println!(
-        "floe: control plane listening on http://{}",
-        listening.control_addr()
+        "floe: control plane listening on {}",
+        listening.control_url()
     );
     // The token itself never goes to the output (container logs keep it).
     let token_file = data_dir.join("token");

@@ -15,7 +15,7 @@
 //!
 //! | layer | module | owns |
 //! | --- | --- | --- |
-//! | wiring | `server` | [`Floe`]: the pieces built once, in order; listeners |
+//! | wiring | `server` | [`Floe`]: the pieces built once, in order; listeners (HTTP, HTTPS) |
 //! | front ends | [`api`] | the control plane |
 //! | | [`dataplane`] | routing requests to functions |
 //! | | [`invocations`] | async invocations; events that arrive over HTTP |
@@ -62,4 +62,4 @@ pub mod status;
 pub mod store;
 
 pub use config::Config;
-pub use server::{Floe, Listening, StartError};
+pub use server::{Floe, Listening, StartError, TlsError};

@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 
 /// Whether the server has closed `socket`: a read that ends (or fails)
 /// within `within`.
-async fn closed(socket: &mut TcpStream, within: Duration) -> bool {
+pub(crate) async fn closed(socket: &mut TcpStream, within: Duration) -> bool {
     let mut buf = [0u8; 256];
     loop {
         match tokio::time::timeout(within, socket.read(&mut buf)).await {

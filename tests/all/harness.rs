@@ -1,8 +1,10 @@
-//! Starting real floe servers and talking to them over loopback HTTP.
+//! Starting real floe servers and talking to them over loopback HTTP. (The
+//! HTTPS tests bring their own TLS client, in `tls.rs`; the control-plane
+//! client here speaks both.)
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
-use floe_cli::client::ControlClient;
+use floe_cli::client::{ControlClient, Trust};
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -47,6 +49,10 @@ pub(crate) struct Server {
     pub(crate) data: SocketAddr,
     /// Control plane address.
     pub(crate) control: SocketAddr,
+    /// `http` or `https`, per plane.
+    pub(crate) data_scheme: String,
+    /// See `data_scheme`.
+    pub(crate) control_scheme: String,
     /// The control-plane token.
     pub(crate) token: String,
     stdout: mpsc::Receiver<String>,
@@ -116,6 +122,8 @@ impl ServerBuilder {
             args: self.args,
             data: SocketAddr::from(([127, 0, 0, 1], 0)),
             control: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_scheme: "http".to_owned(),
+            control_scheme: "http".to_owned(),
             token: String::new(),
             stdout: mpsc::channel().1,
         };
@@ -184,12 +192,17 @@ impl Server {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.stdout.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(a) = line.strip_prefix("floe: data plane listening on http://") {
-                        data = Some(a.parse()?);
-                    } else if let Some(a) =
-                        line.strip_prefix("floe: control plane listening on http://")
-                    {
-                        control = Some(a.parse()?);
+                    let url = |plane: &str| {
+                        line.strip_prefix(&format!("floe: {plane} plane listening on "))
+                            .and_then(|url| url.split_once("://"))
+                            .map(|(scheme, addr)| (scheme.to_owned(), addr.to_owned()))
+                    };
+                    if let Some((scheme, addr)) = url("data") {
+                        self.data_scheme = scheme;
+                        data = Some(addr.parse()?);
+                    } else if let Some((scheme, addr)) = url("control") {
+                        self.control_scheme = scheme;
+                        control = Some(addr.parse()?);
                     }
                 }
                 Err(_) => {
@@ -214,17 +227,26 @@ impl Server {
 
     /// A data-plane URL.
     pub(crate) fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.data)
+        format!("{}://{}{path}", self.data_scheme, self.data)
     }
 
     /// A control-plane URL.
     pub(crate) fn control_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.control)
+        format!("{}://{}{path}", self.control_scheme, self.control)
     }
 
-    /// A control-plane client with the server's token.
+    /// A control-plane client with the server's token; over HTTPS it trusts
+    /// the certificate the server records in its data directory, as the CLI
+    /// does.
     pub(crate) fn client(&self) -> ControlClient {
-        ControlClient::new(&format!("http://{}", self.control), &self.token)
+        let mut trust = Trust::default();
+        let pinned = floe::store::control_cert_file(&self.data_dir());
+        if self.control_scheme == "https" {
+            trust
+                .pin_file(&pinned)
+                .unwrap_or_else(|e| panic!("the server's certificate: {e}"));
+        }
+        ControlClient::with_trust(&self.control_url(""), &self.token, &trust)
     }
 
     /// Kills the server with SIGKILL and waits for it to be gone.

@@ -32,3 +32,4 @@ mod python;
 mod scaffold;
 mod scaling;
 mod sdk;
+mod tls;

@@ -19,6 +19,10 @@ pub const URL: &str = "FLOE_URL";
 /// The control-plane bearer token the CLI sends (otherwise read from the data
 /// directory).
 pub const TOKEN: &str = "FLOE_TOKEN";
+/// A PEM file of certificates the CLI trusts for an https control plane
+/// (beside the public roots and the certificate the server records in its
+/// data directory).
+pub const CA: &str = "FLOE_CA";
 /// A configuration file to use instead of the embedded default.
 pub const CONFIG: &str = "FLOE_CONFIG";
 /// Log filter, in `tracing_subscriber::EnvFilter` syntax (default `info`).

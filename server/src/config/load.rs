@@ -204,6 +204,10 @@ impl Config {
                 "server.http2_keep_alive_timeout",
                 self.server.http2_keep_alive_timeout,
             ),
+            (
+                "server.tls_reload_interval",
+                self.server.tls_reload_interval,
+            ),
             ("outbound.connect_timeout", self.outbound.connect_timeout),
             (
                 "outbound.first_byte_timeout",
@@ -234,6 +238,31 @@ impl Config {
         }
         if self.outbound.hop_limit == 0 {
             return Err(("outbound.hop_limit", "must be at least 1".into()));
+        }
+        let server = &self.server;
+        for (cert_key, key_key, cert, key) in [
+            (
+                "server.tls_cert",
+                "server.tls_key",
+                &server.tls_cert,
+                &server.tls_key,
+            ),
+            (
+                "server.control_tls_cert",
+                "server.control_tls_key",
+                &server.control_tls_cert,
+                &server.control_tls_key,
+            ),
+        ] {
+            match (cert.as_os_str().is_empty(), key.as_os_str().is_empty()) {
+                (false, true) => {
+                    return Err((key_key, format!("must be set with {cert_key}")));
+                }
+                (true, false) => {
+                    return Err((cert_key, format!("must be set with {key_key}")));
+                }
+                _ => {}
+            }
         }
         if self.server.max_header_bytes < ByteSize::kib(8) {
             return Err(("server.max_header_bytes", "must be at least 8KiB".into()));
@@ -300,6 +329,23 @@ mod tests {
             }
         }
         assert!(seen >= 1);
+    }
+
+    #[test]
+    fn a_tls_certificate_needs_its_key() {
+        let err = Config::from_toml("t", "[server]\ntls_cert = \"c.pem\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("server.tls_key"), "{err}");
+        let err =
+            Config::from_toml("t", "[server]\ncontrol_tls_key = \"k.pem\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("server.control_tls_cert"), "{err}");
+        let c = Config::from_toml(
+            "t",
+            "[server]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n",
+            &[],
+        )
+        .unwrap();
+        let data = c.server.data_tls().unwrap();
+        assert_eq!(c.server.control_tls(), Some(data));
     }
 
     #[test]

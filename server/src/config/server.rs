@@ -1,12 +1,12 @@
-//! `[server]`: listeners, data directory, connection limits.
+//! `[server]`: listeners, data directory, connection limits, TLS.
 
 use super::{ByteSize, HumanDuration, defaults};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// `[server]`: listeners, data directory, connection limits.
+/// `[server]`: listeners, data directory, connection limits, TLS.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -41,6 +41,36 @@ pub struct ServerConfig {
     pub http2_keep_alive_interval: HumanDuration,
     /// See `http2_keep_alive_interval`.
     pub http2_keep_alive_timeout: HumanDuration,
+    /// PEM file with the certificate chain both listeners serve over TLS
+    /// (leaf first). Empty, with `tls_key`: plain HTTP.
+    pub tls_cert: PathBuf,
+    /// PEM file with the private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: PathBuf,
+    /// The control plane's own certificate chain; empty, with
+    /// `control_tls_key`: the control plane uses `tls_cert` and `tls_key`.
+    pub control_tls_cert: PathBuf,
+    /// The private key of `control_tls_cert`.
+    pub control_tls_key: PathBuf,
+    /// How often the modification times of the TLS files are checked; a
+    /// changed pair is loaded without a restart.
+    pub tls_reload_interval: HumanDuration,
+}
+
+impl ServerConfig {
+    /// The data plane's certificate and key files, when it serves TLS.
+    pub fn data_tls(&self) -> Option<(&Path, &Path)> {
+        pair(&self.tls_cert, &self.tls_key)
+    }
+
+    /// The control plane's certificate and key files, when it serves TLS:
+    /// its own pair, else the data plane's.
+    pub fn control_tls(&self) -> Option<(&Path, &Path)> {
+        pair(&self.control_tls_cert, &self.control_tls_key).or_else(|| self.data_tls())
+    }
+}
+
+fn pair<'a>(cert: &'a Path, key: &'a Path) -> Option<(&'a Path, &'a Path)> {
+    (!cert.as_os_str().is_empty() && !key.as_os_str().is_empty()).then_some((cert, key))
 }
 
 impl Default for ServerConfig {
@@ -59,6 +89,11 @@ impl Default for ServerConfig {
             idle_timeout: HumanDuration(Duration::from_secs(60)),
             http2_keep_alive_interval: HumanDuration(Duration::from_secs(30)),
             http2_keep_alive_timeout: HumanDuration(Duration::from_secs(20)),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            control_tls_cert: PathBuf::new(),
+            control_tls_key: PathBuf::new(),
+            tls_reload_interval: HumanDuration(Duration::from_secs(10)),
         }
     }
 }

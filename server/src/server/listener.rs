@@ -1,8 +1,15 @@
 //! The accept loop shared by the data and control planes: a bounded number of
 //! connections (per listener and per client address, see
-//! [`connections`](super::connections)), HTTP/1.1 and HTTP/2 (cleartext),
-//! each connection watched for its first request, its idle time and the
-//! server's stop, and a graceful stop.
+//! [`connections`](super::connections)), HTTP/1.1 and HTTP/2, in cleartext or
+//! over TLS ([`tls`](super::tls)), each connection watched for its first
+//! request, its idle time and the server's stop, and a graceful stop.
+//!
+//! The accept loop only accepts: a TLS handshake runs in the connection's own
+//! task, within the same `header_timeout` (counted from accept) as the first
+//! request head, and a connection in its handshake has not sent a request, so
+//! it is closed first to make room. A client that opens sockets and never
+//! finishes a handshake costs the server what one that never sends a request
+//! does.
 
 use super::connections::{Admitted, Connections};
 use hyper::body::Incoming;
@@ -12,8 +19,11 @@ use hyper_util::server::conn::auto;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, TryAcquireError, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -36,13 +46,15 @@ pub(crate) struct ListenerLimits {
     pub drain_timeout: Duration,
 }
 
-/// Serves `listener` with `service` until `stop` turns true, then waits up to
-/// `drain_timeout` for open connections to finish their requests.
+/// Serves `listener` with `service` (over TLS when `tls` is given) until
+/// `stop` turns true, then waits up to `drain_timeout` for open connections
+/// to finish their requests.
 pub(crate) async fn serve<S, B>(
     name: &'static str,
     listener: TcpListener,
     service: S,
     limits: ListenerLimits,
+    tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) where
     S: Service<http::Request<Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
@@ -117,10 +129,22 @@ pub(crate) async fn serve<S, B>(
         };
         let builder = builder.clone();
         let service = service.clone();
+        let tls = tls.clone();
         tasks.spawn(async move {
-            connection
-                .run(&builder, TokioIo::new(stream), service)
-                .await;
+            match tls {
+                None => {
+                    connection
+                        .run(&builder, TokioIo::new(stream), service)
+                        .await;
+                }
+                Some(tls) => {
+                    if let Some(stream) = connection.handshake(&tls, stream).await {
+                        connection
+                            .run(&builder, TokioIo::new(stream), service)
+                            .await;
+                    }
+                }
+            }
             drop(permit);
         });
     }
@@ -149,12 +173,38 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run<S, B>(
-        self,
-        builder: &auto::Builder<TokioExecutor>,
-        io: TokioIo<TcpStream>,
-        service: S,
-    ) where
+    /// Runs the TLS handshake, until `header_timeout` after accept at most;
+    /// the connection is given up (`None`) when it fails, runs out of time,
+    /// is closed to make room or the server stops.
+    async fn handshake(
+        &self,
+        tls: &TlsAcceptor,
+        stream: TcpStream,
+    ) -> Option<TlsStream<TcpStream>> {
+        let deadline = self.admitted.activity.born() + self.limits.header_timeout;
+        tokio::select! {
+            result = tls.accept(stream) => match result {
+                Ok(stream) => Some(stream),
+                Err(e) => {
+                    tracing::debug!(listener = self.name, peer = %self.peer, error = %e, "TLS handshake failed");
+                    None
+                }
+            },
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                tracing::debug!(listener = self.name, peer = %self.peer, "no TLS handshake within header_timeout; closing");
+                None
+            }
+            _ = self.admitted.close.cancelled() => {
+                tracing::debug!(listener = self.name, peer = %self.peer, "connection in its TLS handshake closed to make room");
+                None
+            }
+            _ = self.draining.cancelled() => None,
+        }
+    }
+
+    async fn run<I, S, B>(self, builder: &auto::Builder<TokioExecutor>, io: TokioIo<I>, service: S)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         S: Service<http::Request<Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
         S::Future: Send + 'static,
         S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,

@@ -5,6 +5,11 @@
 //! [`Floe::handle`] and mount [`Floe::control_plane`] in its own router, or
 //! let floe own its listeners with [`Floe::bind`].
 //!
+//! With `tls_cert` and `tls_key` (or the control plane's own pair) set, the
+//! listeners serve HTTPS only; the pairs are loaded by [`Floe::new`], so a
+//! file that does not load stops startup, and [`Floe::bind`] starts the
+//! tasks that reload them when the files change (see `tls`).
+//!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
 //! let config = floe::Config::load(None, std::env::vars())?;
@@ -18,6 +23,9 @@
 
 mod connections;
 mod listener;
+mod tls;
+
+pub use tls::TlsError;
 
 use crate::api::{self, ApiState, Token};
 use crate::config::Config;
@@ -38,6 +46,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+use tls::ReloadingKey;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -72,6 +81,15 @@ pub enum StartError {
     /// The async invocation store could not be opened.
     #[error("opening the async invocation store: {0}")]
     Invocations(#[source] std::io::Error),
+    /// A TLS certificate or key could not be loaded.
+    #[error("loading the {plane} plane's TLS certificate: {source}")]
+    Tls {
+        /// `data` or `control`.
+        plane: &'static str,
+        /// What is wrong.
+        #[source]
+        source: Box<TlsError>,
+    },
     /// A function given at startup could not be read.
     #[error("reading {path}: {source}")]
     ReadComponent {
@@ -102,6 +120,50 @@ struct Inner {
     token_created: bool,
     draining: Arc<AtomicBool>,
     janitor: JoinHandle<()>,
+    tls: Tls,
+}
+
+/// The certificate pairs of the listeners; the same pair for both when the
+/// control plane has none of its own.
+struct Tls {
+    data: Option<Arc<ReloadingKey>>,
+    control: Option<Arc<ReloadingKey>>,
+}
+
+impl Tls {
+    fn load(server: &crate::config::ServerConfig) -> Result<Self, StartError> {
+        let open = |plane, pair: Option<(&Path, &Path)>| {
+            pair.map(|(cert, key)| ReloadingKey::open(cert, key))
+                .transpose()
+                .map_err(|source| StartError::Tls {
+                    plane,
+                    source: Box::new(source),
+                })
+        };
+        let data = open("data", server.data_tls())?;
+        let control = if server.control_tls() == server.data_tls() {
+            data.clone()
+        } else {
+            open("control", server.control_tls())?
+        };
+        Ok(Self { data, control })
+    }
+
+    fn acceptor(
+        plane: &'static str,
+        pair: Option<&Arc<ReloadingKey>>,
+    ) -> Result<Option<tokio_rustls::TlsAcceptor>, StartError> {
+        pair.map(ReloadingKey::acceptor)
+            .transpose()
+            .map_err(|source| StartError::Tls {
+                plane,
+                source: Box::new(source),
+            })
+    }
+}
+
+fn scheme<T>(tls: &Option<T>) -> &'static str {
+    if tls.is_some() { "https" } else { "http" }
 }
 
 impl Drop for Inner {
@@ -127,6 +189,12 @@ impl Floe {
     pub async fn new(config: Config) -> Result<Self, StartError> {
         config.check()?;
         let config = Arc::new(config);
+        let tls = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || Tls::load(&config.server))
+                .await
+                .map_err(|e| StartError::Registry(RegistryError::Internal(e)))??
+        };
         let root = config.server.data_dir.clone();
         let store = Arc::new(
             tokio::task::spawn_blocking(move || FunctionStore::open(&root))
@@ -180,6 +248,7 @@ impl Floe {
                 token_created,
                 draining: Arc::new(AtomicBool::new(false)),
                 janitor,
+                tls,
             }),
         })
     }
@@ -275,9 +344,15 @@ impl Floe {
         let outbound = self.inner.registry.engine().outbound();
         outbound.add_listener(Listener::Data, data_addr);
         outbound.add_listener(Listener::Control, control_addr);
-        self.inner
-            .store
-            .write_control_url(&format!("http://{control_addr}"))?;
+        let tls = &self.inner.tls;
+        let data_tls = Tls::acceptor("data", tls.data.as_ref())?;
+        let control_tls = Tls::acceptor("control", tls.control.as_ref())?;
+        let (data_scheme, control_scheme) = (scheme(&data_tls), scheme(&control_tls));
+        // The CLI finds the control plane, and the certificate to trust,
+        // in the data directory.
+        let store = &self.inner.store;
+        store.write_control_cert(tls.control.as_ref().map(|c| c.chain_pem()).as_deref())?;
+        store.write_control_url(&format!("{control_scheme}://{control_addr}"))?;
 
         let limits = ListenerLimits {
             max_connections: server.max_connections,
@@ -298,14 +373,49 @@ impl Floe {
             async move { Ok::<_, Infallible>(dataplane.handle(request).await) }
         });
         let control_service = hyper_util::service::TowerToHyperService::new(self.control_plane());
-        let tasks = vec![
-            tokio::spawn(serve("data", data, data_service, limits, stop_rx.clone())),
-            tokio::spawn(serve("control", control, control_service, limits, stop_rx)),
+        let mut tasks = vec![
+            tokio::spawn(serve(
+                "data",
+                data,
+                data_service,
+                limits,
+                data_tls,
+                stop_rx.clone(),
+            )),
+            tokio::spawn(serve(
+                "control",
+                control,
+                control_service,
+                limits,
+                control_tls,
+                stop_rx.clone(),
+            )),
         ];
-        tracing::info!(%data_addr, %control_addr, "listening");
+        let interval = server.tls_reload_interval.0;
+        if let Some(control) = &tls.control {
+            let store = self.inner.store.clone();
+            let record = move |key: &ReloadingKey| {
+                if let Err(err) = store.write_control_cert(Some(&key.chain_pem())) {
+                    tracing::warn!(%err, "recording the control plane's new certificate for the CLI");
+                }
+            };
+            tasks.push(tokio::spawn(control.clone().watch(
+                interval,
+                stop_rx.clone(),
+                record,
+            )));
+        }
+        if let Some(data) = &tls.data
+            && !tls.control.as_ref().is_some_and(|c| Arc::ptr_eq(c, data))
+        {
+            tasks.push(tokio::spawn(data.clone().watch(interval, stop_rx, |_| {})));
+        }
+        tracing::info!(%data_addr, %control_addr, data_scheme, control_scheme, "listening");
         Ok(Listening {
             data_addr,
             control_addr,
+            data_scheme,
+            control_scheme,
             stop: stop_tx,
             tasks,
             floe: self.clone(),
@@ -318,6 +428,8 @@ impl Floe {
 pub struct Listening {
     data_addr: SocketAddr,
     control_addr: SocketAddr,
+    data_scheme: &'static str,
+    control_scheme: &'static str,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     floe: Floe,
@@ -332,6 +444,16 @@ impl Listening {
     /// Where the control plane listens.
     pub fn control_addr(&self) -> SocketAddr {
         self.control_addr
+    }
+
+    /// The data plane's base URL: `https://` when it serves TLS.
+    pub fn data_url(&self) -> String {
+        format!("{}://{}", self.data_scheme, self.data_addr)
+    }
+
+    /// The control plane's base URL: `https://` when it serves TLS.
+    pub fn control_url(&self) -> String {
+        format!("{}://{}", self.control_scheme, self.control_addr)
     }
 
     /// Stops accepting, lets in-flight requests finish within the drain

@@ -5,6 +5,7 @@
 //! data_dir/
 //!   token                       control-plane bearer token (0600)
 //!   control.url                 where the control plane listens (for the CLI)
+//!   control.pem                 the certificates it serves, when over TLS (for the CLI)
 //!   functions/{name}.json       FunctionRecord: versions, active, settings
 //!   blobs/{hex}.wasm            uploaded component bytes, named by digest
 //!   artifacts/{engine}/{hex}.cwasm  compiled code for one engine build
@@ -131,6 +132,7 @@ fn lock(root: &Path) -> Result<fs::File, StoreError> {
 
 const TOKEN_FILE: &str = "token";
 const CONTROL_URL_FILE: &str = "control.url";
+const CONTROL_CERT_FILE: &str = "control.pem";
 
 impl FunctionStore {
     /// Opens (creating if needed) the store at `root`, and empties its
@@ -351,6 +353,25 @@ impl FunctionStore {
     pub fn write_control_url(&self, url: &str) -> Result<(), StoreError> {
         self.write(&self.root.join(CONTROL_URL_FILE), url.as_bytes())
     }
+
+    /// Records the certificate chain the control plane serves (PEM), for the
+    /// CLI to trust; `None` when it serves plain HTTP.
+    pub fn write_control_cert(&self, pem: Option<&str>) -> Result<(), StoreError> {
+        let path = control_cert_file(&self.root);
+        match pem {
+            Some(pem) => self.write(&path, pem.as_bytes()),
+            None => match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("removing", &path)(e)),
+                _ => Ok(()),
+            },
+        }
+    }
+}
+
+/// Where a server in `data_dir` records the certificates its control plane
+/// serves over TLS (absent when it serves plain HTTP).
+pub fn control_cert_file(data_dir: &Path) -> PathBuf {
+    data_dir.join(CONTROL_CERT_FILE)
 }
 
 /// Reads the control-plane URL and token a server left in `data_dir`.
