@@ -19,7 +19,7 @@ pub(crate) async fn serve(config: Config, deploys: Vec<(String, String)>) -> Res
     if let Ok(got) = rlimit::increase_nofile_limit(wanted)
         && got < wanted
     {
-        println!(
+        eprintln!(
             "floe: warning: open files are limited to {got}, fewer than max_connections ({}) needs on both listeners; raise `ulimit -n`",
             config.server.max_connections
         );
