@@ -15,13 +15,12 @@ pub(crate) async fn serve(config: Config, deploys: Vec<(String, String)>) -> Res
     let data_dir = config.server.data_dir.clone();
     // Every connection is a file descriptor: take all the process may have
     // (the soft limit is often 1,024, far below `max_connections`).
-    let wanted = (config.server.max_connections as u64).saturating_mul(2) + 1024;
-    if let Ok(got) = rlimit::increase_nofile_limit(wanted)
-        && got < wanted
+    let connections = config.server.max_connections as u64;
+    if let Ok(got) = rlimit::increase_nofile_limit(connections.saturating_mul(2) + 1024)
+        && got < connections + 256
     {
         eprintln!(
-            "floe: warning: open files are limited to {got}, fewer than max_connections ({}) needs on both listeners; raise `ulimit -n`",
-            config.server.max_connections
+            "floe: warning: open files are limited to {got}, too few for max_connections ({connections}); raise `ulimit -n`"
         );
     }
     let floe = Floe::new(config).await?;

@@ -73,8 +73,9 @@ async fn an_instance_that_keeps_resources_after_its_call_is_not_reused() -> Resu
     let first = instance(&server).await?;
     assert!(first.is_some());
     assert_eq!(instance(&server).await?, first);
-    // A call that leaves fields behind retires it.
-    assert_eq!(server.get("/hog/leak?n=10").await?.status, 200);
+    // A call that leaves more fields behind than `max_kept_resources` (128)
+    // retires it.
+    assert_eq!(server.get("/hog/leak?n=200").await?.status, 200);
     crate::harness::eventually(
         std::time::Duration::from_secs(10),
         "the leaking instance to be gone",

@@ -54,6 +54,10 @@ pub struct EngineConfig {
     /// With `max_field_bytes` it bounds the host memory a guest can make the
     /// server hold.
     pub max_resources: u32,
+    /// Host resources an instance may keep from one call to the next beyond
+    /// what it held after its first call; an instance past it is retired
+    /// after its call instead of reused.
+    pub max_kept_resources: u32,
     /// Largest in-memory size of one wasi-http `fields` (header map).
     pub max_field_bytes: ByteSize,
     /// Largest write to an outgoing HTTP body stream (one chunk is
@@ -76,6 +80,7 @@ impl Default for EngineConfig {
             table_keep_resident: defaults::TABLE_KEEP_RESIDENT,
             decommit_batch_size: defaults::DECOMMIT_BATCH_SIZE,
             max_resources: 1024,
+            max_kept_resources: 128,
             max_field_bytes: ByteSize::kib(16),
             outgoing_body_chunk: ByteSize::kib(64),
         }

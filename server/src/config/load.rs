@@ -225,6 +225,12 @@ impl Config {
         if self.engine.max_resources < 64 {
             return Err(("engine.max_resources", "must be at least 64".into()));
         }
+        if self.engine.max_kept_resources >= self.engine.max_resources {
+            return Err((
+                "engine.max_kept_resources",
+                "must be less than engine.max_resources".into(),
+            ));
+        }
         for (key, value) in [
             ("engine.max_field_bytes", self.engine.max_field_bytes),
             (

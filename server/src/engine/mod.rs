@@ -162,6 +162,7 @@ impl FloeEngine {
             host_limits: host::HostLimits {
                 table_elements: config.engine.table_elements as usize,
                 max_resources: config.engine.max_resources as usize,
+                max_kept_resources: config.engine.max_kept_resources as usize,
                 max_field_bytes: config.engine.max_field_bytes.as_usize(),
                 outgoing_body_chunk: config.engine.outgoing_body_chunk.as_usize(),
                 log_rate: (config.limits.guest_log_rate, config.limits.guest_log_burst),

@@ -11,6 +11,9 @@ pub struct HostLimits {
     pub table_elements: usize,
     /// Entries in the resource table.
     pub max_resources: usize,
+    /// Resources an instance may keep between calls beyond what it held
+    /// after its first; more and it is retired.
+    pub max_kept_resources: usize,
     /// In-memory size of one wasi-http `fields`.
     pub max_field_bytes: usize,
     /// One write to an outgoing body.

@@ -18,10 +18,6 @@ use wasmtime::component::{Resource, TypedFunc};
 use wasmtime_wasi_http::p2::bindings::Proxy;
 use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 
-/// Host resources a guest may come to hold for good after its first call
-/// (handles it opens lazily) before it counts as leaking.
-const LAZY_RESOURCES: usize = 8;
-
 /// A started instance. It holds its slot in the function's and the server's
 /// instance budget until it is dropped.
 pub(crate) struct Instance {
@@ -35,8 +31,10 @@ pub(crate) struct Instance {
     /// Host resources it held after its first call: what the guest keeps
     /// for good.
     steady_resources: Option<usize>,
-    /// Whether its last call left it holding more than that.
+    /// Whether its last call left it holding more than that, and
+    /// `kept_resources` more.
     pub(crate) holds_resources: bool,
+    kept_resources: usize,
     pub(crate) stats: Arc<InstanceStats>,
     metrics: Arc<FunctionMetrics>,
     pool: Weak<Pool>,
@@ -148,6 +146,7 @@ impl Instance {
             last_used: Instant::now(),
             steady_resources: None,
             holds_resources: false,
+            kept_resources: pool.ctx.engine.host_limits().max_kept_resources,
             stats,
             metrics: pool.metrics.clone(),
             pool: Arc::downgrade(pool),
@@ -217,11 +216,12 @@ impl Instance {
         let memory = self.store.data().limiter.memory_used();
         let resources = self.store.data_mut().resource_count();
         // An instance that keeps what its calls create would grow the host's
-        // memory with every request: it is retired rather than reused. A
-        // few handles a guest opens lazily and keeps (stdout on the first
-        // log line, say) are allowed for.
+        // memory with every request: past `max_kept_resources` more than it
+        // held after its first call it is retired rather than reused. (The
+        // handles a guest opens lazily and keeps, and the few a JavaScript
+        // or Python runtime accumulates, stay well under it.)
         let steady = *self.steady_resources.get_or_insert(resources);
-        self.holds_resources = resources > steady + LAZY_RESOURCES;
+        self.holds_resources = resources > steady + self.kept_resources;
         let took = start.elapsed();
         self.stats.record_request(took, memory, resources);
         self.stats.meter.invocation(took, self.stats.memory_mib);
