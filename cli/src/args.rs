@@ -1,7 +1,7 @@
 //! The command line's grammar: commands, arguments and flags.
 
 use crate::scaffold;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use floe::config::env;
 use std::path::PathBuf;
 
@@ -95,6 +95,11 @@ pub(crate) enum Command {
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
+    /// Create, list and revoke scoped control-plane tokens (needs an admin token).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Change a function's settings.
     Config {
         /// The function's name.
@@ -106,6 +111,61 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `floe token ...`.
+#[derive(Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Create a token; it is printed once and cannot be shown again.
+    Create {
+        /// What the token may do.
+        #[arg(long, value_enum)]
+        scope: Scope,
+        /// For deploy tokens: the start of the names of the functions it may
+        /// manage ("" for every function).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// A label for people, e.g. ci.
+        #[arg(long)]
+        name: Option<String>,
+        /// Print the server's JSON answer (the token included).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the created tokens (never their secrets).
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token: it is refused from the next request on.
+    Revoke {
+        /// The token's id (the ID column of `floe token ls`).
+        id: String,
+    },
+}
+
+/// What a token may do.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum Scope {
+    /// Everything, tokens included.
+    Admin,
+    /// Deploy, configure, roll back, delete and invoke functions with the
+    /// token's prefix.
+    Deploy,
+    /// Read everything: lists, views, invocations, metrics.
+    Read,
+}
+
+impl Scope {
+    /// The scope as the server spells it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Deploy => "deploy",
+            Self::Read => "read",
+        }
+    }
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {

@@ -247,6 +247,40 @@ impl ControlClient {
         Ok(self.send(Method::POST, &path, Bytes::new()).await?.1)
     }
 
+    /// Creates a token with `scope` (`admin`, `deploy`, `read`); `prefix`
+    /// is required for deploy tokens. The answer holds the token itself,
+    /// which the server does not show again.
+    pub async fn create_token(
+        &self,
+        scope: &str,
+        prefix: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let mut body = serde_json::Map::new();
+        body.insert("scope".into(), scope.into());
+        if let Some(prefix) = prefix {
+            body.insert("prefix".into(), prefix.into());
+        }
+        if let Some(name) = name {
+            body.insert("name".into(), name.into());
+        }
+        let body = Bytes::from(Value::Object(body).to_string());
+        Ok(self.send(Method::POST, "/v1/tokens", body).await?.1)
+    }
+
+    /// Lists the created tokens (without their secrets).
+    pub async fn tokens(&self) -> Result<Value, ClientError> {
+        Ok(self.send(Method::GET, "/v1/tokens", Bytes::new()).await?.1)
+    }
+
+    /// Revokes token `id`.
+    pub async fn revoke_token(&self, id: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/tokens/{}", encode_component(id));
+        self.send(Method::DELETE, &path, Bytes::new())
+            .await
+            .map(|_| ())
+    }
+
     /// Changes settings of a function.
     pub async fn configure(
         &self,

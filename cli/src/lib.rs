@@ -2,8 +2,9 @@
 //!
 //! The `floe` binary runs a server (`floe serve`, over the [`floe`] library),
 //! manages a running server's functions through its control plane (`deploy`,
-//! `ls`, `info`, `rm`, `rollback`, `config`), and starts function projects
-//! from templates (`floe new`).
+//! `ls`, `info`, `rm`, `rollback`, `config`) and its scoped tokens (`token
+//! create`, `token ls`, `token revoke`), and starts function projects from
+//! templates (`floe new`).
 //!
 //! Modules, by responsibility:
 //!

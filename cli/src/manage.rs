@@ -1,8 +1,12 @@
 //! The management commands: each sends one control-plane request and prints
 //! the answer, as text or (`--json`) as the server's JSON.
-#![expect(clippy::print_stdout, reason = "this is the command line's output")]
+#![expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "this is the command line's output"
+)]
 
-use crate::args::Command;
+use crate::args::{Command, TokenCommand};
 use crate::client::ControlClient;
 use crate::table::{self, Column};
 use anyhow::{Context, Result, bail};
@@ -17,6 +21,15 @@ const LS_COLUMNS: [Column; 6] = [
     Column::right("LIVE", 5),
     Column::right("IDLE", 5),
     Column::left("DIGEST", 19),
+];
+
+/// The columns of `floe token ls`.
+const TOKEN_COLUMNS: [Column; 5] = [
+    Column::left("ID", 8),
+    Column::left("SCOPE", 6),
+    Column::left("PREFIX", 12),
+    Column::left("NAME", 12),
+    Column::left("CREATED", 20),
 ];
 
 /// Runs a management command against the server behind `client`.
@@ -90,6 +103,7 @@ pub(crate) async fn manage(client: &ControlClient, command: Command) -> Result<(
                 body["digest"].as_str().unwrap_or("")
             );
         }
+        Command::Token { command } => token(client, command).await?,
         Command::Config {
             name,
             settings,
@@ -108,6 +122,88 @@ pub(crate) async fn manage(client: &ControlClient, command: Command) -> Result<(
         }
     }
     Ok(())
+}
+
+/// `floe token ...`.
+async fn token(client: &ControlClient, command: TokenCommand) -> Result<()> {
+    match command {
+        TokenCommand::Create {
+            scope,
+            prefix,
+            name,
+            json,
+        } => {
+            let body = client
+                .create_token(scope.as_str(), prefix.as_deref(), name.as_deref())
+                .await?;
+            if json {
+                return print_json(&body);
+            }
+            // The token alone on stdout (for `TOKEN=$(floe token create ...)`),
+            // what it is and the warning on stderr.
+            let token = body["token"]
+                .as_str()
+                .context("the server's answer holds no token")?;
+            eprintln!(
+                "created {} token {}{}",
+                body["scope"].as_str().unwrap_or(scope.as_str()),
+                body["id"].as_str().unwrap_or(""),
+                describe_prefix(&body["prefix"]),
+            );
+            println!("{token}");
+            eprintln!("store it now: it is not shown again (the server keeps only its hash)");
+        }
+        TokenCommand::Ls { json } => {
+            let body = client.tokens().await?;
+            if json {
+                return print_json(&body);
+            }
+            let tokens = body["tokens"].as_array().cloned().unwrap_or_default();
+            if tokens.is_empty() {
+                println!("no tokens created (the admin token in the data directory is not listed)");
+                return Ok(());
+            }
+            println!("{}", tokens_table(&tokens));
+        }
+        TokenCommand::Revoke { id } => {
+            client.revoke_token(&id).await?;
+            println!("revoked token {id}");
+        }
+    }
+    Ok(())
+}
+
+fn describe_prefix(prefix: &Value) -> String {
+    match prefix.as_str() {
+        Some("") => " for every function".to_owned(),
+        Some(p) => format!(" for functions starting with {p:?}"),
+        None => String::new(),
+    }
+}
+
+/// `floe token ls`: one row per token.
+fn tokens_table(tokens: &[Value]) -> String {
+    let mut table = table::new(&TOKEN_COLUMNS);
+    for t in tokens {
+        let prefix = match &t["prefix"] {
+            Value::String(p) if p.is_empty() => "(all)".to_owned(),
+            Value::String(p) => p.clone(),
+            _ => "-".to_owned(),
+        };
+        let created = t["created_ms"]
+            .as_i64()
+            .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+            .map(|ts| ts.strftime("%Y-%m-%d %H:%M:%SZ").to_string())
+            .unwrap_or_default();
+        table.add_row([
+            t["id"].as_str().unwrap_or("").to_owned(),
+            t["scope"].as_str().unwrap_or("").to_owned(),
+            prefix,
+            t["name"].as_str().unwrap_or("").to_owned(),
+            created,
+        ]);
+    }
+    table::render(&table)
 }
 
 /// `floe ls`: one row per function.
@@ -174,6 +270,21 @@ fn print_json(v: &Value) -> Result<()> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn token_ls_shows_scope_prefix_and_creation_time() {
+        let listing = tokens_table(&[
+            json!({"id": "0a1b2c3d", "scope": "deploy", "prefix": "team-a-", "name": "ci", "created_ms": 0}),
+            json!({"id": "99ffee00", "scope": "read", "prefix": null, "name": "", "created_ms": 1_000}),
+            json!({"id": "12345678", "scope": "deploy", "prefix": "", "name": "", "created_ms": 0}),
+        ]);
+        let lines: Vec<&str> = listing.lines().collect();
+        assert!(lines[0].starts_with("ID       SCOPE  PREFIX"), "{listing}");
+        assert!(lines[1].starts_with("0a1b2c3d deploy team-a-"), "{listing}");
+        assert!(lines[1].ends_with("1970-01-01 00:00:00Z"), "{listing}");
+        assert!(lines[2].starts_with("99ffee00 read   -"), "{listing}");
+        assert!(lines[3].contains("(all)"), "{listing}");
+    }
 
     #[test]
     fn ls_lines_up_long_names() {

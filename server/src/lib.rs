@@ -16,7 +16,7 @@
 //! | layer | module | owns |
 //! | --- | --- | --- |
 //! | wiring | `server` | [`Floe`]: the pieces built once, in order; listeners (HTTP, HTTPS) |
-//! | front ends | [`api`] | the control plane |
+//! | front ends | [`api`] | the control plane: endpoints, tokens and their scopes |
 //! | | [`dataplane`] | routing requests to functions |
 //! | | [`invocations`] | async invocations; events that arrive over HTTP |
 //! | serving | [`invoke`] | one request or event on a function: deadline, limits, the call, the outcome, metering |
@@ -29,7 +29,7 @@
 //! | | [`host`] | what functions may import, and per-instance store data |
 //! | | [`bindings`] | host-side types of the `floe:function` WIT package |
 //! | | [`gpu`] | the server's GPU device for `floe:function/gpu` |
-//! | leaves | [`store`] | durable files: components, artifacts, function records |
+//! | leaves | [`store`] | durable files: components, artifacts, function records, token hashes |
 //! | | [`metrics`] | counters, histograms, Prometheus output |
 //! | | [`config`] | configuration types, defaults, loading, validation |
 //! | | [`clock`] | wall-clock time as floe records it |

@@ -25,6 +25,8 @@ pub enum ErrorCode {
     BadRequest,
     /// Missing or wrong bearer token.
     Unauthorized,
+    /// A valid token whose scope does not allow the request.
+    Forbidden,
     /// The method is not allowed on this path.
     MethodNotAllowed,
     /// Request body or upload too large.
@@ -77,10 +79,11 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for metrics.
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 27] = [
         Self::NotFound,
         Self::BadRequest,
         Self::Unauthorized,
+        Self::Forbidden,
         Self::MethodNotAllowed,
         Self::BodyTooLarge,
         Self::RequestTimeout,
@@ -112,6 +115,7 @@ impl ErrorCode {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -143,6 +147,7 @@ impl ErrorCode {
             Self::NotFound => "not_found",
             Self::BadRequest => "bad_request",
             Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::BodyTooLarge => "body_too_large",
             Self::RequestTimeout => "request_timeout",
@@ -176,6 +181,7 @@ impl ErrorCode {
             Self::NotFound => "no such function",
             Self::BadRequest => "the request could not be passed to the function",
             Self::Unauthorized => "a valid bearer token is required",
+            Self::Forbidden => "this token may not do that",
             Self::MethodNotAllowed => "the method is not allowed here",
             Self::BodyTooLarge => "the request body is larger than this function accepts",
             Self::RequestTimeout => "the request body did not arrive in time",
@@ -220,6 +226,7 @@ impl ErrorCode {
             Self::NotFound
             | Self::BadRequest
             | Self::Unauthorized
+            | Self::Forbidden
             | Self::MethodNotAllowed
             | Self::BodyTooLarge
             | Self::RequestTimeout
@@ -309,6 +316,10 @@ mod tests {
     #[test]
     fn codes_map_to_the_documented_statuses() {
         assert_eq!(ErrorCode::NotFound.status(), 404);
+        assert_eq!(ErrorCode::Unauthorized.status(), 401);
+        assert_eq!(ErrorCode::Forbidden.status(), 403);
+        assert_eq!(ErrorCode::Forbidden.as_str(), "forbidden");
+        assert_eq!(ErrorCode::Forbidden.log_level(), tracing::Level::DEBUG);
         assert_eq!(ErrorCode::BodyTooLarge.status(), 413);
         assert_eq!(ErrorCode::HeadersTooLarge.status(), 431);
         assert_eq!(ErrorCode::UriTooLong.status(), 414);

@@ -101,6 +101,64 @@ async fn the_command_line_deploys_lists_rolls_back_and_removes() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_command_line_creates_lists_and_revokes_tokens() -> Result<()> {
+    let server = Server::start()?;
+    let dir = server.data_dir();
+    let run = |args: &[&str]| tokio::task::block_in_place(|| floe(&dir, args));
+
+    let o = run(&[
+        "token", "create", "--scope", "deploy", "--prefix", "team-a-", "--name", "ci",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The token alone on stdout; what it is, and that it is not shown
+    // again, on stderr.
+    let token = stdout(&o).trim().to_owned();
+    assert!(token.starts_with("floe_"), "{token}");
+    assert!(stderr(&o).contains("not shown again"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("\"team-a-\""), "{}", stderr(&o));
+    let id = token.split('_').nth(1).unwrap_or_default().to_owned();
+
+    let o = run(&["token", "ls"]);
+    let listing = stdout(&o);
+    assert!(listing.starts_with("ID "), "{listing}");
+    let row = listing.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.starts_with(&format!("{id} deploy team-a-")),
+        "{listing}"
+    );
+    assert!(row.contains(" ci "), "{listing}");
+    assert!(!listing.contains(&token), "{listing}");
+
+    // The new token works as FLOE_TOKEN, within its scope.
+    let with_token = |args: &[&str]| {
+        tokio::task::block_in_place(|| {
+            Command::new(FLOE)
+                .env("FLOE_URL", format!("http://{}", server.control))
+                .env("FLOE_TOKEN", &token)
+                .args(args)
+                .output()
+        })
+    };
+    let o = with_token(&["deploy", "team-a-web", HELLO])?;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = with_token(&["deploy", "web", HELLO])?;
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("forbidden"), "{}", stderr(&o));
+
+    let o = run(&["token", "revoke", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), format!("revoked token {id}"));
+    let o = with_token(&["ls"])?;
+    assert!(stderr(&o).contains("unauthorized"), "{}", stderr(&o));
+    let o = run(&["token", "ls"]);
+    assert!(stdout(&o).starts_with("no tokens"), "{}", stdout(&o));
+    let o = run(&["token", "revoke", &id]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not_found"), "{}", stderr(&o));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn serve_deploys_components_given_on_the_command_line() -> Result<()> {
     let mut server = Server::builder().deploy("hello", HELLO).start()?;
     assert_eq!(

@@ -33,3 +33,4 @@ mod scaffold;
 mod scaling;
 mod sdk;
 mod tls;
+mod tokens;

@@ -1,7 +1,8 @@
 //! `/v1/invocations`: the state, result and dead letters of async
-//! invocations.
+//! invocations. A deploy token sees only the invocations of the functions
+//! its prefix reaches.
 
-use super::{ApiError, ApiState};
+use super::{ApiError, ApiState, Caller};
 use crate::invocations::{InvocationRecord, Status};
 use crate::status::ErrorCode;
 use axum::Json;
@@ -26,33 +27,37 @@ pub(super) struct ListQuery {
 /// `status=dead` lists the dead-letter store.
 pub(super) async fn list(
     State(state): State<ApiState>,
+    caller: Caller,
     Query(q): Query<ListQuery>,
-) -> Json<serde_json::Value> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let limit = q.limit.unwrap_or(100).min(MAX_LIST);
-    let list = state
-        .invocations
-        .list(q.status, q.function.as_deref(), limit)
-        .await;
-    Json(json!({
+    if let Some(function) = q.function.as_deref() {
+        reachable(&caller, function)?;
+    }
+    let wanted = |f: &str| q.function.as_deref().is_none_or(|w| f == w) && caller.may_reach(f);
+    let list = state.invocations.list(q.status, wanted, limit).await;
+    Ok(Json(json!({
         "queue_depth": state.invocations.depth(),
         "invocations": list,
-    }))
+    })))
 }
 
 /// `GET /v1/invocations/{id}`: status, attempts, error, result size.
 pub(super) async fn show(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(record(&state, &id).await?).into_response())
+    Ok(Json(record(&state, &caller, &id).await?).into_response())
 }
 
 /// `GET /v1/invocations/{id}/result`: the bytes the function returned.
 pub(super) async fn result(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let record = record(&state, &id).await?;
+    let record = record(&state, &caller, &id).await?;
     if record.status != Status::Succeeded {
         return Err(ApiError::new(
             ErrorCode::Conflict,
@@ -73,10 +78,24 @@ pub(super) async fn result(
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }
 
-async fn record(state: &ApiState, id: &str) -> Result<InvocationRecord, ApiError> {
-    state
+async fn record(state: &ApiState, caller: &Caller, id: &str) -> Result<InvocationRecord, ApiError> {
+    let record = state
         .invocations
         .get(id)
         .await
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such invocation"))
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such invocation"))?;
+    reachable(caller, &record.function)?;
+    Ok(record)
+}
+
+/// `403 forbidden` unless `caller` may reach `function`.
+fn reachable(caller: &Caller, function: &str) -> Result<(), ApiError> {
+    if caller.may_reach(function) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("this token may not reach function {function:?}"),
+        ))
+    }
 }

@@ -10,18 +10,27 @@
 //! | PATCH | `/v1/functions/{name}/config` | change settings (JSON object or query parameters) |
 //! | POST | `/v1/functions/{name}/invoke` | invoke an event function: body in, bytes out |
 //! | GET | `/v1/functions/{name}/instances` | every live instance of the function |
-//! | GET | `/metrics` | Prometheus metrics, OpenMetrics text (open) |
+//! | GET | `/v1/invocations`, `/v1/invocations/{id}`, `.../result` | async invocations |
+//! | POST | `/v1/tokens` | create a scoped token (admin) |
+//! | GET | `/v1/tokens` | list created tokens (admin) |
+//! | DELETE | `/v1/tokens/{id}` | revoke a token (admin) |
+//! | GET | `/metrics` | Prometheus metrics, OpenMetrics text (a token of any scope, unless open) |
 //! | GET | `/healthz`, `/readyz` | liveness and readiness (open) |
 //!
-//! `/v1/...` needs `Authorization: Bearer <token>`.
+//! `/v1/...` needs `Authorization: Bearer <token>`, and the token's scope
+//! must allow the request (`auth` says what each scope may do; `tokens`
+//! owns the tokens). `/metrics` needs one too unless
+//! [`ApiState::open_metrics`].
 
 mod auth;
 mod error;
 mod invocations;
 mod name;
+mod tokens;
 
-pub use auth::Token;
+pub use auth::Caller;
 pub use error::ApiError;
+pub use tokens::{TokenError, Tokens};
 
 use crate::invoke::{Call, RequestIds, missing, reject};
 use crate::metrics::Metrics;
@@ -31,7 +40,7 @@ use axum::body::Body;
 use axum::extract::{Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router, middleware};
 use http_body_util::{BodyExt, Limited};
 use name::Name;
@@ -56,11 +65,15 @@ pub struct ApiState {
     pub invocations: Arc<crate::invocations::Invocations>,
     /// Request ids (shared with the data plane).
     pub ids: Arc<RequestIds>,
+    /// The tokens the control plane accepts.
+    pub tokens: Arc<Tokens>,
+    /// Whether `/metrics` answers without a token.
+    pub open_metrics: bool,
 }
 
 /// The control plane's routes.
-pub fn router(state: ApiState, token: Token) -> Router {
-    let v1 = Router::new()
+pub fn router(state: ApiState) -> Router {
+    let mut v1 = Router::new()
         .route("/v1/functions", get(list))
         .route("/v1/functions/{name}", put(deploy).get(show).delete(remove))
         .route("/v1/functions/{name}/rollback", post(rollback))
@@ -73,12 +86,23 @@ pub fn router(state: ApiState, token: Token) -> Router {
             "/v1/functions/{name}/config",
             axum::routing::patch(configure),
         )
-        .route_layer(middleware::from_fn_with_state(token, auth::require_token));
+        .route("/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/v1/tokens/{id}", delete(tokens::revoke));
+    let mut open = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready));
+    if state.open_metrics {
+        open = open.route("/metrics", get(metrics));
+    } else {
+        v1 = v1.route("/metrics", get(metrics));
+    }
+    let v1 = v1.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::authorize,
+    ));
     Router::new()
         .merge(v1)
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
+        .merge(open)
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
         .with_state(state)
 }
@@ -156,8 +180,11 @@ async fn deploy(
     Ok((status, Json(deployed)).into_response())
 }
 
-async fn list(State(state): State<ApiState>) -> Json<serde_json::Value> {
-    Json(json!({ "functions": state.registry.list() }))
+/// Every function the caller may reach (a deploy token sees its prefix's).
+async fn list(State(state): State<ApiState>, caller: Caller) -> Json<serde_json::Value> {
+    let mut functions = state.registry.list();
+    functions.retain(|f| caller.may_reach(&f.name));
+    Json(json!({ "functions": functions }))
 }
 
 async fn show(State(state): State<ApiState>, Name(name): Name) -> Result<Response, ApiError> {

@@ -54,6 +54,11 @@ pub struct ServerConfig {
     /// How often the modification times of the TLS files are checked; a
     /// changed pair is loaded without a restart.
     pub tls_reload_interval: HumanDuration,
+    /// Whether `/metrics` answers without a token. Unset: only when
+    /// `control_addr` is a loopback address (see
+    /// [`ServerConfig::metrics_open`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_metrics: Option<bool>,
 }
 
 impl ServerConfig {
@@ -66,6 +71,14 @@ impl ServerConfig {
     /// its own pair, else the data plane's.
     pub fn control_tls(&self) -> Option<(&Path, &Path)> {
         pair(&self.control_tls_cert, &self.control_tls_key).or_else(|| self.data_tls())
+    }
+
+    /// Whether `/metrics` answers without a token: `open_metrics` when set,
+    /// otherwise whether the control plane is configured on a loopback
+    /// address (only this machine can reach it then).
+    pub fn metrics_open(&self) -> bool {
+        self.open_metrics
+            .unwrap_or_else(|| self.control_addr.ip().is_loopback())
     }
 }
 
@@ -94,6 +107,7 @@ impl Default for ServerConfig {
             control_tls_cert: PathBuf::new(),
             control_tls_key: PathBuf::new(),
             tls_reload_interval: HumanDuration(Duration::from_secs(10)),
+            open_metrics: None,
         }
     }
 }
@@ -101,4 +115,27 @@ impl Default for ServerConfig {
 fn parse_default_addr(addr: &str) -> SocketAddr {
     addr.parse()
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_open_on_loopback_unless_configured() {
+        let mut config = ServerConfig::default();
+        assert!(
+            config.metrics_open(),
+            "the default control_addr is loopback"
+        );
+        config.control_addr = "0.0.0.0:8081".parse().unwrap();
+        assert!(!config.metrics_open());
+        config.control_addr = "[::1]:8081".parse().unwrap();
+        assert!(config.metrics_open());
+        config.open_metrics = Some(false);
+        assert!(!config.metrics_open());
+        config.control_addr = "10.0.0.1:8081".parse().unwrap();
+        config.open_metrics = Some(true);
+        assert!(config.metrics_open());
+    }
 }

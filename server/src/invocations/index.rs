@@ -98,17 +98,18 @@ impl State {
         out
     }
 
-    /// Ids of finished invocations, newest first, matching the filters.
+    /// Ids of finished invocations, newest first, with status `status`
+    /// (any when `None`) and a function `function` keeps.
     pub(super) fn finished_ids(
         &self,
         status: Option<Status>,
-        function: Option<&str>,
+        function: impl Fn(&str) -> bool,
     ) -> Vec<String> {
         let mut ids: Vec<String> = self
             .finished
             .iter()
             .filter(|(_, f)| status.is_none_or(|s| f.status == s))
-            .filter(|(_, f)| function.is_none_or(|n| f.function == n))
+            .filter(|(_, f)| function(&f.function))
             .map(|(id, _)| id.clone())
             .collect();
         ids.sort_unstable_by(|a, b| b.cmp(a));
@@ -154,6 +155,6 @@ mod tests {
         assert_eq!(s.to_prune(0, 10, 150), ["a"]);
         s.remove_finished("b", None);
         assert_eq!((s.finished.len(), s.dead), (2, 0));
-        assert_eq!(s.finished_ids(None, Some("f")), ["c", "a"]);
+        assert_eq!(s.finished_ids(None, |f| f == "f"), ["c", "a"]);
     }
 }

@@ -398,12 +398,13 @@ impl Invocations {
             .flatten()
     }
 
-    /// Invocations, newest first, filtered by status and function, at most
-    /// `limit`. Finished ones are read from disk.
+    /// Invocations, newest first, filtered by status and by their
+    /// function's name (`function` says which to keep), at most `limit`.
+    /// Finished ones are read from disk.
     pub async fn list(
         &self,
         status: Option<Status>,
-        function: Option<&str>,
+        function: impl Fn(&str) -> bool,
         limit: usize,
     ) -> Vec<InvocationRecord> {
         let (mut list, finished) = {
@@ -412,10 +413,10 @@ impl Invocations {
                 .active
                 .values()
                 .filter(|r| status.is_none_or(|s| r.status == s))
-                .filter(|r| function.is_none_or(|f| r.function == f))
+                .filter(|r| function(&r.function))
                 .cloned()
                 .collect();
-            let mut finished = state.finished_ids(status, function);
+            let mut finished = state.finished_ids(status, &function);
             finished.truncate(limit);
             (active, finished)
         };

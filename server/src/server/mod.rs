@@ -27,7 +27,7 @@ mod tls;
 
 pub use tls::TlsError;
 
-use crate::api::{self, ApiState, Token};
+use crate::api::{self, ApiState, Tokens};
 use crate::config::Config;
 use crate::dataplane::{DataPlane, ResponseBody};
 use crate::engine::{EngineError, FloeEngine};
@@ -116,7 +116,7 @@ struct Inner {
     invocations: Arc<Invocations>,
     ids: Arc<RequestIds>,
     workers: Vec<JoinHandle<()>>,
-    token: Token,
+    tokens: Arc<Tokens>,
     token_created: bool,
     draining: Arc<AtomicBool>,
     janitor: JoinHandle<()>,
@@ -202,6 +202,7 @@ impl Floe {
                 .map_err(|e| StartError::Registry(RegistryError::Internal(e)))??,
         );
         let (token, token_created) = store.token()?;
+        let tokens = Arc::new(Tokens::open(&token, store.clone())?);
         let engine = Arc::new(FloeEngine::new(&config)?);
         let metrics = Arc::new(Metrics::default());
         let registry = Registry::open(
@@ -244,7 +245,7 @@ impl Floe {
                 invocations,
                 ids,
                 workers,
-                token: Token(token.into()),
+                tokens,
                 token_created,
                 draining: Arc::new(AtomicBool::new(false)),
                 janitor,
@@ -263,9 +264,10 @@ impl Floe {
         &self.inner.registry
     }
 
-    /// The control-plane bearer token.
+    /// The bootstrap control-plane token (admin scope; the data directory's
+    /// `token` file).
     pub fn token(&self) -> &str {
-        &self.inner.token.0
+        self.inner.tokens.bootstrap()
     }
 
     /// Whether the token was created by this start (first start on a data
@@ -285,17 +287,16 @@ impl Floe {
 
     /// The control plane as an axum router, to mount in an embedder's server.
     pub fn control_plane(&self) -> axum::Router {
-        api::router(
-            ApiState {
-                registry: self.inner.registry.clone(),
-                metrics: self.inner.metrics.clone(),
-                max_upload: self.inner.config.limits.max_upload.bytes(),
-                draining: self.inner.draining.clone(),
-                invocations: self.inner.invocations.clone(),
-                ids: self.inner.ids.clone(),
-            },
-            self.inner.token.clone(),
-        )
+        api::router(ApiState {
+            registry: self.inner.registry.clone(),
+            metrics: self.inner.metrics.clone(),
+            max_upload: self.inner.config.limits.max_upload.bytes(),
+            draining: self.inner.draining.clone(),
+            invocations: self.inner.invocations.clone(),
+            ids: self.inner.ids.clone(),
+            tokens: self.inner.tokens.clone(),
+            open_metrics: self.inner.config.server.metrics_open(),
+        })
     }
 
     /// Deploys the component in `path` as `name` (a no-op when it is already

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! data_dir/
-//!   token                       control-plane bearer token (0600)
+//!   token                       the bootstrap (admin) control-plane token (0600)
+//!   tokens.json                 tokens created over the API: scope, hashed secret
 //!   control.url                 where the control plane listens (for the CLI)
 //!   control.pem                 the certificates it serves, when over TLS (for the CLI)
 //!   functions/{name}.json       FunctionRecord: versions, active, settings
@@ -13,7 +14,7 @@
 //!   tmp/                        temporary files; emptied at start
 //! ```
 //!
-//! Invariants: every file is written with [`fsio::write_atomic`], so a crash
+//! Invariants: every file is written with `fsio::write_atomic`, so a crash
 //! leaves the old file or the new one. A deploy writes its blob and artifact
 //! before the record that names them, so a record never names a missing
 //! blob; [`FunctionStore::collect_garbage`] removes what no record names
@@ -24,9 +25,11 @@
 mod digest;
 pub(crate) mod fsio;
 mod record;
+mod token;
 
 pub use digest::{BadDigest, Digest};
 pub use record::{FunctionRecord, InitMode, PreinitRecord, VersionRecord};
+pub use token::{TokenRecord, TokenScope};
 
 use std::collections::HashSet;
 use std::fs;
@@ -51,6 +54,15 @@ pub enum StoreError {
     /// A record file does not parse.
     #[error("function record {path} is corrupt: {source}")]
     CorruptRecord {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The token file does not parse.
+    #[error("token file {path} is corrupt: {source}")]
+    CorruptTokens {
         /// The file.
         path: PathBuf,
         /// The parse error.
@@ -131,6 +143,7 @@ fn lock(root: &Path) -> Result<fs::File, StoreError> {
 }
 
 const TOKEN_FILE: &str = "token";
+const TOKENS_FILE: &str = "tokens.json";
 const CONTROL_URL_FILE: &str = "control.url";
 const CONTROL_CERT_FILE: &str = "control.pem";
 
@@ -349,6 +362,33 @@ impl FunctionStore {
         Ok((token, true))
     }
 
+    /// The tokens created over the API (none when the file does not exist).
+    pub fn load_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let path = self.root.join(TOKENS_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("reading", &path)(e)),
+        };
+        let file: token::TokensFile = serde_json::from_slice(&bytes)
+            .map_err(|source| StoreError::CorruptTokens { path, source })?;
+        Ok(file.tokens)
+    }
+
+    /// Replaces the stored tokens with `tokens`.
+    pub fn write_tokens(&self, tokens: &[TokenRecord]) -> Result<(), StoreError> {
+        let path = self.root.join(TOKENS_FILE);
+        let file = token::TokensFile {
+            tokens: tokens.to_vec(),
+        };
+        let json =
+            serde_json::to_vec_pretty(&file).map_err(|source| StoreError::CorruptTokens {
+                path: path.clone(),
+                source,
+            })?;
+        self.write(&path, &json)
+    }
+
     /// Records where the control plane listens, for the CLI.
     pub fn write_control_url(&self, url: &str) -> Result<(), StoreError> {
         self.write(&self.root.join(CONTROL_URL_FILE), url.as_bytes())
@@ -464,6 +504,38 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn created_tokens_are_stored_owner_only_and_read_back() {
+        let root = temp_root("tokens");
+        let store = FunctionStore::open(&root).unwrap();
+        assert!(store.load_tokens().unwrap().is_empty());
+        let record = TokenRecord {
+            id: "0a1b2c3d".into(),
+            secret_sha256: "ab".repeat(32),
+            scope: TokenScope::Deploy,
+            prefix: Some("team-a-".into()),
+            name: "ci".into(),
+            created_ms: 7,
+        };
+        store.write_tokens(std::slice::from_ref(&record)).unwrap();
+        assert_eq!(store.load_tokens().unwrap(), [record]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(root.join(TOKENS_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        fs::write(root.join(TOKENS_FILE), b"{").unwrap();
+        assert!(matches!(
+            store.load_tokens(),
+            Err(StoreError::CorruptTokens { .. })
+        ));
         fs::remove_dir_all(&root).unwrap();
     }
 }
