@@ -121,17 +121,29 @@ fn lock(root: &Path) -> Result<fs::File, StoreError> {
         options.mode(0o600);
     }
     let mut file = options.open(&path).map_err(io_err("opening", &path))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => {
-            let mut text = String::new();
-            let _ = file.read_to_string(&mut text);
-            return Err(StoreError::Locked {
-                path: root.to_owned(),
-                pid: text.trim().parse().ok(),
-            });
+    // A server embedded in this process and just dropped may still be
+    // letting go (its background tasks end on their own): wait a little for
+    // it, never for another process.
+    let patience = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.rewind();
+                let _ = file.read_to_string(&mut text);
+                let pid = text.trim().parse().ok();
+                if pid == Some(std::process::id()) && std::time::Instant::now() < patience {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    continue;
+                }
+                return Err(StoreError::Locked {
+                    path: root.to_owned(),
+                    pid,
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err("locking", &path)(e)),
         }
-        Err(fs::TryLockError::Error(e)) => return Err(io_err("locking", &path)(e)),
     }
     let written = file
         .set_len(0)
