@@ -27,6 +27,42 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a listener serves with: a cloneable hyper service whose futures can
+/// move between threads.
+pub(crate) trait HttpService<B>:
+    Service<
+        http::Request<Incoming>,
+        Response = http::Response<B>,
+        Future: Send + 'static,
+        Error: Into<BoxError>,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> HttpService<B> for S where
+    S: Service<
+            http::Request<Incoming>,
+            Response = http::Response<B>,
+            Future: Send + 'static,
+            Error: Into<BoxError>,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// The body of a listener's responses.
+pub(crate) trait ReplyBody:
+    http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+impl<B> ReplyBody for B where B: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static {}
+
 /// How a listener serves connections.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ListenerLimits {
@@ -57,12 +93,8 @@ pub(crate) async fn serve<S, B>(
     tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) where
-    S: Service<http::Request<Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: HttpService<B>,
+    B: ReplyBody,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -205,12 +237,8 @@ impl Connection {
     async fn run<I, S, B>(self, builder: &auto::Builder<TokioExecutor>, io: TokioIo<I>, service: S)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        S: Service<http::Request<Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-        B: http_body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        S: HttpService<B>,
+        B: ReplyBody,
     {
         let activity = self.admitted.activity.clone();
         let tracked = hyper::service::service_fn(move |request| {
