@@ -104,7 +104,31 @@ pub fn router(state: ApiState) -> Router {
         .merge(v1)
         .merge(open)
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
+        .layer(middleware::from_fn(close_after_refused_upload))
         .with_state(state)
+}
+
+/// An HTTP/1 request refused with a body that may be unread (a bad name or
+/// setting is answered before the upload is read) ends its connection: a
+/// client that reused it would find it closed under its next request.
+async fn close_after_refused_upload(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let http1 = request.version() < http::Version::HTTP_2;
+    let has_body = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0")
+        || request.headers().contains_key(header::TRANSFER_ENCODING);
+    let mut response = next.run(request).await;
+    let refused = response.status().is_client_error() || response.status().is_server_error();
+    if http1 && has_body && refused {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// Settings given as query parameters (`memory=64MiB&reuse=false`),
