@@ -39,12 +39,37 @@ pub(crate) enum Command {
     Deploy {
         /// The function's name.
         name: String,
-        /// The component file (.wasm).
+        /// The component file (.wasm), or a component in the cluster's
+        /// registry: oci://HOST/REPOSITORY@sha256:... or oci://HOST/REPOSITORY:TAG.
         file: PathBuf,
         /// A setting, e.g. memory=64MiB, timeout=5s, reuse=false (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_pair)]
         settings: Vec<(String, String)>,
+        /// In a cluster: answer once every live node serves the new version,
+        /// waiting at most this long (e.g. 5s).
+        #[arg(long, value_name = "DURATION")]
+        wait: Option<String>,
         /// Print the server's JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Store a component in the cluster's registry without deploying it;
+    /// prints the oci:// reference `floe deploy` takes.
+    Push {
+        /// The function it belongs to (its repository).
+        name: String,
+        /// The component file (.wasm).
+        file: PathBuf,
+        /// A tag for it in the registry.
+        #[arg(long)]
+        tag: Option<String>,
+        /// Print the server's JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the cluster's live nodes and the version each serves.
+    Nodes {
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },

@@ -210,6 +210,26 @@ impl ControlClient {
         self.send(Method::PUT, &path, component).await
     }
 
+    /// Pushes `component` to the cluster's registry as an artifact of
+    /// `name` (tagged `tag`), without deploying it.
+    pub async fn push(
+        &self,
+        name: &str,
+        component: Bytes,
+        tag: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let mut path = format!("/v1/functions/{}/push", encode_component(name));
+        if let Some(tag) = tag {
+            path.push_str(&format!("?tag={}", encode_component(tag)));
+        }
+        Ok(self.send(Method::POST, &path, component).await?.1)
+    }
+
+    /// The cluster's live nodes.
+    pub async fn nodes(&self) -> Result<Value, ClientError> {
+        Ok(self.send(Method::GET, "/v1/nodes", Bytes::new()).await?.1)
+    }
+
     /// Lists functions.
     pub async fn list(&self) -> Result<Value, ClientError> {
         Ok(self

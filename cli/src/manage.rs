@@ -41,20 +41,34 @@ pub(crate) async fn manage(client: &ControlClient, command: Command) -> Result<(
         Command::Deploy {
             name,
             file,
-            settings,
+            mut settings,
+            wait,
             json,
         } => {
-            let bytes = tokio::fs::read(&file)
-                .await
-                .with_context(|| format!("reading {}", file.display()))?;
-            let (status, body) = client.deploy(&name, Bytes::from(bytes), &settings).await?;
+            let source = file.to_str().filter(|f| f.starts_with("oci://"));
+            let bytes = match source {
+                Some(source) => {
+                    settings.push(("source".to_owned(), source.to_owned()));
+                    Bytes::new()
+                }
+                None => Bytes::from(
+                    tokio::fs::read(&file)
+                        .await
+                        .with_context(|| format!("reading {}", file.display()))?,
+                ),
+            };
+            if let Some(wait) = wait {
+                settings.push(("wait".to_owned(), "all".to_owned()));
+                settings.push(("wait_timeout".to_owned(), wait));
+            }
+            let (status, body) = client.deploy(&name, bytes, &settings).await?;
             if json {
                 return print_json(&body);
             }
-            let verb = if status == 201 {
-                "deployed"
-            } else {
-                "unchanged"
+            let verb = match status.as_u16() {
+                201 => "deployed",
+                202 => "deployed (some nodes still behind)",
+                _ => "unchanged",
             };
             println!(
                 "{verb} {} version {} ({}, {} bytes, compiled in {} ms)",
@@ -64,6 +78,35 @@ pub(crate) async fn manage(client: &ControlClient, command: Command) -> Result<(
                 body["size"],
                 body["compile_ms"],
             );
+        }
+        Command::Push {
+            name,
+            file,
+            tag,
+            json,
+        } => {
+            let bytes = tokio::fs::read(&file)
+                .await
+                .with_context(|| format!("reading {}", file.display()))?;
+            let body = client
+                .push(&name, Bytes::from(bytes), tag.as_deref())
+                .await?;
+            if json {
+                return print_json(&body);
+            }
+            println!(
+                "pushed {} ({})",
+                body["reference"].as_str().unwrap_or_default(),
+                body["digest"].as_str().unwrap_or_default()
+            );
+        }
+        Command::Nodes { json } => {
+            let body = client.nodes().await?;
+            if json {
+                return print_json(&body);
+            }
+            let nodes = body["nodes"].as_array().cloned().unwrap_or_default();
+            println!("{}", nodes_table(&nodes));
         }
         Command::Ls { json } => {
             let body = client.list().await?;
@@ -207,6 +250,36 @@ fn tokens_table(tokens: &[Value]) -> String {
 }
 
 /// `floe ls`: one row per function.
+fn nodes_table(nodes: &[Value]) -> String {
+    const COLUMNS: [table::Column; 3] = [
+        table::Column::left("NODE", 12),
+        table::Column::left("CONTROL", 24),
+        table::Column::left("SERVING", 8),
+    ];
+    let mut table = table::new(&COLUMNS);
+    for node in nodes {
+        let serving = node["serving"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(name, v)| format!("{name}@{v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        table.add_row(vec![
+            node["id"].as_str().unwrap_or_default().to_owned(),
+            node["control"].as_str().unwrap_or("-").to_owned(),
+            if serving.is_empty() {
+                "-".to_owned()
+            } else {
+                serving
+            },
+        ]);
+    }
+    table.to_string()
+}
+
 fn ls_table(functions: &[Value]) -> String {
     let mut table = table::new(&LS_COLUMNS);
     for f in functions {

@@ -20,6 +20,7 @@
 //! | | [`dataplane`] | routing requests to functions |
 //! | | [`invocations`] | async invocations; events that arrive over HTTP |
 //! | serving | [`invoke`] | one request or event on a function: deadline, limits, the call, the outcome, metering |
+//! | | [`cluster`] | cluster mode: etcd records, OCI registry bytes, convergence, the node list |
 //! | functions | [`registry`] | functions and versions: deploy, rollback, configure, delete; the [`registry::Storage`] boundary |
 //! | | [`preinit`] | running `init` at deploy, and snapshotting it |
 //! | | [`scaling`] | the autoscaler: a pure policy and its driver |
@@ -44,6 +45,7 @@
 pub mod api;
 pub mod bindings;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod dataplane;
 pub mod engine;

@@ -73,13 +73,18 @@ pub enum ErrorCode {
     /// The request went through this server's data plane too many times
     /// (function calling function; `[outbound] hop_limit`).
     LoopDetected,
+    /// The cluster's etcd or OCI registry cannot be reached, so the
+    /// change cannot be made now (this node keeps serving).
+    ClusterUnavailable,
+    /// The node that owns an async invocation cannot be reached.
+    OwnerUnavailable,
     /// A host-side failure.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, for metrics.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 29] = [
         Self::NotFound,
         Self::BadRequest,
         Self::Unauthorized,
@@ -106,6 +111,8 @@ impl ErrorCode {
         Self::FunctionError,
         Self::Unavailable,
         Self::LoopDetected,
+        Self::ClusterUnavailable,
+        Self::OwnerUnavailable,
         Self::Internal,
     ];
 
@@ -136,7 +143,10 @@ impl ErrorCode {
             | Self::FunctionError
             | Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::Overloaded | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded
+            | Self::Unavailable
+            | Self::ClusterUnavailable
+            | Self::OwnerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::LoopDetected => StatusCode::LOOP_DETECTED,
         }
     }
@@ -170,6 +180,8 @@ impl ErrorCode {
             Self::FunctionError => "function_error",
             Self::Unavailable => "unavailable",
             Self::LoopDetected => "loop_detected",
+            Self::ClusterUnavailable => "cluster_unavailable",
+            Self::OwnerUnavailable => "owner_unavailable",
             Self::Internal => "internal",
         }
     }
@@ -204,6 +216,10 @@ impl ErrorCode {
             Self::FunctionError => "the function failed the request",
             Self::Unavailable => "this function's stored code cannot be loaded; redeploy it",
             Self::LoopDetected => "the request went through too many functions on this server",
+            Self::ClusterUnavailable => {
+                "the cluster's etcd or registry cannot be reached; this node keeps serving, retry the change later"
+            }
+            Self::OwnerUnavailable => "the node that owns this invocation cannot be reached",
             Self::Internal => "internal error",
         }
     }
@@ -222,7 +238,9 @@ impl ErrorCode {
             | Self::NoResponse
             | Self::StartFailed
             | Self::FunctionError
-            | Self::Unavailable => tracing::Level::WARN,
+            | Self::Unavailable
+            | Self::ClusterUnavailable
+            | Self::OwnerUnavailable => tracing::Level::WARN,
             Self::NotFound
             | Self::BadRequest
             | Self::Unauthorized

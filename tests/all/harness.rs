@@ -219,9 +219,14 @@ impl Server {
         }
         self.data = data.context("data address")?;
         self.control = control.context("control address")?;
-        self.token = std::fs::read_to_string(self.data_dir().join("token"))?
-            .trim()
-            .to_owned();
+        // The admin token: the configured token file, else the one the server
+        // created in its data directory.
+        let token_file = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "FLOE_SERVER__TOKEN_FILE")
+            .map_or_else(|| self.data_dir().join("token"), |(_, v)| PathBuf::from(v));
+        self.token = std::fs::read_to_string(token_file)?.trim().to_owned();
         Ok(())
     }
 

@@ -14,6 +14,7 @@ mod harness;
 mod asynch;
 
 mod cli;
+mod cluster;
 mod connections;
 mod deploy;
 mod durability;
@@ -32,5 +33,6 @@ mod python;
 mod scaffold;
 mod scaling;
 mod sdk;
+mod services;
 mod tls;
 mod tokens;

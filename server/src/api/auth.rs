@@ -148,7 +148,7 @@ pub(super) fn decide(
     let reading = matches!(*method, Method::GET | Method::HEAD);
     match (route, function) {
         // Lists and invocations are filtered (or checked) by the handler.
-        ("/metrics" | "/v1/functions" | "/v1/invocations", _) if reading => Ok(()),
+        ("/metrics" | "/v1/functions" | "/v1/invocations" | "/v1/nodes", _) if reading => Ok(()),
         (r, _) if reading && r.starts_with("/v1/invocations/") => Ok(()),
         (r, Some(name)) if r.starts_with("/v1/functions/{name}") => {
             let outside = std::iter::once(name)

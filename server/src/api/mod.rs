@@ -23,6 +23,7 @@
 //! [`ApiState::open_metrics`].
 
 mod auth;
+mod cluster;
 mod error;
 mod invocations;
 mod name;
@@ -69,6 +70,8 @@ pub struct ApiState {
     pub tokens: Arc<Tokens>,
     /// Whether `/metrics` answers without a token.
     pub open_metrics: bool,
+    /// This node's part in a cluster (cluster mode only).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// The control plane's routes.
@@ -77,6 +80,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/functions", get(list))
         .route("/v1/functions/{name}", put(deploy).get(show).delete(remove))
         .route("/v1/functions/{name}/rollback", post(rollback))
+        .route("/v1/functions/{name}/push", post(cluster::push))
+        .route("/v1/nodes", get(cluster::nodes))
         .route("/v1/functions/{name}/invoke", post(invoke))
         .route("/v1/functions/{name}/instances", get(instances))
         .route("/v1/invocations", get(invocations::list))
@@ -147,6 +152,8 @@ async fn deploy(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let mut settings = query_pairs(query.as_deref());
+    let options = cluster::DeployOptions::take(&mut settings)?;
     let too_large = || {
         ApiError::new(
             ErrorCode::BodyTooLarge,
@@ -176,14 +183,23 @@ async fn deploy(
             ));
         }
     };
-    if bytes.is_empty() {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "the request body must be the component's bytes",
-        ));
-    }
+    let bytes = match (&options.source, bytes.is_empty()) {
+        (Some(source), true) => cluster::pull_source(&state, source).await?,
+        (Some(_), false) => {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "give the component's bytes or source=oci://…, not both",
+            ));
+        }
+        (None, true) => {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "the request body must be the component's bytes",
+            ));
+        }
+        (None, false) => bytes,
+    };
     let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
-    let settings = query_pairs(query.as_deref());
     let result = state
         .registry
         .deploy(&name, bytes, &settings, if_match)
@@ -201,7 +217,7 @@ async fn deploy(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(deployed)).into_response())
+    cluster::answer(&state, deployed, status, options.wait).await
 }
 
 /// Every function the caller may reach (a deploy token sees its prefix's).
@@ -301,7 +317,26 @@ async fn instances(State(state): State<ApiState>, Name(name): Name) -> Result<Re
 
 async fn ready(State(state): State<ApiState>) -> Response {
     let draining = state.draining.load(Ordering::Relaxed);
+    // A node cut off from etcd keeps serving what it last knew: still
+    // ready, but degraded.
+    let degraded = state.cluster.as_ref().is_some_and(|c| !c.online());
+    let status_word = match (draining, degraded) {
+        (true, _) => "draining",
+        (false, true) => "degraded",
+        (false, false) => "ready",
+    };
+    let cluster = state.cluster.as_ref().map(|c| {
+        json!({
+            "node": c.id(),
+            "etcd": if c.online() { "online" } else { "offline" },
+            "synced": c.synced(),
+            "pulled": c.storage().transfers().pulled.load(Ordering::Relaxed),
+            "pulled_compiled": c.storage().transfers().pulled_compiled.load(Ordering::Relaxed),
+        })
+    });
     let body = json!({
+        "status": status_word,
+        "cluster": cluster,
         "ready": !draining,
         "functions": state.registry.list().len(),
         "instances": state.registry.budget().in_use(),

@@ -130,6 +130,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), (&'static str, String)> {
+        self.cluster.validate()?;
         if self.engine.epoch_tick.0 < Duration::from_millis(1) {
             return Err(("engine.epoch_tick", "must be at least 1ms".into()));
         }

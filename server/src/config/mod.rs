@@ -8,10 +8,11 @@
 //! does I/O but reading the one file.
 //!
 //! Each section has its file: `server`, `function` (`[functions]`, with its
-//! `reserve` policies), `limits`, `engine`, `scaling`, `invocations`, `gpu`, `outbound`.
+//! `reserve` policies), `limits`, `engine`, `scaling`, `invocations`, `gpu`, `outbound`, `cluster`.
 //! [`defaults`] holds shared default values, `load` the loading and
 //! validation, `units` sizes and durations.
 
+mod cluster;
 pub mod defaults;
 mod engine;
 pub mod env;
@@ -26,6 +27,7 @@ mod scaling;
 mod server;
 mod units;
 
+pub use cluster::{ClusterConfig, RegistryLocation, valid_node_id};
 pub use engine::{Allocator, EngineConfig};
 pub use function::{FunctionSettings, MAX_IDLE_TTL, MIN_MEMORY, Preinit, SettingsError};
 pub use gpu::GpuSettings;
@@ -66,4 +68,6 @@ pub struct Config {
     pub gpu: GpuSettings,
     /// What functions may reach over HTTP.
     pub outbound: OutboundConfig,
+    /// Cluster mode: etcd and an OCI registry (off by default).
+    pub cluster: ClusterConfig,
 }

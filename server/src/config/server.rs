@@ -54,6 +54,10 @@ pub struct ServerConfig {
     /// How often the modification times of the TLS files are checked; a
     /// changed pair is loaded without a restart.
     pub tls_reload_interval: HumanDuration,
+    /// A file holding the bootstrap (admin) control-plane token, read at
+    /// startup and never written (a mounted secret, the same on every node
+    /// of a cluster). Empty: `<data_dir>/token`, created at first start.
+    pub token_file: PathBuf,
     /// Whether `/metrics` answers without a token. Unset: only when
     /// `control_addr` is a loopback address (see
     /// [`ServerConfig::metrics_open`]).
@@ -107,6 +111,7 @@ impl Default for ServerConfig {
             control_tls_cert: PathBuf::new(),
             control_tls_key: PathBuf::new(),
             tls_reload_interval: HumanDuration(Duration::from_secs(10)),
+            token_file: PathBuf::new(),
             open_metrics: None,
         }
     }

@@ -143,6 +143,8 @@ pub struct Invocations {
     wake: Notify,
     registry: Arc<Registry>,
     counters: Counters,
+    /// This node's id in a cluster: it ends every invocation id.
+    node: Option<String>,
 }
 
 impl std::fmt::Debug for Invocations {
@@ -153,20 +155,40 @@ impl std::fmt::Debug for Invocations {
 
 const MAX_KEY_LEN: usize = 255;
 
-fn new_id() -> String {
+/// Characters of an id before its node: 11 hex digits of time, 16 random.
+const ID_STEM_LEN: usize = 27;
+
+/// A new invocation id: time and randomness, then `-{node}` in cluster mode
+/// (the node that owns it, and answers for it).
+fn new_id(node: Option<&str>) -> String {
     let mut random = [0u8; 8];
     let _ = getrandom::fill(&mut random);
-    format!("{:011x}{}", unix_ms(), hex::encode(random))
+    let stem = format!("{:011x}{}", unix_ms(), hex::encode(random));
+    match node {
+        Some(node) => format!("{stem}-{node}"),
+        None => stem,
+    }
+}
+
+/// The node an invocation id names (`None`: an id made outside cluster
+/// mode, or no id of floe's).
+pub fn owner_of(id: &str) -> Option<&str> {
+    let (stem, rest) = (id.get(..ID_STEM_LEN)?, id.get(ID_STEM_LEN..)?);
+    let node = rest.strip_prefix('-')?;
+    (stem.bytes().all(|b| b.is_ascii_hexdigit()) && crate::config::valid_node_id(node))
+        .then_some(node)
 }
 
 impl Invocations {
     /// Opens the store in `data_dir` and loads every invocation in it:
     /// queued and running ones (cut short by a stop or crash) queue again.
-    /// Invocations run on `registry`'s functions.
+    /// Invocations run on `registry`'s functions; in a cluster, `node` is
+    /// this node's id.
     pub fn open(
         data_dir: &std::path::Path,
         config: InvocationsConfig,
         registry: Arc<Registry>,
+        node: Option<String>,
     ) -> std::io::Result<Self> {
         let journal = Journal::open(data_dir)?;
         let (records, removed) = journal.load()?;
@@ -232,6 +254,7 @@ impl Invocations {
             wake: Notify::new(),
             registry,
             counters: Counters::default(),
+            node,
         })
     }
 
@@ -305,7 +328,7 @@ impl Invocations {
                 return Err(SubmitError::StorageFull(max_bytes));
             }
             let record = InvocationRecord {
-                id: new_id(),
+                id: new_id(self.node.as_deref()),
                 function: submission.function.clone(),
                 status: Status::Queued,
                 attempts: 0,

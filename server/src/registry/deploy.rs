@@ -3,7 +3,9 @@
 //! whose compiled code and `init` outcome are reused.
 
 use super::gc::prune_versions;
-use super::{FunctionName, Registry, RegistryError, VersionFiles, run_to_completion};
+use super::{
+    FunctionName, MAX_CONFLICTS, Registry, RegistryError, Revision, VersionFiles, run_to_completion,
+};
 use crate::clock::unix_ms;
 use crate::config::FunctionSettings;
 use crate::preinit;
@@ -119,19 +121,12 @@ impl Registry {
         let name_lock = self.name_lock(&name);
         let _guard = name_lock.lock().await;
 
-        let record = self.record(&name);
+        let (record, revision) = self.base(&name).await?;
         let active = record
             .as_ref()
             .and_then(FunctionRecord::active_version)
             .cloned();
-        if let Some(expected) = expected
-            && active.as_ref().map(|v| v.digest) != Some(expected)
-        {
-            return Err(RegistryError::PreconditionFailed {
-                expected,
-                active: active.map(|v| v.digest),
-            });
-        }
+        check_precondition(expected, active.as_ref())?;
         let mut new_settings = record
             .as_ref()
             .map_or_else(|| self.config.functions.clone(), |r| r.settings.clone());
@@ -145,10 +140,12 @@ impl Registry {
         // (A function that cannot load is redeployed in full, to repair it.)
         if let (Some(record), Some(active)) = (&record, &active)
             && active.digest == digest
-            && self.get(name.as_str()).is_some()
+            && self
+                .get(name.as_str())
+                .is_some_and(|f| f.version == active.version)
         {
             if new_settings != record.settings {
-                self.reconfigure_locked(&name, record.clone(), new_settings)
+                self.reconfigure_locked(&name, record.clone(), revision, new_settings)
                     .await?;
             }
             return Ok(Deployed::new(&name, active, 0, false));
@@ -164,8 +161,9 @@ impl Registry {
             && let Some(deployed) = self
                 .redeploy_settled(
                     &name,
-                    record.clone(),
+                    (record.clone(), revision),
                     &new_settings,
+                    expected,
                     &bytes,
                     digest,
                     settled,
@@ -188,13 +186,13 @@ impl Registry {
         let declared_hooks = crate::engine::declared_hooks(&bytes);
         prepared.hooks.restrict(declared_hooks.as_deref());
 
-        let mut record =
-            record.unwrap_or_else(|| FunctionRecord::new(name.as_str(), &new_settings));
-        let version = record.next_version;
+        // The number this version would get now; another node deploying at
+        // the same time may take it, and then the commit renumbers it.
+        let candidate = record.as_ref().map_or(1, |r| r.next_version);
         let initialized = preinit::initialize(
             &self.engine,
             name.as_arc(),
-            version,
+            candidate,
             &bytes,
             prepared,
             &new_settings,
@@ -202,16 +200,15 @@ impl Registry {
         )
         .await?;
         let version_record = VersionRecord {
-            version,
+            version: candidate,
             digest,
             size,
             created_at_ms: unix_ms(),
             compile_ms,
             preinit: initialized.record,
             declared_hooks,
+            oci: None,
         };
-        record.push_active(version_record.clone(), &new_settings);
-        let pruned = prune_versions(&mut record, self.config.limits.max_versions as usize);
         let serving = match initialized.snapshot {
             Some(snapshot) => Serving::Snapshot(snapshot),
             None => Serving::Original {
@@ -219,7 +216,18 @@ impl Registry {
                 artifact,
             },
         };
-        self.commit(&name, record, &bytes, digest, serving).await?;
+        let staged = serving.stage(digest, &bytes);
+        let (version_record, pruned) = self
+            .commit_version(
+                &name,
+                (record, revision),
+                version_record,
+                &new_settings,
+                expected,
+                &staged,
+            )
+            .await?;
+        let version = version_record.version;
         let runnable = Arc::new(initialized.runnable);
         // The copy-on-write memory image is otherwise made by the first
         // instantiation, on the first request's time.
@@ -235,6 +243,46 @@ impl Registry {
         }
         tracing::info!(function = %name, version, %digest, size, compile_ms, init = version_record.preinit.mode.name(), "deployed");
         Ok(Deployed::new(&name, &version_record, compile_ms, true))
+    }
+
+    /// Numbers `version` after the newest record in `base` and commits it as
+    /// the active version with `settings`. When another node committed to
+    /// the function in between, reads it again, checks `expected` again,
+    /// renumbers and retries. Returns the version as committed, and whether
+    /// old versions were pruned.
+    async fn commit_version(
+        &self,
+        name: &FunctionName,
+        mut base: (Option<FunctionRecord>, Option<Revision>),
+        mut version: VersionRecord,
+        settings: &FunctionSettings,
+        expected: Option<Digest>,
+        staged: &Staged,
+    ) -> Result<(VersionRecord, bool), RegistryError> {
+        let mut attempt = 0;
+        loop {
+            let (record, revision) = base;
+            check_precondition(
+                expected,
+                record.as_ref().and_then(FunctionRecord::active_version),
+            )?;
+            let mut record = record.unwrap_or_else(|| FunctionRecord::new(name.as_str(), settings));
+            version.version = record.next_version;
+            record.push_active(version.clone(), settings);
+            let pruned = prune_versions(&mut record, self.config.limits.max_versions as usize);
+            match self.commit(name, record, staged, revision).await {
+                Ok(stored) => {
+                    let committed = stored.active_version().cloned().unwrap_or(version);
+                    return Ok((committed, pruned));
+                }
+                Err(RegistryError::Conflict(_)) if attempt < MAX_CONFLICTS => {
+                    attempt += 1;
+                    tracing::debug!(function = %name, attempt, "another node changed the function; renumbering");
+                    base = self.base(name).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// An earlier version (of any function) of the component `digest`,
@@ -261,11 +309,13 @@ impl Registry {
     /// component is loaded (from memory or its artifact), checked, and
     /// activated without compiling or running `init` again. `None` when the
     /// stored files are gone: the caller deploys in full.
+    #[expect(clippy::too_many_arguments, reason = "one private step of a deploy")]
     async fn redeploy_settled(
         &self,
         name: &FunctionName,
-        record: Option<FunctionRecord>,
+        base: (Option<FunctionRecord>, Option<Revision>),
         new_settings: &FunctionSettings,
+        expected: Option<Digest>,
         bytes: &Bytes,
         digest: Digest,
         settled: Settled,
@@ -280,27 +330,21 @@ impl Registry {
         let mut prepared = self.engine.prepare(&component)?;
         prepared.hooks.restrict(settled.declared_hooks.as_deref());
         let runnable = Arc::new(preinit::runnable(&settled.preinit, prepared));
-        let mut record = record.unwrap_or_else(|| FunctionRecord::new(name.as_str(), new_settings));
-        let version = record.next_version;
         let version_record = VersionRecord {
-            version,
+            version: base.0.as_ref().map_or(1, |r| r.next_version),
             digest,
             size: len,
             created_at_ms: unix_ms(),
             compile_ms: 0,
             preinit: settled.preinit,
             declared_hooks: settled.declared_hooks,
+            oci: None,
         };
-        record.push_active(version_record.clone(), new_settings);
-        let pruned = prune_versions(&mut record, self.config.limits.max_versions as usize);
-        self.commit(
-            name,
-            record,
-            bytes,
-            digest,
-            Serving::Stored(settled.serving),
-        )
-        .await?;
+        let staged = Serving::Stored(settled.serving).stage(digest, bytes);
+        let (version_record, pruned) = self
+            .commit_version(name, base, version_record, new_settings, expected, &staged)
+            .await?;
+        let version = version_record.version;
         self.activate(name, version, digest, runnable, new_settings.clone());
         if pruned {
             self.collect_garbage().await?;
@@ -309,58 +353,97 @@ impl Registry {
         Ok(Some(Deployed::new(name, &version_record, 0, true)))
     }
 
-    /// Stores a version's files and its function's record, in that order,
-    /// and commits the record in memory.
+    /// Stores a version's files and its function's record, in that order
+    /// (only if the record is still at `expected`), and commits the record
+    /// in memory. Returns the record as stored.
     pub(super) async fn commit(
         &self,
         name: &FunctionName,
         record: FunctionRecord,
-        bytes: &Bytes,
-        digest: Digest,
-        serving: Serving,
-    ) -> Result<(), RegistryError> {
-        // Blob, artifact, record: in that order, so that a record never names
-        // a file that is not there.
+        staged: &Staged,
+        expected: Option<Revision>,
+    ) -> Result<FunctionRecord, RegistryError> {
         let _gc = self.gc.read().await;
+        // A collection may have taken the files of an earlier deploy since
+        // they were loaded: then the deploy fails rather than name them.
+        if let Some(stored) = staged.stored
+            && !self.storage.has_component(stored, None).await?
+        {
+            return Err(crate::store::StoreError::Missing(stored).into());
+        }
         let key = self.engine.artifact_key();
-        let (cached, files) = match serving {
-            Serving::Original {
-                component,
-                artifact,
-            } => (
-                artifact.as_ref().map(|a| (digest, component, a.len())),
-                VersionFiles {
-                    components: vec![(digest, bytes.clone())],
-                    artifact: artifact.map(|a| (digest, a)),
-                },
-            ),
-            Serving::Snapshot(snapshot) => (
-                Some((snapshot.digest, snapshot.component, snapshot.artifact.len())),
-                VersionFiles {
-                    components: vec![(digest, bytes.clone()), (snapshot.digest, snapshot.bytes)],
-                    artifact: Some((snapshot.digest, snapshot.artifact)),
-                },
-            ),
-            Serving::Stored(serving) => {
-                // A collection may have taken the files since they were
-                // loaded: then the deploy fails rather than name them.
-                if !self.storage.has_component(serving, None).await? {
-                    return Err(crate::store::StoreError::Missing(serving).into());
-                }
-                self.storage.write_record(&record).await?;
-                self.records.lock().insert(name.to_string(), record);
-                self.changes.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
-            }
-        };
-        self.storage.commit(&record, files, key).await?;
-        if let Some((digest, component, len)) = cached {
-            self.cache(digest, &component, len);
+        let record = self
+            .storage
+            .commit(record, staged.files.clone(), key, expected)
+            .await?;
+        if let Some((digest, component, len)) = &staged.cached {
+            self.cache(*digest, component, *len);
         }
         // Committed in memory before the guard goes: a collection that waits
         // for it sees the new record.
-        self.records.lock().insert(name.to_string(), record);
+        self.records.lock().insert(name.to_string(), record.clone());
         self.changes.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        Ok(record)
+    }
+}
+
+/// A version's bytes, ready to be stored: the files to write, the compiled
+/// component to keep in memory once they are, and (for a version that
+/// serves from files stored before) the digest that must still be there.
+pub(super) struct Staged {
+    files: VersionFiles,
+    cached: Option<(Digest, Component, usize)>,
+    stored: Option<Digest>,
+}
+
+impl Serving {
+    /// The files a version served by `self` stores, its upload being
+    /// `bytes` with `digest`.
+    pub(super) fn stage(self, digest: Digest, bytes: &Bytes) -> Staged {
+        match self {
+            Serving::Original {
+                component,
+                artifact,
+            } => {
+                let artifact = artifact.map(Bytes::from);
+                Staged {
+                    cached: artifact.as_ref().map(|a| (digest, component, a.len())),
+                    files: VersionFiles {
+                        components: vec![(digest, bytes.clone())],
+                        artifact: artifact.map(|a| (digest, a)),
+                    },
+                    stored: None,
+                }
+            }
+            Serving::Snapshot(snapshot) => Staged {
+                cached: Some((snapshot.digest, snapshot.component, snapshot.artifact.len())),
+                files: VersionFiles {
+                    components: vec![(digest, bytes.clone()), (snapshot.digest, snapshot.bytes)],
+                    artifact: Some((snapshot.digest, Bytes::from(snapshot.artifact))),
+                },
+                stored: None,
+            },
+            Serving::Stored(serving) => Staged {
+                files: VersionFiles::default(),
+                cached: None,
+                stored: Some(serving),
+            },
+        }
+    }
+}
+
+/// Fails when `expected` (an `If-Match` digest) is not `active`'s.
+fn check_precondition(
+    expected: Option<Digest>,
+    active: Option<&VersionRecord>,
+) -> Result<(), RegistryError> {
+    match expected {
+        Some(expected) if active.map(|v| v.digest) != Some(expected) => {
+            Err(RegistryError::PreconditionFailed {
+                expected,
+                active: active.map(|v| v.digest),
+            })
+        }
+        _ => Ok(()),
     }
 }

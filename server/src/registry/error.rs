@@ -55,6 +55,14 @@ pub enum RegistryError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The cluster's etcd or registry failed or cannot be reached; nothing
+    /// was changed.
+    #[error("cluster: {0}")]
+    Cluster(String),
+    /// Another node changed the function since it was read (retried by the
+    /// registry; seen by a client only when it keeps happening).
+    #[error("function {0} was changed by another node at the same time; retry")]
+    Conflict(String),
     /// A task of the registry failed (panicked or was cancelled).
     #[error("internal error: {0}")]
     Internal(#[source] tokio::task::JoinError),
@@ -72,6 +80,8 @@ impl RegistryError {
             Self::PreconditionFailed { .. } => ErrorCode::PreconditionFailed,
             Self::NoSuchVersion { .. } | Self::TooManyFunctions(_) => ErrorCode::Conflict,
             Self::Unavailable { .. } => ErrorCode::Unavailable,
+            Self::Cluster(_) => ErrorCode::ClusterUnavailable,
+            Self::Conflict(_) => ErrorCode::Conflict,
             Self::Store(_) | Self::Internal(_) => ErrorCode::Internal,
         }
     }

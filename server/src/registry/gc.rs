@@ -74,6 +74,7 @@ mod tests {
                     compile_ms: 0,
                     preinit: Default::default(),
                     declared_hooks: None,
+                    oci: None,
                 })
                 .collect(),
         }

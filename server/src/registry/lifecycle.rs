@@ -2,7 +2,10 @@
 //! settings (redoing `init` when its mode changes), deletion.
 
 use super::deploy::Serving;
-use super::{Deployed, FunctionInfo, FunctionName, Registry, RegistryError, run_to_completion};
+use super::{
+    Deployed, FunctionInfo, FunctionName, MAX_CONFLICTS, Registry, RegistryError, Revision,
+    run_to_completion,
+};
 use crate::config::FunctionSettings;
 use crate::preinit;
 use crate::store::FunctionRecord;
@@ -20,7 +23,11 @@ impl Registry {
     ) -> Result<Deployed, RegistryError> {
         let this = self.clone();
         let name = name.clone();
-        run_to_completion(async move { this.rollback_now(&name, version).await }).await
+        run_to_completion(async move {
+            this.retrying(&name, || this.rollback_now(&name, version))
+                .await
+        })
+        .await
     }
 
     async fn rollback_now(
@@ -31,9 +38,8 @@ impl Registry {
         let name = name.clone();
         let name_lock = self.name_lock(&name);
         let _guard = name_lock.lock().await;
-        let mut record = self
-            .record(&name)
-            .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
+        let (record, revision) = self.base(&name).await?;
+        let mut record = record.ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
         let target = match version {
             Some(v) => record.version(v).cloned(),
             None => record
@@ -49,7 +55,7 @@ impl Registry {
         })?;
         let runnable = self.runnable(&target).await?;
         record.active = target.version;
-        self.persist(&record).await?;
+        let record = self.persist(record, revision).await?;
         let settings = record.settings.clone();
         self.records.lock().insert(name.to_string(), record);
         self.activate(&name, target.version, target.digest, runnable, settings);
@@ -66,7 +72,11 @@ impl Registry {
     ) -> Result<FunctionInfo, RegistryError> {
         let this = self.clone();
         let (name, settings) = (name.clone(), settings.to_vec());
-        run_to_completion(async move { this.configure_now(&name, &settings).await }).await
+        run_to_completion(async move {
+            this.retrying(&name, || this.configure_now(&name, &settings))
+                .await
+        })
+        .await
     }
 
     async fn configure_now(
@@ -76,16 +86,16 @@ impl Registry {
     ) -> Result<FunctionInfo, RegistryError> {
         let name_lock = self.name_lock(name);
         let _guard = name_lock.lock().await;
-        let record = self
-            .record(name)
-            .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
+        let (record, revision) = self.base(name).await?;
+        let record = record.ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
         let mut new_settings = record.settings.clone();
         for (key, value) in settings {
             new_settings.set(key, value)?;
         }
         new_settings.validate(&self.config.limits)?;
         if new_settings != record.settings {
-            self.reconfigure_locked(name, record, new_settings).await?;
+            self.reconfigure_locked(name, record, revision, new_settings)
+                .await?;
         }
         self.info(name, false)
     }
@@ -94,12 +104,16 @@ impl Registry {
         &self,
         name: &FunctionName,
         mut record: FunctionRecord,
+        revision: Option<Revision>,
         settings: FunctionSettings,
     ) -> Result<(), RegistryError> {
         let rebuild = settings.preinit != record.settings.preinit;
         record.settings = settings.clone();
-        let Some(current) = self.get(name.as_str()) else {
-            self.persist(&record).await?;
+        let Some(current) = self
+            .get(name.as_str())
+            .filter(|f| f.version == record.active)
+        else {
+            let record = self.persist(record, revision).await?;
             self.records.lock().insert(name.to_string(), record);
             return Ok(());
         };
@@ -136,6 +150,9 @@ impl Registry {
                 .find(|v| v.version == active.version)
             {
                 v.preinit = initialized.record;
+                // Its bytes are published again with the new serving
+                // component.
+                v.oci = None;
             }
             let serving = match initialized.snapshot {
                 Some(snapshot) => Serving::Snapshot(snapshot),
@@ -144,7 +161,8 @@ impl Registry {
                     artifact: None,
                 },
             };
-            self.commit(name, record, &bytes, digest, serving).await?;
+            let staged = serving.stage(digest, &bytes);
+            self.commit(name, record, &staged, revision).await?;
             self.activate(
                 name,
                 active.version,
@@ -154,7 +172,7 @@ impl Registry {
             );
             self.collect_garbage().await?;
         } else {
-            self.persist(&record).await?;
+            let record = self.persist(record, revision).await?;
             self.records.lock().insert(name.to_string(), record);
             self.activate(
                 name,
@@ -172,31 +190,57 @@ impl Registry {
     pub async fn delete(self: &Arc<Self>, name: &FunctionName) -> Result<(), RegistryError> {
         let this = self.clone();
         let name = name.clone();
-        run_to_completion(async move { this.delete_now(&name).await }).await
+        run_to_completion(async move { this.retrying(&name, || this.delete_now(&name)).await })
+            .await
     }
 
     async fn delete_now(&self, name: &FunctionName) -> Result<(), RegistryError> {
         let name_lock = self.name_lock(name);
         let _guard = name_lock.lock().await;
-        if self.record(name).is_none() {
+        let (record, revision) = self.base(name).await?;
+        if record.is_none() {
             return Err(RegistryError::NotFound(name.to_string()));
         }
-        self.storage.delete(name).await?;
+        self.storage.delete(name, revision).await?;
         self.records.lock().remove(name.as_str());
         self.unavailable.lock().remove(name.as_str());
         let old = self.active.write().remove(name.as_str());
         if let Some(old) = old {
             old.pool.retire();
         }
+        self.touched();
         self.metrics.remove(name.as_str());
         self.collect_garbage().await?;
         tracing::info!(function = %name, "deleted");
         Ok(())
     }
 
-    async fn persist(&self, record: &FunctionRecord) -> Result<(), RegistryError> {
-        self.storage.write_record(record).await?;
+    async fn persist(
+        &self,
+        record: FunctionRecord,
+        revision: Option<Revision>,
+    ) -> Result<FunctionRecord, RegistryError> {
+        let record = self.storage.write_record(record, revision).await?;
         self.changes.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        Ok(record)
+    }
+
+    /// Runs `operation` again (it reads the function afresh each time) when
+    /// another node changed the function between its read and its write.
+    async fn retrying<T, F: Future<Output = Result<T, RegistryError>>>(
+        &self,
+        name: &FunctionName,
+        mut operation: impl FnMut() -> F,
+    ) -> Result<T, RegistryError> {
+        let mut attempt = 0;
+        loop {
+            match operation().await {
+                Err(RegistryError::Conflict(_)) if attempt < MAX_CONFLICTS => {
+                    attempt += 1;
+                    tracing::debug!(function = %name, attempt, "another node changed the function; retrying");
+                }
+                other => return other,
+            }
+        }
     }
 }

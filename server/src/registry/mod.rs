@@ -24,6 +24,7 @@
 //! | `lifecycle.rs` | rollback, configure, delete |
 //! | `views.rs` | what the API and `/metrics` show |
 //! | `gc.rs` | version pruning and garbage collection |
+//! | `remote.rs` | serving what another node committed (cluster mode) |
 
 mod components;
 mod deploy;
@@ -31,6 +32,7 @@ mod error;
 mod gc;
 mod lifecycle;
 mod name;
+mod remote;
 mod storage;
 mod views;
 
@@ -38,7 +40,8 @@ pub use components::COMPONENT_CACHE_BYTES;
 pub use deploy::Deployed;
 pub use error::RegistryError;
 pub use name::{FunctionName, InvalidName, MAX_NAME_LEN};
-pub use storage::{LocalStorage, Storage, VersionFiles};
+pub use remote::Converged;
+pub use storage::{Current, LocalStorage, Revision, Storage, VersionFiles};
 pub use views::FunctionInfo;
 
 use crate::config::{Config, FunctionSettings};
@@ -100,6 +103,8 @@ pub struct Registry {
     /// Deploys, reconfigurations, rollbacks and deletions so far: the
     /// autoscaler hands memory back after them too.
     changes: AtomicU64,
+    /// Bumped whenever what serves changes (a swap or a removal).
+    activity: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -134,6 +139,7 @@ impl Registry {
             gc: tokio::sync::RwLock::new(()),
             creating: AtomicUsize::new(0),
             changes: AtomicU64::new(0),
+            activity: tokio::sync::watch::Sender::new(0),
             components: moka::sync::Cache::builder()
                 .weigher(|_, v: &(Component, u32)| v.1)
                 .max_capacity(COMPONENT_CACHE_BYTES)
@@ -227,6 +233,19 @@ impl Registry {
         self.records.lock().get(name.as_str()).cloned()
     }
 
+    /// The record a change to `name` starts from, and the revision its write
+    /// compares against: the storage's newest where other nodes write too,
+    /// else this registry's own.
+    async fn base(
+        &self,
+        name: &FunctionName,
+    ) -> Result<(Option<FunctionRecord>, Option<Revision>), RegistryError> {
+        Ok(match self.storage.current(name).await? {
+            Some(current) => (current.record, Some(current.revision)),
+            None => (self.record(name), None),
+        })
+    }
+
     fn activate(
         &self,
         name: &FunctionName,
@@ -260,6 +279,17 @@ impl Registry {
         if let Some(old) = old {
             old.pool.retire();
         }
+        self.touched();
+    }
+
+    /// Says that what serves changed.
+    fn touched(&self) {
+        self.activity.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes whenever what this registry serves changes.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.activity.subscribe()
     }
 
     fn active_functions(&self) -> Vec<Arc<Function>> {
@@ -300,6 +330,10 @@ impl crate::scaling::ActivePools for Registry {
         self.changes.load(Ordering::Relaxed)
     }
 }
+
+/// Times a change is read again and retried when another node changed the
+/// same function at once, before the client gets a conflict.
+const MAX_CONFLICTS: u32 = 16;
 
 /// A new function's place under `limits.max_functions` while it is deployed.
 struct Reservation<'a>(&'a AtomicUsize);

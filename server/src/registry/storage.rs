@@ -20,6 +20,13 @@
 //! no record ever names bytes that are not there. Files no record names
 //! are removed by [`Storage::collect_garbage`], which the registry never
 //! runs during a commit.
+//!
+//! Where other nodes write too (cluster mode), [`Storage::current`] gives the
+//! newest record with its [`Revision`], and a write given that revision
+//! fails with [`RegistryError::Conflict`] when the record changed since: the
+//! registry reads again and retries. What another node committed reaches
+//! this node's own copy through [`Storage::remember`] and
+//! [`Storage::forget`].
 
 use super::{FunctionName, RegistryError};
 use crate::store::{Digest, FunctionRecord, FunctionStore};
@@ -28,32 +35,67 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 /// What one version adds to the store.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct VersionFiles {
     /// Components by digest: the upload, and its snapshot if it has one.
     pub components: Vec<(Digest, Bytes)>,
     /// The compiled code of the component that serves, when it was
     /// compiled now.
-    pub artifact: Option<(Digest, Vec<u8>)>,
+    pub artifact: Option<(Digest, Bytes)>,
+}
+
+/// A record's revision in a store that other nodes write too: what a
+/// conditional write compares against (0: the record does not exist).
+pub type Revision = i64;
+
+/// The newest record of a function where other nodes write too.
+#[derive(Debug, Clone)]
+pub struct Current {
+    /// The record; `None`: no such function.
+    pub record: Option<FunctionRecord>,
+    /// Its revision.
+    pub revision: Revision,
 }
 
 /// The registry's durable state. Methods may block on I/O; implementations
 /// run that off the async workers.
 #[async_trait::async_trait]
 pub trait Storage: Send + Sync + std::fmt::Debug {
-    /// Every function's record, read once at startup.
+    /// Every function's record this node holds, read once at startup.
     async fn load(&self) -> Result<Vec<FunctionRecord>, RegistryError>;
-    /// Stores `files`, then `record` (which may name them).
+    /// The newest record of `name` where other nodes write too; `None`
+    /// where this node is the only writer (its own record is the newest).
+    async fn current(&self, _name: &FunctionName) -> Result<Option<Current>, RegistryError> {
+        Ok(None)
+    }
+    /// Stores `files`, then `record` (which may name them). With
+    /// `expected`, only if the record is still at that revision. Returns
+    /// the record as stored (a backend may add where it put the bytes).
     async fn commit(
         &self,
-        record: &FunctionRecord,
+        record: FunctionRecord,
         files: VersionFiles,
         engine: &str,
+        expected: Option<Revision>,
+    ) -> Result<FunctionRecord, RegistryError>;
+    /// Replaces a function's record (settings, active version), with
+    /// `expected` as in [`Storage::commit`]. Returns the record as stored.
+    async fn write_record(
+        &self,
+        record: FunctionRecord,
+        expected: Option<Revision>,
+    ) -> Result<FunctionRecord, RegistryError>;
+    /// Removes a function's record (its files go at the next collection),
+    /// with `expected` as in [`Storage::commit`].
+    async fn delete(
+        &self,
+        name: &FunctionName,
+        expected: Option<Revision>,
     ) -> Result<(), RegistryError>;
-    /// Replaces a function's record (settings, active version).
-    async fn write_record(&self, record: &FunctionRecord) -> Result<(), RegistryError>;
-    /// Removes a function's record (its files go at the next collection).
-    async fn delete(&self, name: &FunctionName) -> Result<(), RegistryError>;
+    /// Keeps this node's copy of a record another node committed.
+    async fn remember(&self, record: &FunctionRecord) -> Result<(), RegistryError>;
+    /// Drops this node's copy of a record another node deleted.
+    async fn forget(&self, name: &FunctionName) -> Result<(), RegistryError>;
     /// Whether component `digest` is stored (with `size` bytes, if given).
     async fn has_component(&self, digest: Digest, size: Option<u64>)
     -> Result<bool, RegistryError>;
@@ -92,9 +134,27 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The single-node backend: files under the data directory
-/// ([`FunctionStore`]).
+/// ([`FunctionStore`]). The cluster backend keeps its node's copy here too.
 #[derive(Debug, Clone)]
 pub struct LocalStorage(pub Arc<FunctionStore>);
+
+impl LocalStorage {
+    /// Writes a version's components and compiled code (before any record
+    /// names them).
+    pub async fn put_files(&self, files: VersionFiles, engine: &str) -> Result<(), RegistryError> {
+        let (store, engine) = (self.0.clone(), engine.to_owned());
+        Ok(blocking(move || {
+            for (digest, bytes) in &files.components {
+                store.put_blob(digest, bytes)?;
+            }
+            if let Some((digest, artifact)) = &files.artifact {
+                store.put_artifact(&engine, digest, artifact)?;
+            }
+            Ok::<_, crate::store::StoreError>(())
+        })
+        .await??)
+    }
+}
 
 #[async_trait::async_trait]
 impl Storage for LocalStorage {
@@ -105,29 +165,39 @@ impl Storage for LocalStorage {
 
     async fn commit(
         &self,
-        record: &FunctionRecord,
+        record: FunctionRecord,
         files: VersionFiles,
         engine: &str,
-    ) -> Result<(), RegistryError> {
-        let (store, record, engine) = (self.0.clone(), record.clone(), engine.to_owned());
-        Ok(blocking(move || {
-            for (digest, bytes) in &files.components {
-                store.put_blob(digest, bytes)?;
-            }
-            if let Some((digest, artifact)) = &files.artifact {
-                store.put_artifact(&engine, digest, artifact)?;
-            }
-            store.write_record(&record)
-        })
-        .await??)
+        _expected: Option<Revision>,
+    ) -> Result<FunctionRecord, RegistryError> {
+        self.put_files(files, engine).await?;
+        self.remember(&record).await?;
+        Ok(record)
     }
 
-    async fn write_record(&self, record: &FunctionRecord) -> Result<(), RegistryError> {
+    async fn write_record(
+        &self,
+        record: FunctionRecord,
+        _expected: Option<Revision>,
+    ) -> Result<FunctionRecord, RegistryError> {
+        self.remember(&record).await?;
+        Ok(record)
+    }
+
+    async fn delete(
+        &self,
+        name: &FunctionName,
+        _expected: Option<Revision>,
+    ) -> Result<(), RegistryError> {
+        self.forget(name).await
+    }
+
+    async fn remember(&self, record: &FunctionRecord) -> Result<(), RegistryError> {
         let (store, record) = (self.0.clone(), record.clone());
         Ok(blocking(move || store.write_record(&record)).await??)
     }
 
-    async fn delete(&self, name: &FunctionName) -> Result<(), RegistryError> {
+    async fn forget(&self, name: &FunctionName) -> Result<(), RegistryError> {
         let (store, name) = (self.0.clone(), name.clone());
         Ok(blocking(move || store.delete_record(name.as_str())).await??)
     }

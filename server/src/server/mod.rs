@@ -28,6 +28,7 @@ mod tls;
 pub use tls::TlsError;
 
 use crate::api::{self, ApiState, Tokens};
+use crate::cluster::{Addresses, Cluster};
 use crate::config::Config;
 use crate::dataplane::{DataPlane, ResponseBody};
 use crate::engine::{EngineError, FloeEngine};
@@ -35,7 +36,7 @@ use crate::host::outbound::Listener;
 use crate::invocations::Invocations;
 use crate::invoke::RequestIds;
 use crate::metrics::Metrics;
-use crate::registry::{Deployed, FunctionName, LocalStorage, Registry, RegistryError};
+use crate::registry::{Deployed, FunctionName, LocalStorage, Registry, RegistryError, Storage};
 use crate::scaling::ActivePools;
 use crate::store::{FunctionStore, StoreError};
 use bytes::Bytes;
@@ -78,6 +79,9 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// Cluster mode could not be set up.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// The async invocation store could not be opened.
     #[error("opening the async invocation store: {0}")]
     Invocations(#[source] std::io::Error),
@@ -121,6 +125,7 @@ struct Inner {
     draining: Arc<AtomicBool>,
     janitor: JoinHandle<()>,
     tls: Tls,
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// The certificate pairs of the listeners; the same pair for both when the
@@ -201,22 +206,29 @@ impl Floe {
                 .await
                 .map_err(|e| StartError::Registry(RegistryError::Internal(e)))??,
         );
-        let (token, token_created) = store.token()?;
+        let (token, token_created) = match &config.server.token_file {
+            path if path.as_os_str().is_empty() => store.token()?,
+            path => (FunctionStore::token_from(path)?, false),
+        };
         let tokens = Arc::new(Tokens::open(&token, store.clone())?);
         let engine = Arc::new(FloeEngine::new(&config)?);
         let metrics = Arc::new(Metrics::default());
-        let registry = Registry::open(
-            config.clone(),
-            engine,
-            Arc::new(LocalStorage(store.clone())),
-            metrics.clone(),
-        )
-        .await?;
+        let local = LocalStorage(store.clone());
+        let (cluster, storage): (Option<Arc<Cluster>>, Arc<dyn Storage>) =
+            if config.cluster.enabled() {
+                let cluster = Cluster::new(&config, local).await?;
+                let storage = cluster.storage();
+                (Some(cluster), storage)
+            } else {
+                (None, Arc::new(local))
+            };
+        let registry = Registry::open(config.clone(), engine, storage, metrics.clone()).await?;
         let invocations = Arc::new(
             Invocations::open(
                 &config.server.data_dir,
                 config.invocations.clone(),
                 registry.clone(),
+                cluster.as_ref().map(|c| c.id().to_owned()),
             )
             .map_err(StartError::Invocations)?,
         );
@@ -250,6 +262,7 @@ impl Floe {
                 draining: Arc::new(AtomicBool::new(false)),
                 janitor,
                 tls,
+                cluster,
             }),
         })
     }
@@ -296,6 +309,7 @@ impl Floe {
             ids: self.inner.ids.clone(),
             tokens: self.inner.tokens.clone(),
             open_metrics: self.inner.config.server.metrics_open(),
+            cluster: self.inner.cluster.clone(),
         })
     }
 
@@ -411,6 +425,15 @@ impl Floe {
         {
             tasks.push(tokio::spawn(data.clone().watch(interval, stop_rx, |_| {})));
         }
+        if let Some(cluster) = &self.inner.cluster {
+            cluster.start(
+                self.inner.registry.clone(),
+                Addresses {
+                    control: format!("{control_scheme}://{control_addr}"),
+                    data: data_addr.to_string(),
+                },
+            );
+        }
         tracing::info!(%data_addr, %control_addr, data_scheme, control_scheme, "listening");
         Ok(Listening {
             data_addr,
@@ -462,6 +485,9 @@ impl Listening {
     pub async fn shutdown(self) {
         let started = Instant::now();
         self.floe.inner.draining.store(true, Ordering::Relaxed);
+        if let Some(cluster) = &self.floe.inner.cluster {
+            cluster.stop();
+        }
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;

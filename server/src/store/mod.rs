@@ -28,7 +28,7 @@ mod record;
 mod token;
 
 pub use digest::{BadDigest, Digest};
-pub use record::{FunctionRecord, InitMode, PreinitRecord, VersionRecord};
+pub use record::{FunctionRecord, InitMode, OciRecord, PreinitRecord, VersionRecord};
 pub use token::{TokenRecord, TokenScope};
 
 use std::collections::HashSet;
@@ -349,6 +349,20 @@ impl FunctionStore {
             }
         }
         Ok(removed)
+    }
+
+    /// The bootstrap token from `path` (a file another party writes, such
+    /// as a mounted secret); it must hold at least 16 characters.
+    pub fn token_from(path: &Path) -> Result<String, StoreError> {
+        let token = fs::read_to_string(path).map_err(io_err("reading", path))?;
+        let token = token.trim();
+        if token.len() < 16 || token.contains(char::is_whitespace) {
+            return Err(io_err("reading", path)(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the token file must hold one token of at least 16 characters",
+            )));
+        }
+        Ok(token.to_owned())
     }
 
     /// The control-plane token, created (0600) on first use. The flag says

@@ -4,6 +4,7 @@
 use super::Digest;
 use crate::config::FunctionSettings;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// One deployed version of a function.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +26,27 @@ pub struct VersionRecord {
     /// section); `None`: every exported hook is called.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub declared_hooks: Option<Vec<String>>,
+    /// Where a cluster's OCI registry holds this version's bytes (cluster
+    /// mode only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci: Option<OciRecord>,
+}
+
+/// Where a version's bytes are in a cluster's OCI registry. Every digest here
+/// is checked against what is pulled: the registry is not trusted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OciRecord {
+    /// The repository, `host:port/prefix/name`.
+    pub repository: String,
+    /// The manifest of the uploaded component (a Wasm OCI artifact).
+    pub manifest: String,
+    /// The manifest of the snapshot that serves, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_manifest: Option<String>,
+    /// The compiled code of the serving component, per engine
+    /// compatibility key: the digest of the blob in `repository`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub artifacts: BTreeMap<String, Digest>,
 }
 
 impl VersionRecord {

@@ -1,0 +1,218 @@
+//! Every node converges on etcd: list every function, then watch from the
+//! revision listed. Each change re-reads that function's newest record and
+//! hands it to the registry, which pulls what it lacks and swaps the pool.
+//! A compacted or broken watch lists again; while etcd is away the node
+//! keeps serving its last known state and tries again.
+
+use super::etcd::Etcd;
+use super::storage::ClusterStorage;
+use crate::registry::{Converged, FunctionName, Registry};
+use etcd_client::WatchOptions;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Wait between attempts while etcd is unreachable, and the first wait
+/// before a version that could not be made ready is tried again.
+const RETRY: Duration = Duration::from_millis(500);
+/// The longest wait before trying a version that cannot be made ready again
+/// (the wait doubles from `RETRY` on each failure).
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// A function to converge again, and when.
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    failures: u32,
+    at: tokio::time::Instant,
+}
+
+/// Converges this node until `stop`.
+pub(super) async fn run(
+    etcd: Etcd,
+    storage: Arc<ClusterStorage>,
+    registry: Arc<Registry>,
+    synced: tokio::sync::watch::Sender<bool>,
+    stop: CancellationToken,
+) {
+    let converger = Converger {
+        pending: Default::default(),
+        etcd,
+        storage,
+        registry,
+    };
+    while !stop.is_cancelled() {
+        let revision = match converger.list().await {
+            Ok(revision) => revision,
+            Err(e) => {
+                tracing::debug!(error = %e, "listing functions: etcd unreachable");
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(RETRY) => continue,
+                }
+            }
+        };
+        synced.send_replace(true);
+        converger.watch(revision, &stop).await;
+    }
+}
+
+struct Converger {
+    /// Functions to converge again (their version could not be made ready,
+    /// or etcd could not be read), with their backoff.
+    pending: parking_lot::Mutex<std::collections::BTreeMap<String, Retry>>,
+    etcd: Etcd,
+    storage: Arc<ClusterStorage>,
+    registry: Arc<Registry>,
+}
+
+impl Converger {
+    /// Converges every function on etcd's list (and removes those gone
+    /// from it); returns the revision listed.
+    async fn list(&self) -> Result<i64, super::etcd::EtcdError> {
+        let (functions, revision) = self.etcd.list().await?;
+        let mut seen = BTreeSet::new();
+        let mut failed = BTreeSet::new();
+        for (name, current) in functions {
+            seen.insert(name.clone());
+            if let Some(record) = &current.record {
+                self.storage.note(record);
+            }
+            if self.apply(&name, current.record).await {
+                self.pending.lock().remove(&name);
+            } else {
+                failed.insert(name);
+            }
+        }
+        for name in self.registry.record_names() {
+            if !seen.contains(&name) && !self.apply(&name, None).await {
+                failed.insert(name);
+            }
+        }
+        // The watch retries them.
+        for name in failed {
+            self.failed(name);
+        }
+        tracing::debug!(revision, "functions listed from etcd");
+        Ok(revision)
+    }
+
+    /// Watches from after `revision` until the watch breaks or `stop`.
+    async fn watch(&self, revision: i64, stop: &CancellationToken) {
+        let mut client = self.etcd.client();
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(revision + 1)
+            .with_progress_notify();
+        let mut stream = match self
+            .etcd
+            .call(client.watch(self.etcd.functions_prefix(), Some(options)))
+            .await
+        {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::debug!(error = %e, "watching functions: etcd unreachable");
+                return;
+            }
+        };
+        let mut retry = tokio::time::interval(RETRY);
+        loop {
+            let message = tokio::select! {
+                () = stop.cancelled() => return,
+                message = stream.message() => message,
+                _ = retry.tick() => {
+                    self.refresh(self.due()).await;
+                    continue;
+                }
+            };
+            let response = match message {
+                Ok(Some(response)) => response,
+                Ok(None) | Err(_) => {
+                    self.etcd.set_online(false);
+                    tracing::debug!("the etcd watch ended; listing again");
+                    return;
+                }
+            };
+            self.etcd.set_online(true);
+            if response.canceled() || response.compact_revision() > 0 {
+                tracing::info!(
+                    compacted = response.compact_revision(),
+                    "the etcd watch was cancelled (history compacted); listing again"
+                );
+                return;
+            }
+            let names: BTreeSet<String> = response
+                .events()
+                .iter()
+                .filter_map(|e| e.kv())
+                .filter_map(|kv| kv.key_str().ok())
+                .filter_map(|k| self.etcd.function_of(k).map(str::to_owned))
+                .collect();
+            self.refresh(names.into_iter().collect()).await;
+        }
+    }
+
+    /// Re-reads each of `names` from etcd and converges it.
+    async fn refresh(&self, names: Vec<String>) {
+        for name in names {
+            let current = match self.etcd.function(&name).await {
+                Ok(current) => current,
+                Err(e) => {
+                    tracing::debug!(function = %name, error = %e, "reading a changed function failed");
+                    self.failed(name);
+                    continue;
+                }
+            };
+            if let Some(record) = &current.record {
+                self.storage.note(record);
+            }
+            if self.apply(&name, current.record).await {
+                self.pending.lock().remove(&name);
+            } else {
+                self.failed(name);
+            }
+        }
+    }
+
+    /// Schedules `name` to be converged again, later each time it fails.
+    fn failed(&self, name: String) {
+        let mut pending = self.pending.lock();
+        let failures = pending.get(&name).map_or(0, |r| r.failures) + 1;
+        let wait = RETRY
+            .saturating_mul(1 << failures.min(10).saturating_sub(1))
+            .min(MAX_RETRY);
+        pending.insert(
+            name,
+            Retry {
+                failures,
+                at: tokio::time::Instant::now() + wait,
+            },
+        );
+    }
+
+    /// The functions whose retry is due.
+    fn due(&self) -> Vec<String> {
+        let now = tokio::time::Instant::now();
+        self.pending
+            .lock()
+            .iter()
+            .filter(|(_, r)| r.at <= now)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Converges one function; false when it must be tried again.
+    async fn apply(&self, name: &str, record: Option<crate::store::FunctionRecord>) -> bool {
+        let Ok(function) = FunctionName::new(name) else {
+            tracing::warn!(function = %name, "etcd names a function with an invalid name; ignored");
+            return true;
+        };
+        match self.registry.converge(&function, record).await {
+            Ok(Converged::Unchanged | Converged::Applied | Converged::Removed) => true,
+            Err(e) => {
+                tracing::warn!(function = %name, error = %e, "cannot serve the version etcd names yet; the previous one keeps serving");
+                false
+            }
+        }
+    }
+}
