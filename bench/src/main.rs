@@ -9,6 +9,7 @@
 //! cargo run -p floe-bench --release -- scale         # scale-out, idle memory, overload
 //! cargo run -p floe-bench --release -- footprint     # binary, idle RSS, 1,000 functions
 //! cargo run -p floe-bench --release -- sdks          # per-SDK size, build, deploy
+//! cargo run -p floe-bench --release -- cluster       # 3 nodes on etcd and a registry
 //! ```
 //!
 //! Servers are measured in turn, round after round (A B C, A B C, ...), and
@@ -19,6 +20,7 @@
 //! JSON, with SVG plots beside it, and checks floe's goals.
 #![expect(clippy::print_stdout, reason = "the report is this program's output")]
 
+mod cluster;
 mod cold;
 mod footprint;
 mod goals;
@@ -94,6 +96,10 @@ enum Scenario {
     /// build, deploy (first and cached), first response, against wasmtime
     /// serve's start.
     Sdks,
+    /// Cluster mode: 3 nodes on a real etcd and OCI registry; 201 to
+    /// every node serving (Rust and Python hello, compiled code shared or
+    /// not), catch-up after 100 changes, serving while etcd is away.
+    Cluster,
     /// Everything, then the goals.
     All,
 }
@@ -131,6 +137,7 @@ struct Results {
     prewarm_summary: Vec<scale::PrewarmSummary>,
     footprint: Vec<footprint::FootprintSample>,
     sdks: Vec<sdks::SdkSample>,
+    cluster: Option<cluster::ClusterResults>,
     goals: Vec<goals::Goal>,
 }
 
@@ -161,7 +168,10 @@ fn main() -> Result<()> {
         ..Default::default()
     };
     let scenario = cli.scenario;
-    let hellos = if scenario.runs(Scenario::Warm) || scenario.runs(Scenario::Sdks) {
+    let hellos = if scenario.runs(Scenario::Warm)
+        || scenario.runs(Scenario::Sdks)
+        || scenario.runs(Scenario::Cluster)
+    {
         sdks::build(&tools)?
     } else {
         Vec::new()
@@ -190,6 +200,12 @@ fn main() -> Result<()> {
     if scenario.runs(Scenario::Sdks) {
         results.sdks = sdks::sdks(&cli, &tools, &hellos)?;
         sdks::print(&cli, &results.sdks);
+    }
+    if scenario.runs(Scenario::Cluster) {
+        let python = sdks::components(&hellos).ok().map(|c| c.python);
+        let figures = cluster::cluster(&cli, &tools, python.as_ref())?;
+        cluster::print(&figures);
+        results.cluster = Some(figures);
     }
     results.goals = goals::evaluate(&goals::Figures {
         warm: &results.warm_summary,

@@ -287,6 +287,52 @@ fn sdks(out: &mut String, results: &Results) {
     }
 }
 
+fn cluster(out: &mut String, results: &Results) {
+    let Some(cluster) = &results.cluster else {
+        return;
+    };
+    if cluster.converge.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nCluster mode, 3 nodes on etcd and an OCI registry (all on loopback): from a deploy's `201` on one node to all three serving the new version:\n\n| component | size | compiled code | deploys | upload to 201, median | 201 to all serving, p50 | p95 |\n| --- | ---: | --- | ---: | ---: | ---: | ---: |"
+    );
+    for s in &cluster.converge {
+        let _ = writeln!(
+            out,
+            "| {} | {:.1} MB | {} | {} | {} ms | {} ms | {} ms |",
+            s.component,
+            s.size_bytes as f64 / 1e6,
+            if s.shared_compiled {
+                "shared through the registry"
+            } else {
+                "compiled on each node"
+            },
+            s.all_serving_ms.len(),
+            thousands_or_small(median(&s.deploy_ms)),
+            thousands_or_small(s.quantile(0.5)),
+            thousands_or_small(s.quantile(0.95)),
+        );
+    }
+    if let Some(catch_up) = cluster.catch_up_ms {
+        let _ = writeln!(
+            out,
+            "\nA node restarted after {} functions changed serves them all {} ms after its start.",
+            cluster.catch_up_functions,
+            thousands_or_small(catch_up)
+        );
+    }
+    if let (Some(up), Some(down)) = (cluster.rps_etcd_up, cluster.rps_etcd_down) {
+        let _ = writeln!(
+            out,
+            "\nRequests/s on one node, Rust hello, 50 connections: {} with etcd up, {} with etcd stopped.",
+            thousands(up),
+            thousands(down)
+        );
+    }
+}
+
 /// The whole report.
 pub(crate) fn render(results: &Results) -> String {
     let mut out = String::new();
@@ -299,6 +345,7 @@ pub(crate) fn render(results: &Results) -> String {
     scale(&mut out, results);
     footprint(&mut out, results);
     sdks(&mut out, results);
+    cluster(&mut out, results);
     out
 }
 

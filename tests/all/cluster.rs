@@ -638,3 +638,130 @@ async fn async_invocations_are_answered_by_their_owner_through_any_node() -> Res
     assert_eq!(r.code(), "owner_unavailable");
     Ok(())
 }
+
+/// Runs the `floe` command line against `node`.
+fn floe_cli(node: &Server, args: &[&str]) -> Result<std::process::Output> {
+    let mut cmd = std::process::Command::new(crate::harness::FLOE);
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("FLOE_")) {
+        cmd.env_remove(key);
+    }
+    Ok(cmd
+        .env("FLOE_URL", node.control_url(""))
+        .env("FLOE_TOKEN", &node.token)
+        .args(args)
+        .output()?)
+}
+
+#[tokio::test]
+async fn a_pushed_component_is_deployed_from_its_oci_reference() -> Result<()> {
+    if !services_installed() {
+        return Ok(());
+    }
+    let fleet = Fleet::start(2).await?;
+    let [a, b] = [&fleet.nodes[0], &fleet.nodes[1]];
+
+    // Pushed, not deployed.
+    let pushed = send(
+        Request::post(a.control_url("/v1/functions/pushed/push?tag=v1"))
+            .header("authorization", format!("Bearer {}", a.token))
+            .body(Full::new(fixture(HELLO)))?,
+    )
+    .await?;
+    assert_eq!(pushed.status, 201, "{}", pushed.text());
+    let reference = pushed.json()["reference"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        reference,
+        format!("oci://{}/floe/pushed:v1", fleet.registry.host())
+    );
+    assert!(fleet.keys("pushed")?.is_empty());
+    assert_eq!(serving(a, "pushed").await?, 0);
+
+    // Any node deploys it from the registry, by tag or by digest.
+    let r = put(
+        b,
+        &format!("/v1/functions/pushed?source={reference}"),
+        Bytes::new(),
+        None,
+    )
+    .await?;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["digest"], Digest::of(&fixture(HELLO)).to_string());
+    let file = tempfile::NamedTempFile::new()?;
+    std::fs::write(file.path(), fixture(ECHO))?;
+    let out = floe_cli(
+        a,
+        &[
+            "push",
+            "pushed",
+            &file.path().display().to_string(),
+            "--json",
+        ],
+    )?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let by_digest: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let by_digest = by_digest["reference"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(by_digest.contains("/floe/pushed@sha256:"), "{by_digest}");
+    let out = floe_cli(a, &["deploy", "pushed", &by_digest, "--wait", "20s"])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    converged(&[a, b], "pushed", 2).await?;
+    let reply = crate::harness::post(&b.url("/pushed/"), "from the registry").await?;
+    assert_eq!(reply.text(), "from the registry");
+
+    // `floe nodes` lists both, with what they serve.
+    let out = floe_cli(b, &["nodes", "--json"])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nodes: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(nodes["nodes"].as_array().map(Vec::len), Some(2), "{nodes}");
+
+    // Only the cluster's registry is pulled from; a reference and a body
+    // together are refused.
+    let elsewhere = format!("oci://127.0.0.1:1/floe/pushed@{}", Digest::of(b"x"));
+    let r = put(
+        a,
+        &format!("/v1/functions/pushed?source={elsewhere}"),
+        Bytes::new(),
+        None,
+    )
+    .await?;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = put(
+        a,
+        &format!("/v1/functions/pushed?source={reference}"),
+        fixture(HELLO),
+        None,
+    )
+    .await?;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let missing = format!("oci://{}/floe/pushed:nope", fleet.registry.host());
+    let r = put(
+        a,
+        &format!("/v1/functions/pushed?source={missing}"),
+        Bytes::new(),
+        None,
+    )
+    .await?;
+    assert!(
+        r.status.is_client_error() || r.status == 503,
+        "{}",
+        r.text()
+    );
+    Ok(())
+}

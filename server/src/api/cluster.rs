@@ -96,6 +96,7 @@ pub(super) async fn pull_source(state: &ApiState, source: &str) -> Result<Bytes,
             | crate::cluster::OciError::NotWasm { .. }
             | crate::cluster::OciError::TooLarge { .. }
             | crate::cluster::OciError::DigestMismatch { .. } => ErrorCode::BadRequest,
+            crate::cluster::OciError::NotFound(_) => ErrorCode::NotFound,
             _ => ErrorCode::ClusterUnavailable,
         };
         ApiError::new(code, e.to_string())

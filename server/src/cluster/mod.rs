@@ -122,8 +122,8 @@ impl Cluster {
             local,
             etcd.clone(),
             oci.clone(),
-            component_limit,
-            component_limit.saturating_mul(8),
+            (component_limit, component_limit.saturating_mul(8)),
+            cluster.share_compiled,
         ));
         let (synced_tx, synced) = tokio::sync::watch::channel(false);
         let http = reqwest::Client::builder()

@@ -75,6 +75,27 @@ pub enum OciError {
     /// A reference does not parse.
     #[error("invalid OCI reference {0:?}")]
     BadReference(String),
+    /// The registry has no such manifest or blob.
+    #[error("the registry has no {0}")]
+    NotFound(String),
+}
+
+/// Whether `error` is the registry saying it has no such thing.
+fn is_not_found(error: &oci_client::errors::OciDistributionError) -> bool {
+    use oci_client::errors::{OciDistributionError, OciErrorCode};
+    match error {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::ServerError { code, .. } => *code == 404,
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                OciErrorCode::ManifestUnknown
+                    | OciErrorCode::BlobUnknown
+                    | OciErrorCode::NameUnknown
+            )
+        }),
+        _ => false,
+    }
 }
 
 /// What bytes hashed to, when `error` is the client finding that they do
@@ -449,13 +470,19 @@ impl Oci {
         self.client
             .store_auth_if_needed(parsed.resolve_registry(), &self.auth)
             .await;
-        let (body, _digest) = self
+        let pulled = self
             .timed(
                 &parsed,
                 self.client
                     .pull_manifest_raw(&parsed, &self.auth, &[MANIFEST_MEDIA_TYPE]),
             )
-            .await?;
+            .await;
+        let (body, _digest) = match pulled {
+            Err(OciError::Registry { source, .. }) if is_not_found(&source) => {
+                return Err(OciError::NotFound(reference.to_owned()));
+            }
+            other => other?,
+        };
         if let Some(expected) = parsed.digest() {
             let actual = Digest::of(&body);
             if actual.to_string() != expected {

@@ -46,6 +46,7 @@ pub struct ClusterStorage {
     locations: Mutex<HashMap<Digest, Location>>,
     component_limit: u64,
     artifact_limit: u64,
+    share_compiled: bool,
     transfers: Transfers,
 }
 
@@ -63,13 +64,14 @@ impl From<OciError> for RegistryError {
 
 impl ClusterStorage {
     /// Storage over `local`, `etcd` and `oci`. Pulled components may hold
-    /// up to `component_limit` bytes, compiled code `artifact_limit`.
+    /// up to `component_limit` bytes, compiled code `artifact_limit`; with
+    /// `share_compiled`, compiled code is pushed and pulled too.
     pub fn new(
         local: LocalStorage,
         etcd: Etcd,
         oci: Oci,
-        component_limit: u64,
-        artifact_limit: u64,
+        (component_limit, artifact_limit): (u64, u64),
+        share_compiled: bool,
     ) -> Self {
         Self {
             local,
@@ -78,6 +80,7 @@ impl ClusterStorage {
             locations: Mutex::default(),
             component_limit,
             artifact_limit,
+            share_compiled,
             transfers: Transfers::default(),
         }
     }
@@ -145,6 +148,7 @@ impl ClusterStorage {
             None => None,
         };
         let code = match &files.artifact {
+            _ if !self.share_compiled => None,
             Some((digest, code)) if *digest == serving => Some(code.clone()),
             _ => self.local.artifact(engine, serving).await?.map(Bytes::from),
         };
@@ -314,6 +318,9 @@ impl Storage for ClusterStorage {
     ) -> Result<Option<Vec<u8>>, RegistryError> {
         if let Some(code) = self.local.artifact(engine, digest).await? {
             return Ok(Some(code));
+        }
+        if !self.share_compiled {
+            return Ok(None);
         }
         let location = self.locations.lock().get(&digest).cloned();
         let Some((repository, code_digest)) = location.and_then(|l| {

@@ -38,6 +38,10 @@ pub struct ClusterConfig {
     pub lease_ttl: HumanDuration,
     /// Time for one etcd or registry request.
     pub timeout: HumanDuration,
+    /// Whether compiled code travels through the registry too: a node whose
+    /// engine matches loads what the deploying node compiled rather than
+    /// compiling again.
+    pub share_compiled: bool,
 }
 
 impl Default for ClusterConfig {
@@ -55,6 +59,7 @@ impl Default for ClusterConfig {
             advertise: String::new(),
             lease_ttl: HumanDuration(Duration::from_secs(10)),
             timeout: HumanDuration(Duration::from_secs(5)),
+            share_compiled: true,
         }
     }
 }
