@@ -37,6 +37,9 @@ pub struct Override {
     pub path: Vec<String>,
     /// The value, as TOML.
     pub value: toml::Value,
+    /// The value as written, for keys that take text (a password of
+    /// digits stays text).
+    pub raw: String,
 }
 
 /// Picks the configuration overrides out of `vars`.
@@ -55,6 +58,7 @@ pub fn overrides(vars: impl IntoIterator<Item = (String, String)>) -> Vec<Overri
             Some(Override {
                 path,
                 value: parse_value(&raw),
+                raw,
                 var,
             })
         })

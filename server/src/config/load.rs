@@ -91,8 +91,14 @@ impl Config {
                 origin: origin.to_owned(),
                 source: Box::new(source),
             })?;
+        // What type each key takes, so that an override of a text key
+        // stays text whatever it looks like (`12345`, `true`, a date).
+        let shape = match overrides.is_empty() {
+            true => toml::Table::new(),
+            false => toml::Table::try_from(Config::default()).unwrap_or_default(),
+        };
         for o in overrides {
-            apply_override(&mut table, o)?;
+            apply_override(&mut table, o, &shape)?;
         }
         let origin = if overrides.is_empty() {
             origin.to_owned()
@@ -293,7 +299,11 @@ impl Config {
     }
 }
 
-fn apply_override(table: &mut toml::Table, o: &env::Override) -> Result<(), ConfigError> {
+fn apply_override(
+    table: &mut toml::Table,
+    o: &env::Override,
+    shape: &toml::Table,
+) -> Result<(), ConfigError> {
     let Some((last, parents)) = o.path.split_last() else {
         return Err(ConfigError::Env {
             var: o.var.clone(),
@@ -310,7 +320,21 @@ fn apply_override(table: &mut toml::Table, o: &env::Override) -> Result<(), Conf
             reason: format!("`{p}` is a value, not a section"),
         })?;
     }
-    cur.insert(last.clone(), o.value.clone());
+    let mut expected = Some(shape);
+    for p in parents {
+        expected = expected
+            .and_then(|t| t.get(p))
+            .and_then(toml::Value::as_table);
+    }
+    let takes_text = expected
+        .and_then(|t| t.get(last))
+        .is_some_and(toml::Value::is_str);
+    let value = match &o.value {
+        toml::Value::String(_) => o.value.clone(),
+        _ if takes_text => toml::Value::String(o.raw.clone()),
+        other => other.clone(),
+    };
+    cur.insert(last.clone(), value);
     Ok(())
 }
 
@@ -322,6 +346,24 @@ mod tests {
     fn embedded_default_file_matches_the_code_defaults() {
         let parsed = Config::from_toml("floe.toml", DEFAULT_CONFIG_TOML, &[]).unwrap();
         assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn an_override_of_a_text_key_stays_text() {
+        let o = env::overrides([
+            ("FLOE_CLUSTER__ETCD_PASSWORD".to_owned(), "12345".to_owned()),
+            (
+                "FLOE_CLUSTER__REGISTRY_PASSWORD".to_owned(),
+                "true".to_owned(),
+            ),
+            ("FLOE_CLUSTER__NODE_ID".to_owned(), "2024-01-01".to_owned()),
+            ("FLOE_LIMITS__MAX_FUNCTIONS".to_owned(), "12".to_owned()),
+        ]);
+        let c = Config::from_toml("t", "", &o).unwrap();
+        assert_eq!(c.cluster.etcd_password, "12345");
+        assert_eq!(c.cluster.registry_password, "true");
+        assert_eq!(c.cluster.node_id, "2024-01-01");
+        assert_eq!(c.limits.max_functions, 12);
     }
 
     #[test]

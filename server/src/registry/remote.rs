@@ -80,7 +80,16 @@ impl Registry {
         for change in settings.clamp_to(&self.config.limits) {
             tracing::warn!(function = %name, "{change}");
         }
-        let runnable = match current.filter(|_| serving) {
+        if let Some(current) = current.filter(|_| serving)
+            && current.pool.settings() == &settings
+        {
+            // The same version with the same settings: only the versions
+            // kept changed. The pool serves on.
+            self.storage.remember(&record).await?;
+            self.records.lock().insert(name.to_string(), record);
+            return Ok(Converged::Applied);
+        }
+        let runnable = match self.get(name.as_str()).filter(|_| serving) {
             Some(current)
                 if local.as_ref().map(|r| &r.settings.preinit) == Some(&settings.preinit) =>
             {
