@@ -82,7 +82,12 @@ fn cluster_only(state: &ApiState) -> Result<&Arc<Cluster>, ApiError> {
 
 /// The component named by `source` (`oci://host/repo@sha256:…` or
 /// `…:tag`), pulled from the cluster's registry.
-pub(super) async fn pull_source(state: &ApiState, source: &str) -> Result<Bytes, ApiError> {
+/// Only repositories of functions the caller may reach are pulled from.
+pub(super) async fn pull_source(
+    state: &ApiState,
+    caller: &super::Caller,
+    source: &str,
+) -> Result<Bytes, ApiError> {
     let cluster = cluster_only(state)?;
     let reference = source.strip_prefix("oci://").ok_or_else(|| {
         ApiError::new(
@@ -90,6 +95,21 @@ pub(super) async fn pull_source(state: &ApiState, source: &str) -> Result<Bytes,
             "source must be an OCI reference: oci://host/repository@sha256:… or :tag",
         )
     })?;
+    let function = cluster.function_of_reference(reference).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "source must name a function's repository in the cluster's registry ({})",
+                cluster.repository("NAME")
+            ),
+        )
+    })?;
+    if !caller.may_reach(&function) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("this token may not reach function {function:?}, whose repository that is"),
+        ));
+    }
     cluster.pull(reference).await.map_err(|e| {
         let code = match e {
             crate::cluster::OciError::BadReference(_)
@@ -114,17 +134,27 @@ pub(super) async fn answer(
     let (Some(wait), Some(cluster)) = (wait, state.cluster.as_ref()) else {
         return Ok((status, Json(deployed)).into_response());
     };
-    let behind = cluster
+    let mut body = serde_json::to_value(&deployed).unwrap_or_default();
+    // The deploy is committed whatever happens here: an etcd that goes
+    // away during the wait leaves it unknown who serves it (202).
+    let status = match cluster
         .wait_all(&deployed.name, deployed.version, wait)
         .await
-        .map_err(|e| ApiError::new(ErrorCode::ClusterUnavailable, e.to_string()))?;
-    let mut body = serde_json::to_value(&deployed).unwrap_or_default();
-    let status = if behind.is_empty() {
-        status
-    } else {
-        StatusCode::ACCEPTED
+    {
+        Ok(behind) if behind.is_empty() => {
+            body["behind"] = json!([]);
+            status
+        }
+        Ok(behind) => {
+            body["behind"] = json!(behind);
+            StatusCode::ACCEPTED
+        }
+        Err(e) => {
+            body["behind"] = serde_json::Value::Null;
+            body["wait_error"] = json!(e.to_string());
+            StatusCode::ACCEPTED
+        }
     };
-    body["behind"] = json!(behind);
     Ok((status, Json(body)).into_response())
 }
 
@@ -157,9 +187,11 @@ pub(super) async fn push(
     State(state): State<ApiState>,
     super::name::Name(name): super::name::Name,
     Query(q): Query<PushQuery>,
-    bytes: Bytes,
+    headers: http::HeaderMap,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let cluster = cluster_only(&state)?;
+    let bytes = super::read_upload(&state, &headers, body).await?;
     if let Some(tag) = &q.tag
         && !valid_tag(tag)
     {

@@ -147,6 +147,7 @@ fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
 
 async fn deploy(
     State(state): State<ApiState>,
+    caller: Caller,
     Name(name): Name,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -154,37 +155,9 @@ async fn deploy(
 ) -> Result<Response, ApiError> {
     let mut settings = query_pairs(query.as_deref());
     let options = cluster::DeployOptions::take(&mut settings)?;
-    let too_large = || {
-        ApiError::new(
-            ErrorCode::BodyTooLarge,
-            format!(
-                "the component is larger than the upload limit of {} bytes",
-                state.max_upload
-            ),
-        )
-    };
-    // Decide from Content-Length before reading anything.
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > state.max_upload) {
-        return Err(too_large());
-    }
-    // Chunked uploads are counted as they arrive.
-    let limit = usize::try_from(state.max_upload).unwrap_or(usize::MAX);
-    let bytes = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-        Err(e) => {
-            return Err(ApiError::new(
-                ErrorCode::BadRequest,
-                format!("reading the upload failed: {e}"),
-            ));
-        }
-    };
+    let bytes = read_upload(&state, &headers, body).await?;
     let bytes = match (&options.source, bytes.is_empty()) {
-        (Some(source), true) => cluster::pull_source(&state, source).await?,
+        (Some(source), true) => cluster::pull_source(&state, &caller, source).await?,
         (Some(_), false) => {
             return Err(ApiError::new(
                 ErrorCode::BadRequest,
@@ -218,6 +191,41 @@ async fn deploy(
         StatusCode::OK
     };
     cluster::answer(&state, deployed, status, options.wait).await
+}
+
+/// An uploaded component: at most `max_upload` bytes, refused from
+/// `Content-Length` before anything is read, and counted as a chunked upload
+/// arrives.
+async fn read_upload(
+    state: &ApiState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<axum::body::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::BodyTooLarge,
+            format!(
+                "the component is larger than the upload limit of {} bytes",
+                state.max_upload
+            ),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.max_upload) {
+        return Err(too_large());
+    }
+    let limit = usize::try_from(state.max_upload).unwrap_or(usize::MAX);
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("reading the upload failed: {e}"),
+        )),
+    }
 }
 
 /// Every function the caller may reach (a deploy token sees its prefix's).
@@ -320,10 +328,14 @@ async fn ready(State(state): State<ApiState>) -> Response {
     // A node cut off from etcd keeps serving what it last knew: still
     // ready, but degraded.
     let degraded = state.cluster.as_ref().is_some_and(|c| !c.online());
-    let status_word = match (draining, degraded) {
-        (true, _) => "draining",
-        (false, true) => "degraded",
-        (false, false) => "ready",
+    // A new node has not converged yet: not ready for traffic (unless etcd
+    // cannot be reached; then it serves what it has).
+    let starting = state.cluster.as_ref().is_some_and(|c| c.starting());
+    let status_word = match (draining, starting, degraded) {
+        (true, _, _) => "draining",
+        (false, true, _) => "starting",
+        (false, false, true) => "degraded",
+        (false, false, false) => "ready",
     };
     let cluster = state.cluster.as_ref().map(|c| {
         json!({
@@ -343,7 +355,7 @@ async fn ready(State(state): State<ApiState>) -> Response {
         "allocator": format!("{:?}", state.registry.engine().allocator()).to_lowercase(),
         "gpu": state.registry.engine().gpu_status(),
     });
-    let status = if draining {
+    let status = if draining || starting {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK

@@ -32,7 +32,7 @@ pub(super) async fn run(
     etcd: Etcd,
     storage: Arc<ClusterStorage>,
     registry: Arc<Registry>,
-    synced: tokio::sync::watch::Sender<bool>,
+    synced: tokio::sync::watch::Sender<super::SyncState>,
     stop: CancellationToken,
 ) {
     let converger = Converger {
@@ -46,14 +46,30 @@ pub(super) async fn run(
             Ok(revision) => revision,
             Err(e) => {
                 tracing::debug!(error = %e, "listing functions: etcd unreachable");
+                synced.send_if_modified(|s| {
+                    let first = *s == super::SyncState::Starting;
+                    if first {
+                        *s = super::SyncState::Unreachable;
+                    }
+                    first
+                });
                 tokio::select! {
                     () = stop.cancelled() => break,
                     () = tokio::time::sleep(RETRY) => continue,
                 }
             }
         };
-        synced.send_replace(true);
+        synced.send_replace(super::SyncState::Synced);
+        let watched = tokio::time::Instant::now();
         converger.watch(revision, &stop).await;
+        // A watch that ends at once (etcd going away, a compaction racing
+        // the list) is not retried in a tight loop.
+        if watched.elapsed() < RETRY {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(RETRY) => {}
+            }
+        }
     }
 }
 
@@ -70,11 +86,21 @@ impl Converger {
     /// Converges every function on etcd's list (and removes those gone
     /// from it); returns the revision listed.
     async fn list(&self) -> Result<i64, super::etcd::EtcdError> {
-        let (functions, revision) = self.etcd.list().await?;
+        let listing = self.etcd.list().await?;
+        let revision = listing.revision;
         let mut seen = BTreeSet::new();
         let mut failed = BTreeSet::new();
-        for (name, current) in functions {
+        for (name, current) in listing.functions {
             seen.insert(name.clone());
+            let current = match current {
+                Ok(current) => current,
+                Err(e) => {
+                    // Left as it is here, and tried again later.
+                    tracing::warn!(function = %name, error = %e, "cannot read the function's record in etcd");
+                    failed.insert(name);
+                    continue;
+                }
+            };
             if let Some(record) = &current.record {
                 self.storage.note(record);
             }
@@ -84,9 +110,20 @@ impl Converger {
                 failed.insert(name);
             }
         }
-        for name in self.registry.record_names() {
-            if !seen.contains(&name) && !self.apply(&name, None).await {
-                failed.insert(name);
+        let local = self.registry.record_names();
+        if !listing.initialized && !local.is_empty() {
+            // An etcd no floe ever deployed to under this prefix (a new
+            // one, another prefix, a lost one) does not delete what this
+            // node serves.
+            tracing::warn!(
+                functions = local.len(),
+                "etcd holds no floe state under this prefix; keeping this node's functions (deploy them again to publish them to the cluster)"
+            );
+        } else {
+            for name in local {
+                if !seen.contains(&name) && !self.apply(&name, None).await {
+                    failed.insert(name);
+                }
             }
         }
         // The watch retries them.
@@ -99,7 +136,9 @@ impl Converger {
 
     /// Watches from after `revision` until the watch breaks or `stop`.
     async fn watch(&self, revision: i64, stop: &CancellationToken) {
-        let mut client = self.etcd.client();
+        let Ok(mut client) = self.etcd.client().await else {
+            return;
+        };
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(revision + 1)

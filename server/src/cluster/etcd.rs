@@ -65,10 +65,35 @@ pub enum Written {
     Conflict,
 }
 
+/// Keys read per request when listing every function (etcd answers are
+/// bounded; a fleet may hold thousands of functions).
+const PAGE: i64 = 256;
+
+/// What listing every function found.
+#[derive(Debug)]
+pub struct Listing {
+    /// Each function's newest record, or why it could not be read (a value
+    /// this release does not understand): such a function is left as it is.
+    pub functions: Vec<(String, Result<Current, EtcdError>)>,
+    /// The revision everything was read at.
+    pub revision: Revision,
+    /// Whether a floe deploy ever wrote under this prefix (an etcd that
+    /// never did is not taken to mean "delete every function").
+    pub initialized: bool,
+}
+
+/// How to reach etcd: the client is made on first use, so that a node
+/// starts (and serves) while etcd is away, credentials or not.
+struct Connect {
+    endpoints: Vec<String>,
+    options: etcd_client::ConnectOptions,
+}
+
 /// floe's keys in one etcd cluster.
 #[derive(Clone)]
 pub struct Etcd {
-    client: Client,
+    client: Arc<tokio::sync::OnceCell<Client>>,
+    connect: Arc<Connect>,
     prefix: String,
     timeout: Duration,
     online: Arc<AtomicBool>,
@@ -83,19 +108,30 @@ impl std::fmt::Debug for Etcd {
 }
 
 impl Etcd {
-    /// floe's keys under `prefix`, through `client`.
-    pub fn new(client: Client, prefix: &str, timeout: Duration) -> Self {
+    /// floe's keys under `prefix` of the etcd at `endpoints`.
+    pub fn new(
+        endpoints: Vec<String>,
+        options: etcd_client::ConnectOptions,
+        prefix: &str,
+        timeout: Duration,
+    ) -> Self {
         Self {
-            client,
+            client: Arc::default(),
+            connect: Arc::new(Connect { endpoints, options }),
             prefix: prefix.to_owned(),
             timeout,
             online: Arc::new(AtomicBool::new(false)),
         }
     }
 
-    /// The client (cheap to clone).
-    pub fn client(&self) -> Client {
-        self.client.clone()
+    /// The client (cheap to clone), connected on first use.
+    pub async fn client(&self) -> Result<Client, EtcdError> {
+        let connect = async {
+            let Connect { endpoints, options } = &*self.connect;
+            self.call(Client::connect(endpoints, Some(options.clone())))
+                .await
+        };
+        Ok(self.client.get_or_try_init(|| connect).await?.clone())
     }
 
     /// Whether the last request reached etcd.
@@ -158,7 +194,7 @@ impl Etcd {
 
     /// The newest record of `name`.
     pub async fn function(&self, name: &str) -> Result<Current, EtcdError> {
-        let mut client = self.client.clone();
+        let mut client = self.client().await?;
         let prefix = self.function_prefix(name);
         let response = self
             .call(client.get(prefix, Some(GetOptions::new().with_prefix())))
@@ -166,28 +202,55 @@ impl Etcd {
         self.assemble(name, response.kvs())
     }
 
-    /// Every function's newest record, and the revision they were read at.
-    pub async fn list(&self) -> Result<(Vec<(String, Current)>, Revision), EtcdError> {
-        let mut client = self.client.clone();
-        let response = self
-            .call(client.get(
-                self.functions_prefix(),
-                Some(GetOptions::new().with_prefix()),
-            ))
-            .await?;
-        let revision = response.header().map_or(0, |h| h.revision());
+    /// The key that says a floe deploy wrote under this prefix.
+    fn marker_key(&self) -> String {
+        format!("{}cluster", self.prefix)
+    }
+
+    /// Every function's newest record, read page by page at one revision.
+    pub async fn list(&self) -> Result<Listing, EtcdError> {
+        let mut client = self.client().await?;
+        let marker = self.call(client.get(self.marker_key(), None)).await?;
+        let revision = marker.header().map_or(0, |h| h.revision());
+        let initialized = !marker.kvs().is_empty();
+        let prefix = self.functions_prefix();
+        let mut end = prefix.clone().into_bytes();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
         let mut by_name: std::collections::BTreeMap<String, Vec<KeyValue>> = Default::default();
-        for kv in response.kvs() {
-            if let Some(name) = kv.key_str().ok().and_then(|k| self.function_of(k)) {
-                by_name.entry(name.to_owned()).or_default().push(kv.clone());
+        let mut from = prefix.into_bytes();
+        loop {
+            let options = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(PAGE)
+                .with_revision(revision);
+            let page = self.call(client.get(from.clone(), Some(options))).await?;
+            for kv in page.kvs() {
+                if let Some(name) = kv.key_str().ok().and_then(|k| self.function_of(k)) {
+                    by_name.entry(name.to_owned()).or_default().push(kv.clone());
+                }
+            }
+            match page.kvs().last() {
+                Some(last) if page.more() => {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => break,
             }
         }
-        let mut out = Vec::with_capacity(by_name.len());
-        for (name, kvs) in by_name {
-            let current = self.assemble(&name, &kvs)?;
-            out.push((name, current));
-        }
-        Ok((out, revision))
+        let functions = by_name
+            .into_iter()
+            .map(|(name, kvs)| {
+                let current = self.assemble(&name, &kvs);
+                (name, current)
+            })
+            .collect();
+        Ok(Listing {
+            functions,
+            revision,
+            initialized,
+        })
     }
 
     fn assemble(&self, name: &str, kvs: &[KeyValue]) -> Result<Current, EtcdError> {
@@ -214,10 +277,11 @@ impl Etcd {
         }
         // A function exists once its meta and active keys do (one
         // transaction writes both).
+        let meta_revision = meta.as_ref().map_or(0, |(_, revision)| *revision);
         let (Some((meta, revision)), Some(active)) = (meta, active) else {
             return Ok(Current {
                 record: None,
-                revision: 0,
+                revision: meta_revision,
             });
         };
         versions.sort_by_key(|v| v.version);
@@ -289,6 +353,12 @@ impl Etcd {
         expected: Revision,
         ops: Vec<TxnOp>,
     ) -> Result<Written, EtcdError> {
+        let mut ops = ops;
+        ops.push(TxnOp::put(
+            self.marker_key(),
+            json(&serde_json::json!({ "release": env!("CARGO_PKG_VERSION") })),
+            None,
+        ));
         let txn = Txn::new()
             .when([Compare::mod_revision(
                 self.meta_key(name),
@@ -296,7 +366,7 @@ impl Etcd {
                 expected,
             )])
             .and_then(ops);
-        let mut client = self.client.clone();
+        let mut client = self.client().await?;
         let response = self.call(client.txn(txn)).await?;
         Ok(if response.succeeded() {
             Written::Done(response.header().map_or(0, |h| h.revision()))

@@ -57,11 +57,22 @@ pub struct Cluster {
     oci: Oci,
     storage: Arc<ClusterStorage>,
     config: ClusterConfig,
-    component_limit: u64,
-    synced: tokio::sync::watch::Receiver<bool>,
-    synced_tx: tokio::sync::watch::Sender<bool>,
+    upload_limit: u64,
+    synced: tokio::sync::watch::Receiver<SyncState>,
+    synced_tx: tokio::sync::watch::Sender<SyncState>,
     stop: CancellationToken,
     http: reqwest::Client,
+}
+
+/// How far this node got with etcd since it started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncState {
+    /// Its first listing has not finished.
+    Starting,
+    /// Its first listing failed: it serves what it last knew.
+    Unreachable,
+    /// It has listed etcd and converged on it at least once.
+    Synced,
 }
 
 /// Where this node listens, for its entry in the node list.
@@ -100,10 +111,9 @@ impl Cluster {
                     .ca_certificate(etcd_client::Certificate::from_pem(pem)),
             );
         }
-        let client = etcd_client::Client::connect(&cluster.etcd, Some(options))
-            .await
-            .map_err(|e| ClusterError::Etcd(EtcdError::Client(e)))?;
-        let etcd = etcd::Etcd::new(client, &cluster.prefix, timeout);
+        // Expired or lost (an etcd restart) auth tokens are fetched again.
+        let options = options.with_auto_token_refresh(true);
+        let etcd = etcd::Etcd::new(cluster.etcd.clone(), options, &cluster.prefix, timeout);
         let location = RegistryLocation::parse(&cluster.registry).map_err(ClusterError::Config)?;
         let oci = Oci::new(
             location,
@@ -125,7 +135,7 @@ impl Cluster {
             (component_limit, component_limit.saturating_mul(8)),
             cluster.share_compiled,
         ));
-        let (synced_tx, synced) = tokio::sync::watch::channel(false);
+        let (synced_tx, synced) = tokio::sync::watch::channel(SyncState::Starting);
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .no_proxy()
@@ -137,7 +147,7 @@ impl Cluster {
             oci,
             storage,
             config: cluster.clone(),
-            component_limit,
+            upload_limit: config.limits.max_upload.0,
             synced,
             synced_tx,
             stop: CancellationToken::new(),
@@ -167,7 +177,13 @@ impl Cluster {
 
     /// Whether this node has listed etcd at least once since it started.
     pub fn synced(&self) -> bool {
-        *self.synced.borrow()
+        *self.synced.borrow() == SyncState::Synced
+    }
+
+    /// Whether this node is still starting: its first listing of etcd has
+    /// neither finished nor failed.
+    pub fn starting(&self) -> bool {
+        *self.synced.borrow() == SyncState::Starting
     }
 
     /// Starts converging on etcd and keeping this node's entry.
@@ -269,19 +285,39 @@ impl Cluster {
         Ok((reference, Digest::of(bytes)))
     }
 
-    /// Pulls the component of the Wasm artifact `reference`. Only the
-    /// cluster's registry is reached.
+    /// The repository of function `name`: `host:port/prefix/name`.
+    pub fn repository(&self, name: &str) -> String {
+        self.oci.repository(name)
+    }
+
+    /// The function whose repository in the cluster's registry `reference`
+    /// (`host/prefix/name@…` or `:tag`) names; `None` for anything else.
+    pub fn function_of_reference(&self, reference: &str) -> Option<String> {
+        let parsed: oci_client::Reference = reference.parse().ok()?;
+        let location = self.oci.location();
+        if parsed.registry() != location.host {
+            return None;
+        }
+        let repository = parsed.repository();
+        let name = match location.prefix.as_str() {
+            "" => repository,
+            prefix => repository.strip_prefix(prefix)?.strip_prefix('/')?,
+        };
+        crate::registry::FunctionName::new(name)
+            .ok()
+            .map(|n| n.to_string())
+    }
+
+    /// Pulls the component of the Wasm artifact `reference` (at most an
+    /// upload's size). Only the cluster's registry is reached.
     pub async fn pull(&self, reference: &str) -> Result<Bytes, OciError> {
-        let host = reference.split('/').next().unwrap_or_default();
-        if host != self.oci.location().host {
+        if self.function_of_reference(reference).is_none() {
             return Err(OciError::BadReference(format!(
-                "{reference} (only the cluster's registry, {}, is pulled from)",
-                self.oci.location().host
+                "{reference} (only function repositories of the cluster's registry, {}, are pulled from)",
+                self.repository("NAME")
             )));
         }
-        self.oci
-            .pull_component(reference, self.component_limit)
-            .await
+        self.oci.pull_component(reference, self.upload_limit).await
     }
 }
 

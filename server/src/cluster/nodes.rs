@@ -30,7 +30,7 @@ pub struct NodeInfo {
 
 /// Every live node, by id.
 pub(super) async fn list(etcd: &Etcd) -> Result<Vec<NodeInfo>, super::etcd::EtcdError> {
-    let mut client = etcd.client();
+    let mut client = etcd.client().await?;
     let response = etcd
         .call(client.get(etcd.nodes_prefix(), Some(GetOptions::new().with_prefix())))
         .await?;
@@ -58,9 +58,15 @@ pub(super) async fn run(
         if stop.is_cancelled() {
             break;
         }
-        let mut client = etcd.client();
-        let lease = match etcd.call(client.lease_grant(ttl_secs, None)).await {
-            Ok(lease) => lease.id(),
+        let granted = match etcd.client().await {
+            Ok(mut client) => etcd
+                .call(client.lease_grant(ttl_secs, None))
+                .await
+                .map(|lease| (client, lease.id())),
+            Err(e) => Err(e),
+        };
+        let (mut client, lease) = match granted {
+            Ok(granted) => granted,
             Err(e) => {
                 tracing::debug!(error = %e, "registering this node: etcd unreachable");
                 tokio::select! {
@@ -84,6 +90,9 @@ pub(super) async fn run(
                     Ok(_) => written = Some(me.clone()),
                     Err(e) => {
                         tracing::debug!(error = %e, "writing this node's entry failed");
+                        if pause(&stop).await {
+                            break 'register;
+                        }
                         continue 'register;
                     }
                 }
@@ -104,13 +113,31 @@ pub(super) async fn run(
                             };
                             match etcd.call(renewed).await {
                                 Ok(Some(r)) if r.ttl() > 0 => {}
-                                _ => continue 'register,
+                                _ => {
+                                    if pause(&stop).await {
+                                        break 'register;
+                                    }
+                                    continue 'register;
+                                }
                             }
                         }
-                        Err(_) => continue 'register,
+                        Err(_) => {
+                            if pause(&stop).await {
+                                break 'register;
+                            }
+                            continue 'register;
+                        }
                     }
                 }
             }
         }
+    }
+}
+
+/// Waits a second before registering again; true when `stop` came first.
+async fn pause(stop: &CancellationToken) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => true,
+        () = tokio::time::sleep(Duration::from_secs(1)) => false,
     }
 }

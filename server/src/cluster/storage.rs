@@ -24,6 +24,8 @@ use std::collections::{HashMap, HashSet};
 #[derive(Debug, Clone, Default)]
 struct Location {
     repository: String,
+    /// Its size, where etcd records it (an upload): a pull stops past it.
+    size: Option<u64>,
     /// Compiled code of this (serving) component, per engine key.
     artifacts: std::collections::BTreeMap<String, Digest>,
 }
@@ -95,22 +97,24 @@ impl ClusterStorage {
         let mut locations = self.locations.lock();
         for version in &record.versions {
             let Some(oci) = &version.oci else { continue };
-            let at = |artifacts| Location {
+            let at = |artifacts, size| Location {
                 repository: oci.repository.clone(),
+                size,
                 artifacts,
             };
             locations
                 .entry(version.digest)
-                .or_insert_with(|| at(Default::default()));
+                .or_insert_with(|| at(Default::default(), Some(version.size)));
             // The compiled code is of the component that serves.
-            locations.insert(version.serving(), at(oci.artifacts.clone()));
+            let size = (version.serving() == version.digest).then_some(version.size);
+            locations.insert(version.serving(), at(oci.artifacts.clone(), size));
         }
     }
 
     /// Pushes what `version` needs to the registry (its component, its
     /// snapshot, this node's compiled code of what serves), from `files` or
     /// this node's store, and says where in the version's record.
-    async fn publish(
+    async fn push_version(
         &self,
         name: &str,
         version: &mut VersionRecord,
@@ -185,7 +189,7 @@ impl ClusterStorage {
         let name = record.name.clone();
         for version in &mut record.versions {
             if version.oci.is_none() {
-                self.publish(&name, version, &files, engine).await?;
+                self.push_version(&name, version, &files, engine).await?;
             }
         }
         match self.etcd.write(&record, expected).await? {
@@ -206,9 +210,10 @@ impl ClusterStorage {
         let Some(location) = location else {
             return Err(StoreError::Missing(digest).into());
         };
+        let limit = location.size.unwrap_or(self.component_limit);
         let bytes = self
             .oci
-            .pull_blob(&location.repository, digest, self.component_limit)
+            .pull_blob(&location.repository, digest, limit)
             .await?;
         self.transfers
             .pulled
@@ -278,6 +283,20 @@ impl Storage for ClusterStorage {
         }
         if let Err(e) = self.local.forget(name).await {
             tracing::error!(function = %name, error = %e, "dropping the local copy of a deleted record failed");
+        }
+        Ok(())
+    }
+
+    async fn publish(
+        &self,
+        name: &FunctionName,
+        version: &mut VersionRecord,
+        files: &VersionFiles,
+        engine: &str,
+    ) -> Result<(), RegistryError> {
+        if version.oci.is_none() {
+            self.push_version(name.as_str(), version, files, engine)
+                .await?;
         }
         Ok(())
     }

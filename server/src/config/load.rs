@@ -137,6 +137,14 @@ impl Config {
 
     fn validate(&self) -> Result<(), (&'static str, String)> {
         self.cluster.validate()?;
+        if self.cluster.enabled() && self.limits.max_versions > 100 {
+            // Every change writes each kept version in one etcd transaction
+            // (etcd allows 128 operations in one by default).
+            return Err((
+                "limits.max_versions",
+                "must be at most 100 in cluster mode".into(),
+            ));
+        }
         if self.engine.epoch_tick.0 < Duration::from_millis(1) {
             return Err(("engine.epoch_tick", "must be at least 1ms".into()));
         }

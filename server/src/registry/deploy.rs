@@ -127,13 +127,7 @@ impl Registry {
             .and_then(FunctionRecord::active_version)
             .cloned();
         check_precondition(expected, active.as_ref())?;
-        let mut new_settings = record
-            .as_ref()
-            .map_or_else(|| self.config.functions.clone(), |r| r.settings.clone());
-        for (key, value) in &settings {
-            new_settings.set(key, value)?;
-        }
-        new_settings.validate(&self.config.limits)?;
+        let new_settings = self.settings_with(record.as_ref(), &settings)?;
 
         let digest = Digest::of(&bytes);
         // The same bytes as the serving version: nothing to compile or store.
@@ -162,7 +156,7 @@ impl Registry {
                 .redeploy_settled(
                     &name,
                     (record.clone(), revision),
-                    &new_settings,
+                    (&new_settings, &settings),
                     expected,
                     &bytes,
                     digest,
@@ -217,12 +211,12 @@ impl Registry {
             },
         };
         let staged = serving.stage(digest, &bytes);
-        let (version_record, pruned) = self
+        let (version_record, new_settings, pruned) = self
             .commit_version(
                 &name,
                 (record, revision),
                 version_record,
-                &new_settings,
+                (&new_settings, &settings),
                 expected,
                 &staged,
             )
@@ -255,10 +249,20 @@ impl Registry {
         name: &FunctionName,
         mut base: (Option<FunctionRecord>, Option<Revision>),
         mut version: VersionRecord,
-        settings: &FunctionSettings,
+        (settings, overrides): (&FunctionSettings, &[(String, String)]),
         expected: Option<Digest>,
         staged: &Staged,
-    ) -> Result<(VersionRecord, bool), RegistryError> {
+    ) -> Result<(VersionRecord, FunctionSettings, bool), RegistryError> {
+        // Published once, before any attempt: slow, and outside the lock
+        // that holds garbage collection off.
+        self.storage
+            .publish(
+                name,
+                &mut version,
+                &staged.files,
+                self.engine.artifact_key(),
+            )
+            .await?;
         let mut attempt = 0;
         loop {
             let (record, revision) = base;
@@ -266,14 +270,27 @@ impl Registry {
                 expected,
                 record.as_ref().and_then(FunctionRecord::active_version),
             )?;
-            let mut record = record.unwrap_or_else(|| FunctionRecord::new(name.as_str(), settings));
+            // Settings another node changed meanwhile are kept; the
+            // deploy's own apply on top. A change to what `init` ran under
+            // makes this deploy's outcome stale: the client retries.
+            let settings = if attempt == 0 {
+                settings.clone()
+            } else {
+                let fresh = self.settings_with(record.as_ref(), overrides)?;
+                if !same_init(&fresh, settings) {
+                    return Err(RegistryError::Conflict(name.to_string()));
+                }
+                fresh
+            };
+            let mut record =
+                record.unwrap_or_else(|| FunctionRecord::new(name.as_str(), &settings));
             version.version = record.next_version;
-            record.push_active(version.clone(), settings);
+            record.push_active(version.clone(), &settings);
             let pruned = prune_versions(&mut record, self.config.limits.max_versions as usize);
             match self.commit(name, record, staged, revision).await {
                 Ok(stored) => {
                     let committed = stored.active_version().cloned().unwrap_or(version);
-                    return Ok((committed, pruned));
+                    return Ok((committed, settings, pruned));
                 }
                 Err(RegistryError::Conflict(_)) if attempt < MAX_CONFLICTS => {
                     attempt += 1;
@@ -314,14 +331,16 @@ impl Registry {
         &self,
         name: &FunctionName,
         base: (Option<FunctionRecord>, Option<Revision>),
-        new_settings: &FunctionSettings,
+        (new_settings, overrides): (&FunctionSettings, &[(String, String)]),
         expected: Option<Digest>,
         bytes: &Bytes,
         digest: Digest,
         settled: Settled,
     ) -> Result<Option<Deployed>, RegistryError> {
         let len = bytes.len() as u64;
-        if !self.storage.has_component(digest, Some(len)).await? {
+        if !self.storage.has_component(digest, Some(len)).await?
+            || !self.storage.has_component(settled.serving, None).await?
+        {
             return Ok(None);
         }
         let Ok((component, _)) = self.component(settled.serving).await else {
@@ -341,11 +360,18 @@ impl Registry {
             oci: None,
         };
         let staged = Serving::Stored(settled.serving).stage(digest, bytes);
-        let (version_record, pruned) = self
-            .commit_version(name, base, version_record, new_settings, expected, &staged)
+        let (version_record, new_settings, pruned) = self
+            .commit_version(
+                name,
+                base,
+                version_record,
+                (new_settings, overrides),
+                expected,
+                &staged,
+            )
             .await?;
         let version = version_record.version;
-        self.activate(name, version, digest, runnable, new_settings.clone());
+        self.activate(name, version, digest, runnable, new_settings);
         if pruned {
             self.collect_garbage().await?;
         }
@@ -429,6 +455,32 @@ impl Serving {
                 stored: Some(serving),
             },
         }
+    }
+}
+
+/// Whether `init` comes out the same under `a` as under `b`: the same
+/// memory limit, way of running it and outbound policy.
+fn same_init(a: &FunctionSettings, b: &FunctionSettings) -> bool {
+    a.memory == b.memory
+        && a.preinit == b.preinit
+        && a.allowed_outbound_hosts == b.allowed_outbound_hosts
+}
+
+impl Registry {
+    /// `record`'s settings (the defaults for a new function) with
+    /// `overrides` applied, validated.
+    fn settings_with(
+        &self,
+        record: Option<&FunctionRecord>,
+        overrides: &[(String, String)],
+    ) -> Result<FunctionSettings, RegistryError> {
+        let mut settings =
+            record.map_or_else(|| self.config.functions.clone(), |r| r.settings.clone());
+        for (key, value) in overrides {
+            settings.set(key, value)?;
+        }
+        settings.validate(&self.config.limits)?;
+        Ok(settings)
     }
 }
 

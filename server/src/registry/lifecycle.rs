@@ -113,6 +113,11 @@ impl Registry {
             .get(name.as_str())
             .filter(|f| f.version == record.active)
         else {
+            if rebuild && self.get(name.as_str()).is_some() {
+                // This node has not caught up with the active version yet
+                // and cannot redo its `init`: another node can, or a retry.
+                return Err(RegistryError::Conflict(name.to_string()));
+            }
             let record = self.persist(record, revision).await?;
             self.records.lock().insert(name.to_string(), record);
             return Ok(());

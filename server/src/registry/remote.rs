@@ -42,6 +42,12 @@ impl Registry {
     ) -> Result<Converged, RegistryError> {
         let name_lock = self.name_lock(name);
         let _guard = name_lock.lock().await;
+        // Read again under the lock: a change this node committed while the
+        // caller's copy was on its way is newer than that copy.
+        let record = match self.storage.current(name).await? {
+            Some(current) => current.record,
+            None => record,
+        };
         let local = self.record(name);
         let Some(record) = record else {
             if local.is_none() {
@@ -95,7 +101,19 @@ impl Registry {
             {
                 current.runnable.clone()
             }
-            _ => self.runnable(&version).await?,
+            _ => match self.runnable(&version).await {
+                Ok(runnable) => runnable,
+                Err(e) => {
+                    // A function this node does not serve at all answers
+                    // 503 (not 404) until it can.
+                    if self.get(name.as_str()).is_none() {
+                        self.unavailable
+                            .lock()
+                            .insert(name.to_string(), e.to_string());
+                    }
+                    return Err(e);
+                }
+            },
         };
         self.storage.remember(&record).await?;
         self.records.lock().insert(name.to_string(), record);

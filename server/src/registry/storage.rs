@@ -29,7 +29,7 @@
 //! [`Storage::forget`].
 
 use super::{FunctionName, RegistryError};
-use crate::store::{Digest, FunctionRecord, FunctionStore};
+use crate::store::{Digest, FunctionRecord, FunctionStore, VersionRecord};
 use bytes::Bytes;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -92,6 +92,19 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         name: &FunctionName,
         expected: Option<Revision>,
     ) -> Result<(), RegistryError>;
+    /// Makes `version`'s bytes (in `files`, or stored before) available to
+    /// other nodes ahead of its commit, saying where in `version`; nothing
+    /// where no other node reads them. Slow (network): called before the
+    /// commit and outside the garbage collector's lock.
+    async fn publish(
+        &self,
+        _name: &FunctionName,
+        _version: &mut VersionRecord,
+        _files: &VersionFiles,
+        _engine: &str,
+    ) -> Result<(), RegistryError> {
+        Ok(())
+    }
     /// Keeps this node's copy of a record another node committed.
     async fn remember(&self, record: &FunctionRecord) -> Result<(), RegistryError>;
     /// Drops this node's copy of a record another node deleted.
