@@ -765,3 +765,37 @@ async fn a_pushed_component_is_deployed_from_its_oci_reference() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_single_node_joining_an_empty_etcd_keeps_its_functions() -> Result<()> {
+    if !services_installed() {
+        return Ok(());
+    }
+    let mut solo = Server::start()?;
+    let r = put(&solo, "/v1/functions/solo", fixture(HELLO), None).await?;
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    // The same node, now joined to an etcd no floe ever wrote to.
+    let etcd = Etcd::start(1).await?;
+    let registry = Registry::start().await?;
+    solo.set_env("FLOE_CLUSTER__ETCD", &etcd.endpoints_toml());
+    solo.set_env(
+        "FLOE_CLUSTER__REGISTRY",
+        &format!("http://{}/floe", registry.host()),
+    );
+    solo.set_env("FLOE_CLUSTER__NODE_ID", "solo");
+    solo.restart()?;
+    wait_synced(&solo).await?;
+    assert!(solo.get("/solo/").await?.text().contains("hello from floe"));
+    assert_eq!(serving(&solo, "solo").await?, 1);
+    assert!(
+        solo.log()
+            .contains("etcd holds no floe state under this prefix")
+    );
+
+    // Deployed again, it is the cluster's.
+    let r = put(&solo, "/v1/functions/solo", fixture(ECHO), None).await?;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(!etcd.dump("/floe/v1/functions/solo/")?.is_empty());
+    Ok(())
+}

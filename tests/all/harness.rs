@@ -290,6 +290,12 @@ impl Server {
         }
     }
 
+    /// Sets (or replaces) a `FLOE_*` variable for the next start.
+    pub(crate) fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
     /// Restarts the server on the same data directory (killing it first if it
     /// is still running).
     pub(crate) fn restart(&mut self) -> Result<()> {
