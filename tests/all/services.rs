@@ -37,8 +37,21 @@ pub(crate) struct Etcd {
 }
 
 impl Etcd {
-    /// Starts `size` members and waits until the cluster answers.
+    /// Starts `size` members and waits until the cluster answers. A port
+    /// picked for it can be taken by another listener before etcd binds it:
+    /// then it starts again on other ports.
     pub(crate) async fn start(size: usize) -> Result<Self> {
+        let mut last = None;
+        for _ in 0..3 {
+            match Self::start_once(size).await {
+                Ok(etcd) => return Ok(etcd),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("etcd did not start")))
+    }
+
+    async fn start_once(size: usize) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("floe-etcd-").tempdir()?;
         let mut members = Vec::new();
         for i in 0..size {
@@ -65,6 +78,15 @@ impl Etcd {
         }
         etcd.wait_healthy().await?;
         Ok(etcd)
+    }
+
+    /// Whether a member process has exited (it could not bind its ports).
+    fn exited(&mut self) -> bool {
+        self.members.iter_mut().any(|m| {
+            m.child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+        })
     }
 
     fn spawn(&mut self, i: usize) -> Result<()> {
@@ -136,10 +158,16 @@ impl Etcd {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// Waits until a majority answers.
-    pub(crate) async fn wait_healthy(&self) -> Result<()> {
+    /// Waits until a majority answers (failing at once when a member
+    /// exited).
+    pub(crate) async fn wait_healthy(&mut self) -> Result<()> {
+        let this = std::sync::Mutex::new(self);
         eventually(Duration::from_secs(30), "etcd answers", || async {
-            Ok(self.ctl(&["put", "/floe-test/health", "ok"]).is_ok())
+            let mut etcd = this.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+            if etcd.exited() {
+                bail!("an etcd member exited; its log is beside its data directory");
+            }
+            Ok(etcd.ctl(&["put", "/floe-test/health", "ok"]).is_ok())
         })
         .await
     }
@@ -257,9 +285,18 @@ impl Registry {
         Ok(())
     }
 
-    async fn wait_ready(&self) -> Result<()> {
+    async fn wait_ready(&mut self) -> Result<()> {
         let url = format!("http://{}/v2/", self.host());
+        let child = std::sync::Mutex::new(self.child.as_mut());
         eventually(Duration::from_secs(30), "the registry answers", || async {
+            let exited = child
+                .lock()
+                .map_err(|_| anyhow::anyhow!("poisoned"))?
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited {
+                bail!("the registry exited (its port was taken?)");
+            }
             Ok(get(&url).await.is_ok_and(|r| r.status == 200))
         })
         .await

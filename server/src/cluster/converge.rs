@@ -1,6 +1,8 @@
 //! Every node converges on etcd: list every function, then watch from the
-//! revision listed. Each change re-reads that function's newest record and
-//! hands it to the registry, which pulls what it lacks and swaps the pool.
+//! revision listed. Each changed function is handed to the registry, which
+//! reads its newest record under the function's lock, pulls what it lacks
+//! and swaps the pool; up to `CONCURRENCY` functions converge at once, so a
+//! slow or unreachable one holds up no other.
 //! A compacted or broken watch lists again; while etcd is away the node
 //! keeps serving its last known state and tries again.
 
@@ -8,6 +10,7 @@ use super::etcd::Etcd;
 use super::storage::ClusterStorage;
 use crate::registry::{Converged, FunctionName, Registry};
 use etcd_client::WatchOptions;
+use futures::StreamExt;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +22,9 @@ const RETRY: Duration = Duration::from_millis(500);
 /// The longest wait before trying a version that cannot be made ready again
 /// (the wait doubles from `RETRY` on each failure).
 const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// Functions converged at once.
+const CONCURRENCY: usize = 8;
 
 /// A function to converge again, and when.
 #[derive(Debug, Clone, Copy)]
@@ -35,12 +41,14 @@ pub(super) async fn run(
     synced: tokio::sync::watch::Sender<super::SyncState>,
     stop: CancellationToken,
 ) {
-    let converger = Converger {
+    let converger = Arc::new(Converger {
         pending: Default::default(),
+        running: Default::default(),
+        slots: tokio::sync::Semaphore::new(CONCURRENCY),
         etcd,
         storage,
         registry,
-    };
+    });
     while !stop.is_cancelled() {
         let revision = match converger.list().await {
             Ok(revision) => revision,
@@ -77,6 +85,11 @@ struct Converger {
     /// Functions to converge again (their version could not be made ready,
     /// or etcd could not be read), with their backoff.
     pending: parking_lot::Mutex<std::collections::BTreeMap<String, Retry>>,
+    /// Functions being converged now, and whether they changed again since
+    /// (then they are converged once more when done).
+    running: parking_lot::Mutex<std::collections::HashMap<String, bool>>,
+    /// Bounds the functions converged at once.
+    slots: tokio::sync::Semaphore,
     etcd: Etcd,
     storage: Arc<ClusterStorage>,
     registry: Arc<Registry>,
@@ -89,25 +102,21 @@ impl Converger {
         let listing = self.etcd.list().await?;
         let revision = listing.revision;
         let mut seen = BTreeSet::new();
-        let mut failed = BTreeSet::new();
+        let mut todo: Vec<(String, Option<crate::store::FunctionRecord>)> = Vec::new();
         for (name, current) in listing.functions {
             seen.insert(name.clone());
-            let current = match current {
-                Ok(current) => current,
-                Err(e) => {
-                    // Left as it is here, and tried again later.
-                    tracing::warn!(function = %name, error = %e, "cannot read the function's record in etcd");
-                    failed.insert(name);
-                    continue;
+            match current {
+                Ok(current) => {
+                    if let Some(record) = &current.record {
+                        self.storage.note(record);
+                    }
+                    todo.push((name, current.record));
                 }
-            };
-            if let Some(record) = &current.record {
-                self.storage.note(record);
-            }
-            if self.apply(&name, current.record).await {
-                self.pending.lock().remove(&name);
-            } else {
-                failed.insert(name);
+                // Left as it is here, and tried again later.
+                Err(e) => {
+                    tracing::warn!(function = %name, error = %e, "cannot read the function's record in etcd");
+                    self.failed(name);
+                }
             }
         }
         let local = self.registry.record_names();
@@ -120,22 +129,30 @@ impl Converger {
                 "etcd holds no floe state under this prefix; keeping this node's functions (deploy them again to publish them to the cluster)"
             );
         } else {
-            for name in local {
-                if !seen.contains(&name) && !self.apply(&name, None).await {
-                    failed.insert(name);
+            todo.extend(
+                local
+                    .into_iter()
+                    .filter(|name| !seen.contains(name))
+                    .map(|name| (name, None)),
+            );
+        }
+        // Several at once (pulls and compiles overlap), all done before the
+        // node says it is synced. Failures are retried by the watch.
+        futures::stream::iter(todo)
+            .for_each_concurrent(CONCURRENCY, |(name, record)| async move {
+                if self.apply(&name, record).await {
+                    self.pending.lock().remove(&name);
+                } else {
+                    self.failed(name);
                 }
-            }
-        }
-        // The watch retries them.
-        for name in failed {
-            self.failed(name);
-        }
+            })
+            .await;
         tracing::debug!(revision, "functions listed from etcd");
         Ok(revision)
     }
 
     /// Watches from after `revision` until the watch breaks or `stop`.
-    async fn watch(&self, revision: i64, stop: &CancellationToken) {
+    async fn watch(self: &Arc<Self>, revision: i64, stop: &CancellationToken) {
         let Ok(mut client) = self.etcd.client().await else {
             return;
         };
@@ -160,7 +177,10 @@ impl Converger {
                 () = stop.cancelled() => return,
                 message = stream.message() => message,
                 _ = retry.tick() => {
-                    self.refresh(self.due()).await;
+                    for name in self.due() {
+                        self.pending.lock().remove(&name);
+                        self.start(name);
+                    }
                     continue;
                 }
             };
@@ -187,30 +207,41 @@ impl Converger {
                 .filter_map(|kv| kv.key_str().ok())
                 .filter_map(|k| self.etcd.function_of(k).map(str::to_owned))
                 .collect();
-            self.refresh(names.into_iter().collect()).await;
+            for name in names {
+                self.start(name);
+            }
         }
     }
 
-    /// Re-reads each of `names` from etcd and converges it.
-    async fn refresh(&self, names: Vec<String>) {
-        for name in names {
-            let current = match self.etcd.function(&name).await {
-                Ok(current) => current,
-                Err(e) => {
-                    tracing::debug!(function = %name, error = %e, "reading a changed function failed");
-                    self.failed(name);
-                    continue;
-                }
-            };
-            if let Some(record) = &current.record {
-                self.storage.note(record);
+    /// Converges `name` on a task of its own (reading its newest record
+    /// under its lock), unless that is under way already: then once more
+    /// when it ends. At most `CONCURRENCY` run at once, so that one slow or
+    /// unreachable function holds up no other.
+    fn start(self: &Arc<Self>, name: String) {
+        {
+            let mut running = self.running.lock();
+            if let Some(again) = running.get_mut(&name) {
+                *again = true;
+                return;
             }
-            if self.apply(&name, current.record).await {
-                self.pending.lock().remove(&name);
-            } else {
-                self.failed(name);
-            }
+            running.insert(name.clone(), false);
         }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let converged = {
+                let _slot = this.slots.acquire().await;
+                this.apply(&name, None).await
+            };
+            if converged {
+                this.pending.lock().remove(&name);
+            } else {
+                this.failed(name.clone());
+            }
+            let again = this.running.lock().remove(&name).unwrap_or(false);
+            if again {
+                this.start(name);
+            }
+        });
     }
 
     /// Schedules `name` to be converged again, later each time it fails.
