@@ -113,6 +113,10 @@ pub(crate) enum Command {
         /// The kind of function.
         #[arg(long, value_enum, default_value = "http")]
         kind: scaffold::Kind,
+        /// The WASI release of an HTTP function: p2, or p3 (Rust: many
+        /// requests at once per instance).
+        #[arg(long, value_enum, default_value = "p2")]
+        wasi: scaffold::Wasi,
         /// Where to make the project (default: ./NAME).
         #[arg(long)]
         dir: Option<PathBuf>,

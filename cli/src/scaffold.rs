@@ -30,6 +30,18 @@ pub enum Kind {
     Event,
 }
 
+/// The WASI release an HTTP function is built for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Wasi {
+    /// WASI 0.2 (`wasi:http/incoming-handler`): one request at a time per
+    /// instance. Every language.
+    #[default]
+    P2,
+    /// WASI 0.3 (`wasi:http/handler@0.3`): many requests at once per
+    /// instance. Rust HTTP functions.
+    P3,
+}
+
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -57,6 +69,12 @@ pub enum ScaffoldError {
     /// The SDK folder lacks the language's SDK.
     #[error("{0} has no {1} SDK")]
     MissingSdk(PathBuf, &'static str),
+    /// The WASI release is not offered for this language or kind.
+    #[error(
+        "--wasi p3 makes Rust HTTP functions only (componentize-js and componentize-py \
+         cannot build WASI 0.3 components yet, and event functions are WASI 0.2)"
+    )]
+    NoP3,
     /// Writing a file failed.
     #[error("writing {path}: {source}")]
     Write {
@@ -76,6 +94,8 @@ pub struct Request {
     pub lang: Lang,
     /// Its kind.
     pub kind: Kind,
+    /// The WASI release of an HTTP function.
+    pub wasi: Wasi,
     /// The project's directory (default: `./NAME`).
     pub dir: Option<PathBuf>,
     /// The `sdk/` folder of a floe checkout.
@@ -105,6 +125,8 @@ struct Template {
     manifest: File,
     source: &'static str,
     http: &'static str,
+    /// The WASI 0.3 HTTP source (Rust only).
+    http_p3: Option<&'static str>,
     event: &'static str,
     gitignore: &'static str,
 }
@@ -121,28 +143,35 @@ fn template(lang: Lang) -> Template {
                 },
                 source: $source,
                 http: include_str!(concat!("../templates/", $dir, "/http.", $ext)),
+                http_p3: None,
                 event: include_str!(concat!("../templates/", $dir, "/event.", $ext)),
                 gitignore: include_str!(concat!("../templates/", $dir, "/gitignore")),
             }
         };
     }
     match lang {
-        Lang::Rust => template!("rust", "Cargo.toml", "src/lib.rs", "rs"),
+        Lang::Rust => Template {
+            http_p3: Some(include_str!("../templates/rust/http-p3.rs")),
+            ..template!("rust", "Cargo.toml", "src/lib.rs", "rs")
+        },
         Lang::Js => template!("js", "package.json", "app.js", "js"),
         Lang::Python => template!("python", "requirements.txt", "app.py", "py"),
     }
 }
 
-fn files(lang: Lang, kind: Kind) -> Vec<File> {
+fn files(lang: Lang, kind: Kind, wasi: Wasi) -> Result<Vec<File>, ScaffoldError> {
     let template = template(lang);
-    vec![
+    let source = match (kind, wasi) {
+        (Kind::Http, Wasi::P2) => template.http,
+        (Kind::Event, Wasi::P2) => template.event,
+        (Kind::Http, Wasi::P3) => template.http_p3.ok_or(ScaffoldError::NoP3)?,
+        (Kind::Event, Wasi::P3) => return Err(ScaffoldError::NoP3),
+    };
+    Ok(vec![
         template.manifest,
         File {
             path: template.source,
-            text: match kind {
-                Kind::Http => template.http,
-                Kind::Event => template.event,
-            },
+            text: source,
         },
         File {
             path: ".gitignore",
@@ -152,7 +181,7 @@ fn files(lang: Lang, kind: Kind) -> Vec<File> {
             path: "README.md",
             text: include_str!("../templates/README.md"),
         },
-    ]
+    ])
 }
 
 /// The README's words for a language and kind.
@@ -235,13 +264,26 @@ pub fn create(request: &Request) -> Result<Project, ScaffoldError> {
     if dir.exists() && std::fs::read_dir(&dir).map_or(true, |mut d| d.next().is_some()) {
         return Err(ScaffoldError::Exists(dir));
     }
+    let files = files(request.lang, request.kind, request.wasi)?;
     let mut values = vec![
         ("name", name.to_owned()),
         ("sdk", sdk.display().to_string()),
+        (
+            "sdk_features",
+            match request.wasi {
+                Wasi::P2 => String::new(),
+                Wasi::P3 => r#", features = ["p3"]"#.to_owned(),
+            },
+        ),
     ];
     values.extend(readme_values(name, request.lang, request.kind));
+    if request.wasi == Wasi::P3
+        && let Some((_, kind)) = values.iter_mut().find(|(k, _)| *k == "kind")
+    {
+        *kind = "WASI 0.3 HTTP".to_owned();
+    }
     let mut written = Vec::new();
-    for file in files(request.lang, request.kind) {
+    for file in files {
         let path = dir.join(file.path);
         let write = |path: &Path| -> std::io::Result<()> {
             if let Some(parent) = path.parent() {
@@ -296,13 +338,18 @@ mod tests {
 
     #[test]
     fn every_placeholder_is_filled() {
-        for lang in [Lang::Rust, Lang::Js, Lang::Python] {
-            for kind in [Kind::Http, Kind::Event] {
-                let dir = Scratch::new(&format!("{lang:?}-{kind:?}"));
+        let combinations = [Lang::Rust, Lang::Js, Lang::Python]
+            .into_iter()
+            .flat_map(|lang| [Kind::Http, Kind::Event].map(|kind| (lang, kind, Wasi::P2)))
+            .chain([(Lang::Rust, Kind::Http, Wasi::P3)]);
+        {
+            for (lang, kind, wasi) in combinations {
+                let dir = Scratch::new(&format!("{lang:?}-{kind:?}-{wasi:?}"));
                 let request = Request {
                     name: "my-fn".into(),
                     lang,
                     kind,
+                    wasi,
                     dir: Some(dir.path().join("p")),
                     sdk: Some(dir.path().to_owned()),
                 };
@@ -338,6 +385,7 @@ mod tests {
             name: name.into(),
             lang: Lang::Js,
             kind: Kind::Http,
+            wasi: Wasi::P2,
             dir: Some(dir.path().to_owned()),
             sdk: Some(dir.path().to_owned()),
         };
@@ -350,5 +398,11 @@ mod tests {
             create(&request("ok")),
             Err(ScaffoldError::Exists(_))
         ));
+        let p3 = Request {
+            wasi: Wasi::P3,
+            dir: Some(dir.path().join("p3")),
+            ..request("ok")
+        };
+        assert!(matches!(create(&p3), Err(ScaffoldError::NoP3)));
     }
 }

@@ -66,6 +66,10 @@ pub enum ErrorCode {
     /// A new instance could not be started (its start code or its `init`
     /// trapped or failed).
     StartFailed,
+    /// The instance serving the request was stopped because of another
+    /// request on it (one that trapped, spun past its timeout or hit the
+    /// memory limit of the instance they share); a retry runs on another.
+    InstanceLost,
     /// The guest failed the request with an error code.
     FunctionError,
     /// The function exists but cannot serve (its stored code is damaged).
@@ -84,7 +88,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for metrics.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 30] = [
         Self::NotFound,
         Self::BadRequest,
         Self::Unauthorized,
@@ -108,6 +112,7 @@ impl ErrorCode {
         Self::Overloaded,
         Self::NoResponse,
         Self::StartFailed,
+        Self::InstanceLost,
         Self::FunctionError,
         Self::Unavailable,
         Self::LoopDetected,
@@ -144,6 +149,7 @@ impl ErrorCode {
             | Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Overloaded
+            | Self::InstanceLost
             | Self::Unavailable
             | Self::ClusterUnavailable
             | Self::OwnerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -177,6 +183,7 @@ impl ErrorCode {
             Self::Overloaded => "overloaded",
             Self::NoResponse => "no_response",
             Self::StartFailed => "start_failed",
+            Self::InstanceLost => "instance_lost",
             Self::FunctionError => "function_error",
             Self::Unavailable => "unavailable",
             Self::LoopDetected => "loop_detected",
@@ -213,6 +220,9 @@ impl ErrorCode {
             Self::Overloaded => "the function is at capacity; retry later",
             Self::NoResponse => "the function returned without sending a response",
             Self::StartFailed => "the function failed to start",
+            Self::InstanceLost => {
+                "the instance serving this request was stopped because of another request on it; retry"
+            }
             Self::FunctionError => "the function failed the request",
             Self::Unavailable => "this function's stored code cannot be loaded; redeploy it",
             Self::LoopDetected => "the request went through too many functions on this server",
@@ -237,6 +247,7 @@ impl ErrorCode {
             | Self::Timeout
             | Self::NoResponse
             | Self::StartFailed
+            | Self::InstanceLost
             | Self::FunctionError
             | Self::Unavailable
             | Self::ClusterUnavailable

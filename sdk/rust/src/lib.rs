@@ -75,6 +75,14 @@
 //! [`std::sync::OnceLock`], say) survive from one request to the next. An
 //! instance that traps is thrown away, never reused.
 //!
+//! ## WASI 0.3
+//!
+//! With the `p3` feature, [`http_function_p3!`] makes a WASI 0.3 HTTP
+//! function (`wasi:http/handler@0.3`): floe serves up to 16 requests at once
+//! on each of its instances, and an `.await` on an outbound call
+//! ([`p3::send`]) or a timer ([`p3::sleep`]) lets the others go on. See
+//! [`p3`].
+//!
 //! ## Features
 //!
 //! - `json` (on by default): [`http::json`], [`event::from_json`],
@@ -86,6 +94,9 @@
 #![deny(missing_docs)]
 
 pub use wstd;
+
+#[cfg(feature = "p3")]
+pub mod p3;
 
 /// [`serde_json`], re-exported for its `json!` macro and `Value`.
 #[cfg(feature = "json")]

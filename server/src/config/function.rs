@@ -32,9 +32,11 @@ pub struct FunctionSettings {
     /// Instances kept warm at all times (the `fixed` reservation); 0 lets
     /// the function scale to zero.
     pub min_instances: u32,
-    /// Requests one instance serves at once. WASI 0.2 components serve one
-    /// request at a time, so this is 1.
-    pub instance_concurrency: u32,
+    /// Requests one instance serves at once. Unset: 16 for a WASI 0.3 HTTP
+    /// function, 1 for a WASI 0.2 one (which serves one request at a time,
+    /// so any other value is refused for it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_concurrency: Option<u32>,
     /// Reservation policies beyond `min_instances`: scheduled windows and a
     /// utilization target (see [`Reserve`]).
     pub reserve: Reserve,
@@ -117,7 +119,7 @@ impl Default for FunctionSettings {
             timeout: HumanDuration(defaults::TIMEOUT),
             max_instances: defaults::MAX_INSTANCES,
             min_instances: 0,
-            instance_concurrency: 1,
+            instance_concurrency: None,
             reserve: Reserve::default(),
             max_requests_per_instance: 0,
             idle_ttl: HumanDuration(defaults::IDLE_TTL),
@@ -184,7 +186,12 @@ impl FunctionSettings {
             "timeout" => self.timeout = parse(key, value)?,
             "max_instances" => self.max_instances = parse(key, value)?,
             "min_instances" => self.min_instances = parse(key, value)?,
-            "instance_concurrency" => self.instance_concurrency = parse(key, value)?,
+            "instance_concurrency" => {
+                self.instance_concurrency = match value {
+                    "" | "default" => None,
+                    v => Some(parse(key, v)?),
+                }
+            }
             "reserve" => self.reserve = parse(key, value)?,
             "max_requests_per_instance" => self.max_requests_per_instance = parse(key, value)?,
             "idle_ttl" => self.idle_ttl = parse(key, value)?,
@@ -264,13 +271,14 @@ impl FunctionSettings {
                 ),
             );
         }
-        if self.instance_concurrency != 1 {
+        if let Some(n) = self.instance_concurrency
+            && !(1..=limits.max_instance_concurrency).contains(&n)
+        {
             return invalid(
                 "instance_concurrency",
                 format!(
-                    "{} is not supported: WASI 0.2 components (every kind floe runs) serve \
-                     one request at a time per instance, so it must be 1",
-                    self.instance_concurrency
+                    "{n} is outside 1..={} (limits.max_instance_concurrency)",
+                    limits.max_instance_concurrency
                 ),
             );
         }

@@ -13,6 +13,8 @@ pub struct LimitsConfig {
     pub max_timeout: HumanDuration,
     /// Instances of all functions together.
     pub max_instances_total: u32,
+    /// Largest `instance_concurrency` any function may be given.
+    pub max_instance_concurrency: u32,
     /// Largest body limit any function may be given.
     pub max_body: ByteSize,
     /// Largest component upload; 413 past it.
@@ -51,6 +53,7 @@ impl Default for LimitsConfig {
             max_memory: defaults::MAX_MEMORY,
             max_timeout: HumanDuration(defaults::MAX_TIMEOUT),
             max_instances_total: defaults::MAX_INSTANCES_TOTAL,
+            max_instance_concurrency: 256,
             max_body: defaults::MAX_BODY,
             max_upload: defaults::MAX_UPLOAD,
             compile_timeout: HumanDuration(defaults::COMPILE_TIMEOUT),

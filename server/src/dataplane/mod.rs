@@ -113,7 +113,7 @@ impl DataPlane {
         };
         let call = Call::new(&function, &request_id, start);
         // A function without an HTTP handler takes events on the data plane.
-        let response = if function.runnable.prepared.http.is_none() {
+        let response = if !function.runnable.prepared.handles_http() {
             self.invocations
                 .serve_event(&call, request, crate::invocations::Front::DataPlane)
                 .await

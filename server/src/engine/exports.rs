@@ -1,7 +1,9 @@
 //! What a component exports of floe's contract, found once, at deploy.
 //!
-//! A function must export `wasi:http/incoming-handler` (an HTTP function) or
-//! `floe:function/event` (an event function), or both. It may export
+//! A function must export `wasi:http/incoming-handler@0.2` (a WASI 0.2 HTTP
+//! function), `wasi:http/handler@0.3` (a WASI 0.3 one, which may serve many
+//! requests at once per instance) or `floe:function/event` (an event
+//! function), or an HTTP handler and the event handler. It may export
 //! `floe:function/lifecycle`; each of its hooks is optional, but a hook that is
 //! there must have the signature of the WIT, or the deploy is refused. The
 //! handlers' types are checked at deploy too (422 `missing_export`, naming
@@ -18,9 +20,12 @@ use wasmtime::component::{
 };
 use wasmtime_wasi_http::p2::bindings::ProxyIndices;
 use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
+use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode as P3ErrorCode;
 
 /// The HTTP handler export (any 0.2.x version matches).
 pub const HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2.12";
+/// The WASI 0.3 HTTP handler export (any released 0.3.x version matches).
+pub const HTTP_HANDLER_P3: &str = "wasi:http/handler@0.3.0";
 /// The event handler export.
 pub const EVENT: &str = "floe:function/event@0.1.0";
 /// The lifecycle hooks export.
@@ -83,8 +88,10 @@ impl Hooks {
 pub struct Prepared {
     /// The pre-instantiated component.
     pub pre: InstancePre<StoreData>,
-    /// Its HTTP handler.
+    /// Its WASI 0.2 HTTP handler.
     pub http: Option<ProxyIndices>,
+    /// Its WASI 0.3 HTTP handler's `handle`.
+    pub http_p3: Option<ComponentExportIndex>,
     /// Its event handler.
     pub event: Option<event::GuestIndices>,
     /// Its hooks.
@@ -95,6 +102,7 @@ impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Prepared")
             .field("http", &self.http.is_some())
+            .field("http_p3", &self.http_p3.is_some())
             .field("event", &self.event.is_some())
             .field("hooks", &self.hooks)
             .finish_non_exhaustive()
@@ -102,9 +110,45 @@ impl std::fmt::Debug for Prepared {
 }
 
 impl Prepared {
+    /// Whether it handles HTTP requests (WASI 0.2 or 0.3).
+    pub fn handles_http(&self) -> bool {
+        self.http.is_some() || self.http_p3.is_some()
+    }
+
+    /// Whether this is a WASI 0.3 function: its instances serve up to
+    /// `instance_concurrency` requests at once.
+    pub fn is_p3(&self) -> bool {
+        self.http_p3.is_some()
+    }
+
+    /// Requests one instance serves at once when the function does not say:
+    /// 16 for a WASI 0.3 function (as `wasmtime serve` does), 1 for a WASI
+    /// 0.2 one, which cannot serve more.
+    pub fn default_concurrency(&self) -> u32 {
+        if self.is_p3() { 16 } else { 1 }
+    }
+
+    /// The concurrency per instance `asked` gives this function, or why it
+    /// cannot have it.
+    pub fn concurrency(&self, asked: Option<u32>) -> Result<u32, String> {
+        match asked {
+            None => Ok(self.default_concurrency()),
+            Some(n) if n > 1 && !self.is_p3() => Err(format!(
+                "{n} is refused: this is a WASI 0.2 component (it exports \
+                 `wasi:http/incoming-handler@0.2` or only `{EVENT}`), and a WASI 0.2 \
+                 instance serves one request at a time; only WASI 0.3 HTTP functions \
+                 (exporting `wasi:http/handler@0.3`) serve requests concurrently"
+            )),
+            Some(n) => Ok(n),
+        }
+    }
+
     /// What kind of function this is, as shown by the API.
     pub fn kind(&self) -> &'static str {
-        match (self.http.is_some(), self.event.is_some()) {
+        match (
+            self.http.is_some() || self.http_p3.is_some(),
+            self.event.is_some(),
+        ) {
             (true, true) => "http+event",
             (false, true) => "event",
             _ => "http",
@@ -157,15 +201,55 @@ pub(crate) fn prepare(
         }
         None => None,
     };
-    if http.is_none() && event.is_none() {
+    let http_p3 = p3_handler(engine, &pre)?;
+    if http.is_none() && http_p3.is_none() && event.is_none() {
         return Err(ComponentError::MissingExport);
     }
     Ok(Prepared {
         pre,
         http,
+        http_p3,
         event,
         hooks,
     })
+}
+
+/// Locates `wasi:http/handler@0.3.x#handle` and checks its type. A
+/// component built for a release candidate of WASI 0.3 is refused with a
+/// message that says so.
+fn p3_handler(
+    engine: &Engine,
+    pre: &InstancePre<StoreData>,
+) -> Result<Option<ComponentExportIndex>, ComponentError> {
+    let component = pre.component();
+    if component.get_export_index(None, HTTP_HANDLER_P3).is_none() {
+        if let Some((name, _)) = component
+            .component_type()
+            .exports(engine)
+            .find(|(name, _)| name.starts_with("wasi:http/handler@0.3.0-"))
+        {
+            return Err(ComponentError::BadExport(format!(
+                "the component exports `{name}`, a release candidate of WASI 0.3: rebuild it \
+                 against WASI 0.3.0 or later (the `wasip3` crate 0.7 or newer)"
+            )));
+        }
+        return Ok(None);
+    }
+    check_func::<
+        (Resource<wasmtime_wasi_http::p3::Request>,),
+        (Result<Resource<wasmtime_wasi_http::p3::Response>, P3ErrorCode>,),
+    >(
+        pre,
+        HTTP_HANDLER_P3,
+        "handle",
+        "async func(request: request) -> result<response, error-code>",
+    )?;
+    let (_, handler) = component
+        .get_export(None, HTTP_HANDLER_P3)
+        .ok_or(ComponentError::MissingExport)?;
+    Ok(component
+        .get_export(Some(&handler), "handle")
+        .map(|(_, index)| index))
 }
 
 /// Type-checks the function `name` of the exported interface `iface` against

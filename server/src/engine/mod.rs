@@ -12,7 +12,9 @@ mod exports;
 mod link;
 
 pub use epoch::EpochThread;
-pub use exports::{EVENT, HOOKS_SECTION, HTTP_HANDLER, Hooks, LIFECYCLE, Prepared, declared_hooks};
+pub use exports::{
+    EVENT, HOOKS_SECTION, HTTP_HANDLER, HTTP_HANDLER_P3, Hooks, LIFECYCLE, Prepared, declared_hooks,
+};
 pub use link::MissingImport;
 
 use crate::config::{Allocator, Config};
@@ -47,8 +49,8 @@ pub enum ComponentError {
     MissingImports(Vec<MissingImport>),
     /// The component exports neither an HTTP nor an event handler.
     #[error(
-        "the component exports neither `wasi:http/incoming-handler@0.2.x` (an HTTP function) \
-         nor `{EVENT}` (an event function)"
+        "the component exports neither `wasi:http/incoming-handler@0.2.x` nor \
+         `wasi:http/handler@0.3.x` (an HTTP function) nor `{EVENT}` (an event function)"
     )]
     MissingExport,
     /// An export of floe's contract has the wrong shape.

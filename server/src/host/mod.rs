@@ -42,6 +42,11 @@ pub struct StoreData {
     pub deadline: Instant,
     /// Outbound HTTP under the function's policy.
     pub outbound: OutboundHooks,
+    /// In a WASI 0.3 instance: the guest tasks whose requests were given
+    /// up (answered 504) and that still run.
+    pub abandoned: Option<
+        Arc<parking_lot::Mutex<std::collections::HashSet<wasmtime::component::GuestTaskId>>>,
+    >,
 }
 
 impl StoreData {
@@ -99,6 +104,7 @@ impl StoreData {
             limiter: InstanceLimiter::new(memory_limit, limits.table_elements),
             deadline,
             outbound: OutboundHooks::new(outbound, deadline, limits.outgoing_body_chunk),
+            abandoned: None,
         }
     }
 
@@ -142,6 +148,10 @@ impl WasiHttpView for StoreData {
 pub fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+    // WASI 0.3: its interfaces are named `@0.3.x`, so they sit beside the
+    // 0.2 ones, and a component may import from both.
+    wasmtime_wasi::p3::add_to_linker(linker)?;
+    wasmtime_wasi_http::p3::add_to_linker(linker)?;
     #[cfg(feature = "gpu")]
     gpu::add_to_linker(linker)?;
     Ok(())

@@ -19,10 +19,10 @@ impl Pool {
             // A slow start (one that runs `init`) is announced as arriving
             // in the same step as the decision to make it, so that a request
             // right behind this one waits for it rather than starting another.
-            let announce = self.runnable.init_per_instance;
+            let announce = self.runnable.init_per_instance || self.shares();
             let claim = {
                 let mut state = self.state.lock();
-                if let Some(instance) = state.idle.pop() {
+                if let Some(instance) = Pool::pop_idle(&mut state) {
                     return Ok(self.lend(instance));
                 }
                 // An instance on its way that nobody counts on yet serves
@@ -31,7 +31,7 @@ impl Pool {
                 if claim {
                     state.claims += 1;
                 } else if announce {
-                    state.arriving += 1;
+                    state.arriving += self.arrivals();
                 }
                 claim
             };
@@ -42,7 +42,7 @@ impl Pool {
                     return self.start(permits, deadline, announce).await;
                 }
                 if announce {
-                    self.state.lock().arriving -= 1;
+                    self.state.lock().arriving -= self.arrivals();
                     self.arrival_failed.notify_waiters();
                 }
             }
@@ -53,7 +53,7 @@ impl Pool {
                 let mut state = self.state.lock();
                 let mut waiter = Waiter::new(self, claim, &mut state);
                 // An instance may have come back since we looked.
-                if let Some(instance) = state.idle.pop() {
+                if let Some(instance) = Pool::pop_idle(&mut state) {
                     drop(state);
                     drop(waiter);
                     return Ok(self.lend(instance));
@@ -108,6 +108,10 @@ impl Pool {
     /// Lends `instance` to a request.
     fn lend(self: &Arc<Self>, instance: Instance) -> Lease {
         instance.unparked();
+        if let Instance::Shared(shared) = &instance {
+            shared.core.stats.in_flight.fetch_add(1, Relaxed);
+            shared.core.stats.set_state(super::InstanceState::Busy);
+        }
         let in_flight = self.in_flight.fetch_add(1, Relaxed) + 1;
         self.note_demand(in_flight);
         Lease::new(instance, self.clone())
@@ -155,11 +159,14 @@ impl Pool {
     ) -> Result<Lease, InvokeError> {
         let began = Instant::now();
         let started = Instance::start(self, permits, deadline).await;
-        if started.is_ok() {
+        if let Ok(instance) = &started {
             self.metrics.record_instance_start(began.elapsed());
+            // The other slots of a WASI 0.3 instance go to the requests
+            // that counted on them.
+            self.spread(instance, self.concurrency.saturating_sub(1));
         }
         if announced {
-            self.state.lock().arriving -= 1;
+            self.state.lock().arriving -= self.arrivals();
         }
         match started {
             Ok(instance) => {

@@ -42,6 +42,10 @@ pub(crate) enum CallEnd {
     Known(Option<CallOutcome>),
     /// The call still runs; its task sends the outcome.
     Later(oneshot::Receiver<CallOutcome>),
+    /// A WASI 0.3 response: its guest task writes the body on the
+    /// instance's event loop, and the body is whole unless the instance was
+    /// stopped meanwhile. The request's slot goes back with the body.
+    Shared(super::shared::Slot),
 }
 
 /// A guest's response body, cut when the call fails.
@@ -87,6 +91,12 @@ impl GuestBody {
         let outcome = match &mut self.outcome {
             CallEnd::Known(outcome) => outcome.take(),
             CallEnd::Later(rx) => ready!(Pin::new(rx).poll(cx)).ok(),
+            CallEnd::Shared(slot) => Some(match slot.core() {
+                Some(core) if core.lost() => CallOutcome::Failed(super::InvokeError::InstanceLost(
+                    "stopped while the response body was being sent",
+                )),
+                _ => CallOutcome::Completed,
+            }),
         };
         Poll::Ready(match outcome {
             Some(CallOutcome::Completed) => {

@@ -2,6 +2,7 @@
 //! and its handlers and hooks, located once when it starts.
 
 use super::lease::CallOutcome;
+use super::shared::{self, Shared};
 use super::stats::{InstanceState, InstanceStats};
 use super::{InvokeError, Pool};
 use crate::bindings::event;
@@ -18,9 +19,50 @@ use wasmtime::component::{Resource, TypedFunc};
 use wasmtime_wasi_http::p2::bindings::Proxy;
 use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 
-/// A started instance. It holds its slot in the function's and the server's
-/// instance budget until it is dropped.
-pub(crate) struct Instance {
+/// What the idle list holds and a lease lends: a whole WASI 0.2 instance, or
+/// one slot of a WASI 0.3 instance that serves several requests at once.
+pub(crate) enum Instance {
+    Whole(Box<Whole>),
+    Shared(Shared),
+}
+
+impl Instance {
+    /// The instance's id.
+    pub(crate) fn id(&self) -> u64 {
+        match self {
+            Self::Whole(w) => w.id(),
+            Self::Shared(s) => s.id(),
+        }
+    }
+
+    /// Its live figures.
+    pub(crate) fn stats(&self) -> &Arc<InstanceStats> {
+        match self {
+            Self::Whole(w) => &w.stats,
+            Self::Shared(s) => &s.core.stats,
+        }
+    }
+
+    /// When its last request ended.
+    pub(crate) fn last_used(&self) -> Instant {
+        match self {
+            Self::Whole(w) => w.last_used,
+            Self::Shared(s) => s.core.last_used(),
+        }
+    }
+
+    /// Meters the time it spent parked, when it leaves the idle list.
+    pub(crate) fn unparked(&self) {
+        match self {
+            Self::Whole(w) => w.unparked(),
+            Self::Shared(_) => {}
+        }
+    }
+}
+
+/// A started WASI 0.2 instance. It holds its slot in the function's and the
+/// server's instance budget until it is dropped.
+pub(crate) struct Whole {
     pub(crate) store: Store<StoreData>,
     http: Option<Proxy>,
     event: Option<event::Guest>,
@@ -49,7 +91,8 @@ pub(crate) struct Permits {
 
 impl Instance {
     /// Starts a new instance of `pool`'s component, bounded by `deadline`,
-    /// and runs its `init` when the function initializes per instance.
+    /// and runs its `init` when the function initializes per instance. A
+    /// WASI 0.3 one comes back as its first slot.
     pub(crate) async fn start(
         pool: &Arc<Pool>,
         permits: Permits,
@@ -106,6 +149,11 @@ impl Instance {
             Some(Err(e)) => return Err(classify(e, &store, settings.timeout.0, Phase::Start)),
             None => return Err(InvokeError::Timeout(settings.timeout.0)),
         };
+        if prepared.is_p3() {
+            let shared = start_shared(pool, store, instance, stats, permits, deadline).await?;
+            starting.armed = false;
+            return Ok(Self::Shared(shared));
+        }
         let loaded = (|| -> wasmtime::Result<_> {
             let http = prepared
                 .http
@@ -136,7 +184,7 @@ impl Instance {
         })();
         let (http, event, pre_freeze, pre_stop, init) =
             loaded.map_err(|e| InvokeError::Instantiate(e.into()))?;
-        let mut instance = Self {
+        let mut instance = Whole {
             store,
             http,
             event,
@@ -183,9 +231,71 @@ impl Instance {
         instance
             .stats
             .set_memory(instance.store.data().limiter.memory_used());
-        Ok(instance)
+        Ok(Self::Whole(Box::new(instance)))
     }
+}
 
+/// Runs a WASI 0.3 instance's per-instance `init` (when it has one) and
+/// starts its driver.
+async fn start_shared(
+    pool: &Arc<Pool>,
+    mut store: Store<StoreData>,
+    instance: wasmtime::component::Instance,
+    stats: Arc<InstanceStats>,
+    permits: Permits,
+    deadline: Instant,
+) -> Result<Shared, InvokeError> {
+    let settings = &pool.settings;
+    if pool.runnable.init_per_instance
+        && let Some(index) = pool.runnable.prepared.hooks.init
+    {
+        let init = instance
+            .get_typed_func::<(), (Result<(), String>,)>(&mut store, index)
+            .map_err(|e| InvokeError::Instantiate(e.into()))?;
+        let init_deadline = deadline.min(after(Instant::now(), settings.init_timeout.0));
+        store.data_mut().deadline = init_deadline;
+        store.set_epoch_deadline(1);
+        let start = Instant::now();
+        let result = until(
+            init_deadline,
+            store.run_concurrent(async |acc| init.call_concurrent(acc, ()).await),
+        )
+        .await;
+        let took = start.elapsed();
+        let failed = !matches!(result, Some(Ok(Ok((Ok(()),)))));
+        stats.record_hook(Hook::Init, took, failed);
+        stats.meter.hook(took, stats.memory_mib);
+        pool.metrics.record_hook(Hook::Init, took, failed);
+        pool.metrics.meter.hook(took, stats.memory_mib);
+        match result {
+            Some(Ok(Ok((Ok(()),)))) => {}
+            Some(Ok(Ok((Err(message),)))) => {
+                return Err(InvokeError::Instantiate(anyhow::anyhow!(
+                    "init failed: {message}"
+                )));
+            }
+            Some(Ok(Err(e)) | Err(e)) => {
+                return Err(classify(e, &store, settings.init_timeout.0, Phase::Start));
+            }
+            None => return Err(InvokeError::Timeout(settings.init_timeout.0)),
+        }
+    }
+    stats.set_memory(store.data().limiter.memory_used());
+    shared::spawn(
+        pool,
+        shared::Start {
+            store,
+            instance,
+            stats,
+            metrics: pool.metrics.clone(),
+            permits,
+            timeout: settings.timeout.0,
+            hook_timeout: settings.hook_timeout.0,
+        },
+    )
+}
+
+impl Whole {
     /// The instance's id.
     pub(crate) fn id(&self) -> u64 {
         self.stats.id
@@ -329,7 +439,7 @@ impl Instance {
     }
 }
 
-impl Drop for Instance {
+impl Drop for Whole {
     fn drop(&mut self) {
         if let Some(pool) = self.pool.upgrade() {
             pool.unregister(self.stats.id);

@@ -7,17 +7,21 @@
 //! the pool, or discards it if it failed.
 
 use super::body::{CallEnd, GuestBody};
-use super::instance::Instance;
+use super::instance::{Instance, Whole};
+use super::shared::{Core, Job, Slot};
 use super::{InvokeError, Pool};
 use crate::bindings::event;
 use bytes::Bytes;
+use http_body_util::BodyExt as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 use tokio::sync::oneshot;
+use wasmtime::component::GuestTaskId;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
@@ -70,9 +74,39 @@ impl Lease {
     where
         B: http_body::Body<Data = Bytes, Error = wasmtime_wasi_http::Error> + Send + 'static,
     {
-        let Some(mut instance) = self.instance.take() else {
-            return Err(InvokeError::Internal(anyhow::anyhow!("lease used twice")));
-        };
+        match self.instance.take() {
+            Some(Instance::Whole(whole)) => self.handle_whole(*whole, request, deadline).await,
+            Some(Instance::Shared(shared)) => {
+                let pool = self.pool.clone();
+                let timeout = pool.settings.timeout.0;
+                let core = shared.core.clone();
+                let jobs = shared.sender();
+                let task = Arc::new(OnceLock::new());
+                let (reply, rx) = oneshot::channel();
+                let job = Job::Http {
+                    hops: crate::host::outbound::hops_of(request.headers()),
+                    request: request.map(|b| b.boxed_unsync()),
+                    reply,
+                    slot: Slot::new(shared, &pool),
+                    task: task.clone(),
+                    deadline,
+                    limit: pool.settings.max_response_body.bytes(),
+                };
+                shared_reply(jobs.send(job).is_ok(), rx, &core, &task, deadline, timeout).await?
+            }
+            None => Err(InvokeError::Internal(anyhow::anyhow!("lease used twice"))),
+        }
+    }
+
+    async fn handle_whole<B>(
+        &mut self,
+        mut instance: Whole,
+        request: http::Request<B>,
+        deadline: Instant,
+    ) -> Result<http::Response<GuestBody>, InvokeError>
+    where
+        B: http_body::Body<Data = Bytes, Error = wasmtime_wasi_http::Error> + Send + 'static,
+    {
         let pool = self.pool.clone();
         let timeout = pool.settings.timeout.0;
         let hops = crate::host::outbound::hops_of(request.headers());
@@ -194,12 +228,31 @@ impl Lease {
         payload: &[u8],
         deadline: Instant,
     ) -> Result<EventReply, InvokeError> {
-        let Some(mut instance) = self.instance.take() else {
-            return Err(InvokeError::Internal(anyhow::anyhow!("lease used twice")));
-        };
         let pool = self.pool.clone();
         let timeout = pool.settings.timeout.0;
         let limit = pool.settings.max_response_body.bytes();
+        let mut instance = match self.instance.take() {
+            Some(Instance::Whole(whole)) => *whole,
+            Some(Instance::Shared(shared)) => {
+                let core = shared.core.clone();
+                let jobs = shared.sender();
+                let task = Arc::new(OnceLock::new());
+                let (reply, rx) = oneshot::channel();
+                let job = Job::Event {
+                    context: context.clone(),
+                    payload: payload.to_vec(),
+                    reply,
+                    slot: Slot::new(shared, &pool),
+                    task: task.clone(),
+                    deadline,
+                };
+                let result =
+                    shared_reply(jobs.send(job).is_ok(), rx, &core, &task, deadline, timeout)
+                        .await??;
+                return event_reply(CallOutcome::Completed, Some(result), limit);
+            }
+            None => return Err(InvokeError::Internal(anyhow::anyhow!("lease used twice"))),
+        };
         // The call runs on a task of its own so that a caller going away
         // cannot cut it (the instance would be lost, and its state torn).
         let task = tokio::spawn({
@@ -216,6 +269,41 @@ impl Lease {
         let (outcome, result) = task.await.map_err(|e| {
             InvokeError::Internal(anyhow::anyhow!("the event call's task failed: {e}"))
         })?;
+        event_reply(outcome, result, limit)
+    }
+}
+
+/// Waits for a WASI 0.3 instance's answer to a job (`sent`: it reached the
+/// driver). Past `deadline` the request answers 504 and its guest task is
+/// abandoned (see `shared`).
+async fn shared_reply<R>(
+    sent: bool,
+    rx: oneshot::Receiver<R>,
+    core: &Core,
+    task: &OnceLock<GuestTaskId>,
+    deadline: Instant,
+    timeout: std::time::Duration,
+) -> Result<R, InvokeError> {
+    if !sent {
+        return Err(InvokeError::InstanceLost("the instance had ended"));
+    }
+    match tokio::time::timeout_at(deadline.into(), rx).await {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(_)) => Err(core.lost_answer(task.get().copied()).await),
+        Err(_) => {
+            core.abandon(task.get().copied());
+            Err(InvokeError::Timeout(timeout))
+        }
+    }
+}
+
+/// What an event call's outcome and result answer.
+fn event_reply(
+    outcome: CallOutcome,
+    result: Option<Result<Vec<u8>, event::Error>>,
+    limit: u64,
+) -> Result<EventReply, InvokeError> {
+    {
         match (outcome, result) {
             (CallOutcome::Failed(e), _) => Err(e),
             (CallOutcome::Completed, Some(Ok(bytes))) if bytes.len() as u64 > limit => {
@@ -267,8 +355,10 @@ fn failure(outcome: CallOutcome) -> InvokeError {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some(instance) = self.instance.take() {
-            self.pool.release(instance, &CallOutcome::Completed);
+        match self.instance.take() {
+            Some(Instance::Whole(whole)) => self.pool.release(*whole, &CallOutcome::Completed),
+            Some(Instance::Shared(shared)) => self.pool.release_slot(shared),
+            None => {}
         }
     }
 }

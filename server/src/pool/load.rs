@@ -13,6 +13,9 @@ pub struct Load {
     /// The most requests in flight and waiting at once since the last tick
     /// (bursts shorter than a tick count too).
     pub peak: u32,
+    /// Requests one instance serves at once (`instance_concurrency`; 0
+    /// counts as 1).
+    pub per_instance: u32,
 }
 
 impl Load {

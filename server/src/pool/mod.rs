@@ -52,6 +52,7 @@ mod instance;
 mod lease;
 mod load;
 mod scale;
+mod shared;
 mod stats;
 
 pub use crate::metrics::{Hook, PoolCounts};
@@ -66,8 +67,9 @@ pub use stats::{HookView, HookViews, InstanceState, InstanceStats, InstanceView}
 use crate::config::FunctionSettings;
 use crate::engine::{FloeEngine, Prepared};
 use crate::metrics::FunctionMetrics;
-use instance::Instance;
+use instance::{Instance, Whole};
 use parking_lot::Mutex;
+use shared::{Job, Shared};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -143,6 +145,9 @@ pub struct Pool {
     /// The autoscaler's last decision, for the API.
     target: Mutex<Option<Target>>,
     retired: AtomicBool,
+    /// Requests one instance serves at once (more than 1 only for WASI
+    /// 0.3 functions).
+    concurrency: u32,
     started: AtomicU64,
     stopped: AtomicU64,
     /// After a reserved instance failed to start, no more are started ahead
@@ -189,7 +194,12 @@ impl Pool {
         let outbound = ctx
             .engine
             .function_outbound(&function, &settings, Some(metrics.clone()));
+        let concurrency = runnable
+            .prepared
+            .concurrency(settings.instance_concurrency)
+            .unwrap_or(1);
         let pool = Arc::new(Self {
+            concurrency,
             slots: Arc::new(Semaphore::new(settings.max_instances as usize)),
             outbound,
             function,
@@ -246,8 +256,96 @@ impl Pool {
         &self.runnable
     }
 
+    /// Requests one instance serves at once.
+    pub fn concurrency(&self) -> u32 {
+        self.concurrency
+    }
+
+    /// Whether instances serve several requests at once (WASI 0.3).
+    fn shares(&self) -> bool {
+        self.runnable.prepared.is_p3()
+    }
+
+    /// Instances a start announces as arriving: each slot of a WASI 0.3
+    /// instance can serve a request waiting for it.
+    fn arrivals(&self) -> u32 {
+        if self.shares() { self.concurrency } else { 1 }
+    }
+
+    /// Takes a slot of a WASI 0.3 instance back after its request.
+    pub(crate) fn release_slot(self: &Arc<Self>, shared: Shared) {
+        self.in_flight.fetch_sub(1, Relaxed);
+        let core = &shared.core;
+        let left = core.stats.in_flight.fetch_sub(1, Relaxed).saturating_sub(1);
+        let served = core.served.fetch_add(1, Relaxed) + 1;
+        if left == 0 && core.open() {
+            core.stats.set_state(InstanceState::Idle);
+        }
+        let retire = if !core.open() {
+            Some("stopped or draining")
+        } else if !self.settings.reuse {
+            Some("reuse is off")
+        } else if self
+            .settings
+            .requests_per_instance()
+            .is_some_and(|max| served >= max)
+        {
+            Some("served max_requests_per_instance")
+        } else {
+            None
+        };
+        if let Some(reason) = retire {
+            let id = shared.id();
+            if core.open() {
+                tracing::debug!(function = %self.function, version = self.version, instance = id, reason, "instance drains");
+                core.close();
+            }
+            drop(shared);
+            self.purge_slots(id);
+            return;
+        }
+        self.park(Instance::Shared(shared), true);
+    }
+
+    /// Takes the idle slots of a WASI 0.3 instance out of the idle list: it
+    /// takes no more requests.
+    pub(crate) fn purge_slots(&self, id: u64) {
+        let purged: Vec<Instance> = {
+            let mut state = self.state.lock();
+            let (gone, kept) = std::mem::take(&mut state.idle)
+                .into_iter()
+                .partition(|i| matches!(i, Instance::Shared(s) if s.id() == id));
+            state.idle = kept;
+            gone
+        };
+        // Dropped outside the lock: the last slot ends the driver.
+        drop(purged);
+    }
+
+    /// Takes the next instance (or slot) to lend out of the idle list,
+    /// skipping slots of instances that take no more requests.
+    fn pop_idle(state: &mut PoolState) -> Option<Instance> {
+        while let Some(instance) = state.idle.pop() {
+            match &instance {
+                Instance::Shared(s) if !s.core.open() => continue,
+                _ => return Some(instance),
+            }
+        }
+        None
+    }
+
+    /// Parks the other slots of a WASI 0.3 instance just started (for
+    /// waiting requests first).
+    fn spread(self: &Arc<Self>, first: &Instance, count: u32) {
+        if let Instance::Shared(shared) = first {
+            for _ in 0..count {
+                self.park(Instance::Shared(shared.another()), false);
+            }
+        }
+    }
+
     /// Takes an instance back after a call.
-    pub(crate) fn release(self: &Arc<Self>, instance: Instance, outcome: &CallOutcome) {
+    pub(crate) fn release(self: &Arc<Self>, instance: Whole, outcome: &CallOutcome) {
         self.in_flight.fetch_sub(1, Relaxed);
         let retire = match outcome {
             CallOutcome::Failed(_) => Some("call failed"),
@@ -270,29 +368,79 @@ impl Pool {
         };
         if let Some(reason) = retire {
             let failed = matches!(outcome, CallOutcome::Failed(_));
-            self.stop(instance, reason, failed);
+            self.stop(Instance::Whole(Box::new(instance)), reason, failed);
             return;
         }
-        self.park(instance, true);
+        self.park(Instance::Whole(Box::new(instance)), true);
     }
 
     /// Hands `instance` to the oldest waiter, or (after `pre-freeze`, when
     /// `freeze` and the function has one) parks it.
-    fn park(self: &Arc<Self>, mut instance: Instance, freeze: bool) {
+    fn park(self: &Arc<Self>, instance: Instance, freeze: bool) {
+        match instance {
+            Instance::Whole(whole) => self.park_whole(*whole, freeze),
+            Instance::Shared(shared) => self.park_slot(shared, freeze),
+        }
+    }
+
+    /// Hands a slot to the oldest waiter or parks it; the last slot of an
+    /// instance to come back has it run `pre-freeze` (in its driver, before
+    /// any request sent after it).
+    fn park_slot(self: &Arc<Self>, mut shared: Shared, freeze: bool) {
+        let mut state = self.state.lock();
+        if self.retired.load(Relaxed) || !shared.core.open() {
+            drop(state);
+            let id = shared.id();
+            shared.core.close();
+            drop(shared);
+            self.purge_slots(id);
+            return;
+        }
+        while let Some(waiter) = state.waiters.pop_front() {
+            match waiter.send(Instance::Shared(shared)) {
+                Ok(()) => return,
+                Err(Instance::Shared(back)) => shared = back,
+                Err(other) => {
+                    // Only this slot was sent.
+                    drop(other);
+                    return;
+                }
+            }
+        }
+        let core = shared.core.clone();
+        if freeze && core.in_flight() == 0 && core.has_pre_freeze {
+            core.stats.set_state(InstanceState::Freezing);
+            shared.send(Job::Hook {
+                hook: Hook::PreFreeze,
+                timeout: self.settings.hook_timeout.0,
+            });
+        }
+        state.idle.push(Instance::Shared(shared));
+        drop(state);
+        self.ctx.budget.announce();
+    }
+
+    fn park_whole(self: &Arc<Self>, instance: Whole, freeze: bool) {
         let mut state = self.state.lock();
         // Checked under the lock that `retire` empties the idle list under,
         // so an instance never lands in a retired pool's idle list.
         if self.retired.load(Relaxed) {
             drop(state);
-            self.stop(instance, "pool retired", false);
+            self.stop(Instance::Whole(Box::new(instance)), "pool retired", false);
             return;
         }
+        let mut boxed = Box::new(instance);
         while let Some(waiter) = state.waiters.pop_front() {
-            match waiter.send(instance) {
+            match waiter.send(Instance::Whole(boxed)) {
                 Ok(()) => return,
-                Err(back) => instance = back,
+                Err(Instance::Whole(back)) => boxed = back,
+                Err(other) => {
+                    drop(other);
+                    return;
+                }
             }
         }
+        let mut instance = *boxed;
         if freeze && instance.has_pre_freeze() {
             state.arriving += 1;
             drop(state);
@@ -305,12 +453,12 @@ impl Pool {
                 match result {
                     Ok(()) => {
                         instance.stats.set_state(InstanceState::Frozen);
-                        pool.park(instance, false);
+                        pool.park_whole(instance, false);
                     }
                     Err(e) => {
                         tracing::warn!(function = %pool.function, instance = instance.id(), error = %e, "pre-freeze failed; the instance is discarded");
                         pool.arrival_failed.notify_waiters();
-                        pool.stop(instance, "pre-freeze failed", true);
+                        pool.stop(Instance::Whole(Box::new(instance)), "pre-freeze failed", true);
                     }
                 }
             });
@@ -322,14 +470,26 @@ impl Pool {
             instance.stats.set_state(InstanceState::Idle);
         }
         instance.stats.parked();
-        state.idle.push(instance);
+        state.idle.push(Instance::Whole(Box::new(instance)));
         drop(state);
         self.ctx.budget.announce();
     }
 
     /// Stops `instance`: after `pre-stop`, on a task of its own, unless it
     /// `failed` (trapped or overran), in which case it is dropped at once.
-    fn stop(self: &Arc<Self>, mut instance: Instance, reason: &'static str, failed: bool) {
+    fn stop(self: &Arc<Self>, instance: Instance, reason: &'static str, failed: bool) {
+        let mut instance = match instance {
+            Instance::Whole(whole) => *whole,
+            Instance::Shared(shared) => {
+                // The instance's driver runs `pre-stop` when its last slot
+                // is gone.
+                let id = shared.id();
+                shared.core.close();
+                drop(shared);
+                self.purge_slots(id);
+                return;
+            }
+        };
         instance.unparked();
         instance.stats.set_state(InstanceState::Stopping);
         tracing::debug!(
@@ -381,7 +541,25 @@ impl Pool {
 
     /// Instance counts.
     pub fn counts(&self) -> PoolCounts {
-        let idle = self.state.lock().idle.len() as u32;
+        let idle = {
+            let state = self.state.lock();
+            let mut shared: Vec<u64> = state
+                .idle
+                .iter()
+                .filter_map(|i| match i {
+                    Instance::Shared(s) if s.core.in_flight() == 0 && s.core.open() => Some(s.id()),
+                    _ => None,
+                })
+                .collect();
+            shared.sort_unstable();
+            shared.dedup();
+            let whole = state
+                .idle
+                .iter()
+                .filter(|i| matches!(i, Instance::Whole(_)))
+                .count();
+            (whole + shared.len()) as u32
+        };
         let (live, busy) = {
             let instances = self.instances.lock();
             let busy = instances

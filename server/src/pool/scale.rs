@@ -14,10 +14,54 @@ const PREWARM_BACKOFF: Duration = Duration::from_secs(1);
 
 impl Pool {
     pub(super) fn oldest_idle(&self) -> Option<Instant> {
-        self.state.lock().idle.first().map(|i| i.last_used)
+        if self.shares() {
+            return self.idle_cores().first().map(|(_, t)| *t);
+        }
+        self.state.lock().idle.first().map(|i| i.last_used())
+    }
+
+    /// WASI 0.3 instances with no request in flight, oldest first.
+    fn idle_cores(&self) -> Vec<(u64, Instant)> {
+        let mut cores: Vec<(u64, Instant)> = self
+            .state
+            .lock()
+            .idle
+            .iter()
+            .filter_map(|i| match i {
+                Instance::Shared(s) if s.core.in_flight() == 0 && s.core.open() => {
+                    Some((s.id(), s.core.last_used()))
+                }
+                _ => None,
+            })
+            .collect();
+        cores.sort_unstable_by_key(|(id, t)| (*t, *id));
+        cores.dedup_by_key(|(id, _)| *id);
+        cores
+    }
+
+    /// Stops a WASI 0.3 instance that has no request in flight.
+    fn stop_core(self: &Arc<Self>, id: u64, reason: &'static str) {
+        tracing::debug!(function = %self.function, version = self.version, instance = id, reason, "instance stopped");
+        let victim = {
+            let state = self.state.lock();
+            state.idle.iter().find_map(|i| match i {
+                Instance::Shared(s) if s.id() == id => Some(s.core.clone()),
+                _ => None,
+            })
+        };
+        if let Some(core) = victim {
+            core.close();
+        }
+        self.purge_slots(id);
     }
 
     pub(super) fn evict_oldest_idle(self: &Arc<Self>) {
+        if self.shares() {
+            if let Some((id, _)) = self.idle_cores().first() {
+                self.stop_core(*id, "evicted to make room for another function");
+            }
+            return;
+        }
         let victim = {
             let mut state = self.state.lock();
             (!state.idle.is_empty()).then(|| state.idle.remove(0))
@@ -32,6 +76,19 @@ impl Pool {
     pub fn reap_idle(self: &Arc<Self>, now: Instant) -> usize {
         let ttl = self.settings.idle_ttl.0;
         let above_floor = self.live().saturating_sub(self.floor()) as usize;
+        if self.shares() {
+            let expired: Vec<u64> = self
+                .idle_cores()
+                .into_iter()
+                .take(above_floor)
+                .take_while(|(_, t)| now.duration_since(*t) >= ttl)
+                .map(|(id, _)| id)
+                .collect();
+            for id in &expired {
+                self.stop_core(*id, "idle_ttl passed");
+            }
+            return expired.len();
+        }
         let expired: Vec<Instance> = {
             let mut state = self.state.lock();
             // Oldest first: the idle list is in order of return.
@@ -39,7 +96,7 @@ impl Pool {
                 .idle
                 .iter()
                 .take(above_floor)
-                .take_while(|i| now.duration_since(i.last_used) >= ttl)
+                .take_while(|i| now.duration_since(i.last_used()) >= ttl)
                 .count();
             state.idle.drain(..n).collect()
         };
@@ -57,6 +114,11 @@ impl Pool {
         self.retired.store(true, Relaxed);
         self.set_floor(0);
         let idle = std::mem::take(&mut self.state.lock().idle);
+        for instance in &idle {
+            if let Instance::Shared(s) = instance {
+                s.core.close();
+            }
+        }
         for instance in idle {
             self.stop(instance, "pool retired", false);
         }
@@ -93,6 +155,7 @@ impl Pool {
             in_flight,
             queued,
             peak,
+            per_instance: self.concurrency,
         }
     }
 
@@ -132,9 +195,9 @@ impl Pool {
     /// is announced as arriving, so that a request wait for it rather than
     /// start another.
     fn prewarm(self: &Arc<Self>, permits: Permits) {
-        let announce = self.runnable.init_per_instance;
+        let announce = self.runnable.init_per_instance || self.shares();
         if announce {
-            self.state.lock().arriving += 1;
+            self.state.lock().arriving += self.arrivals();
         }
         let pool = self.clone();
         tokio::spawn(async move {
@@ -142,14 +205,17 @@ impl Pool {
             let deadline = after(Instant::now(), timeout);
             let began = Instant::now();
             let started = Instance::start(&pool, permits, deadline).await;
+            if let Ok(instance) = &started {
+                pool.spread(instance, pool.concurrency.saturating_sub(1));
+            }
             if announce {
-                pool.state.lock().arriving -= 1;
+                pool.state.lock().arriving -= pool.arrivals();
             }
             match started {
                 Ok(instance) => {
                     pool.metrics.record_instance_start(began.elapsed());
                     pool.started.fetch_add(1, Relaxed);
-                    instance.stats.set_state(InstanceState::Idle);
+                    instance.stats().set_state(InstanceState::Idle);
                     pool.park(instance, false);
                 }
                 Err(e) => {

@@ -5,7 +5,7 @@ use crate::metrics::Hook;
 use crate::metrics::{Meter, MeterView};
 use serde::Serialize;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// What an instance is doing.
@@ -104,6 +104,8 @@ pub struct InstanceStats {
     parked_since: AtomicU64,
     /// Its GPU calls.
     pub(crate) gpu: Arc<crate::gpu::GpuUsage>,
+    /// Requests it serves now (up to `instance_concurrency`).
+    pub(crate) in_flight: AtomicU32,
 }
 
 const NOT_PARKED: u64 = u64::MAX;
@@ -132,6 +134,9 @@ pub struct InstanceView {
     pub init: &'static str,
     /// Requests served.
     pub requests: u64,
+    /// Requests it serves now (a WASI 0.3 instance serves up to
+    /// `instance_concurrency` at once).
+    pub in_flight: u32,
     /// Linear memory in use, bytes.
     pub memory_bytes: u64,
     /// Host resources the instance holds between requests (should stay flat).
@@ -190,6 +195,7 @@ impl InstanceStats {
             meter: Meter::default(),
             parked_since: AtomicU64::new(NOT_PARKED),
             gpu: Arc::default(),
+            in_flight: AtomicU32::new(0),
         }
     }
 
@@ -246,6 +252,7 @@ impl InstanceStats {
             state: self.state().name(),
             init: self.init,
             requests: self.requests.load(Relaxed),
+            in_flight: self.in_flight.load(Relaxed),
             memory_bytes: self.memory.load(Relaxed),
             resources: self.resources.load(Relaxed),
             busy_ms: self.busy_ns.load(Relaxed) / 1_000_000,

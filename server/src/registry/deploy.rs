@@ -138,6 +138,9 @@ impl Registry {
                 .get(name.as_str())
                 .is_some_and(|f| f.version == active.version)
         {
+            if let Some(current) = self.get(name.as_str()) {
+                self.check_concurrency(&current.runnable.prepared, &new_settings, &settings)?;
+            }
             if new_settings != record.settings {
                 self.reconfigure_locked(&name, record.clone(), revision, new_settings)
                     .await?;
@@ -177,6 +180,7 @@ impl Registry {
             }
         };
         let mut prepared = self.engine.prepare(&component)?;
+        self.check_concurrency(&prepared, &new_settings, &settings)?;
         let declared_hooks = crate::engine::declared_hooks(&bytes);
         prepared.hooks.restrict(declared_hooks.as_deref());
 
@@ -347,6 +351,7 @@ impl Registry {
             return Ok(None);
         };
         let mut prepared = self.engine.prepare(&component)?;
+        self.check_concurrency(&prepared, new_settings, overrides)?;
         prepared.hooks.restrict(settled.declared_hooks.as_deref());
         let runnable = Arc::new(preinit::runnable(&settled.preinit, prepared));
         let version_record = VersionRecord {
@@ -467,6 +472,28 @@ fn same_init(a: &FunctionSettings, b: &FunctionSettings) -> bool {
 }
 
 impl Registry {
+    /// Refuses an `instance_concurrency` asked of a function (in this
+    /// request or before) that its component cannot have: more than 1 for
+    /// a WASI 0.2 component. A server-wide default it cannot have does not
+    /// apply to it (its instances serve one request at a time).
+    pub(super) fn check_concurrency(
+        &self,
+        prepared: &crate::engine::Prepared,
+        settings: &FunctionSettings,
+        overrides: &[(String, String)],
+    ) -> Result<(), RegistryError> {
+        let asked = overrides.iter().any(|(k, _)| k == "instance_concurrency")
+            || settings.instance_concurrency != self.config.functions.instance_concurrency;
+        match prepared.concurrency(settings.instance_concurrency) {
+            Err(reason) if asked => Err(crate::config::SettingsError::Invalid {
+                key: "instance_concurrency".into(),
+                reason,
+            }
+            .into()),
+            _ => Ok(()),
+        }
+    }
+
     /// `record`'s settings (the defaults for a new function) with
     /// `overrides` applied, validated.
     fn settings_with(

@@ -93,6 +93,9 @@ impl Registry {
             new_settings.set(key, value)?;
         }
         new_settings.validate(&self.config.limits)?;
+        if let Some(current) = self.get(name.as_str()) {
+            self.check_concurrency(&current.runnable.prepared, &new_settings, settings)?;
+        }
         if new_settings != record.settings {
             self.reconfigure_locked(name, record, revision, new_settings)
                 .await?;

@@ -25,6 +25,12 @@ pub struct FunctionInfo {
     pub versions: Vec<VersionRecord>,
     /// `http`, `event` or `http+event` (what the active version exports).
     pub kind: &'static str,
+    /// The WASI release of the active version's HTTP handler: `0.2` or
+    /// `0.3` (empty for an event function without one).
+    pub wasi: &'static str,
+    /// Requests one instance of the active version serves at once (16 by
+    /// default for WASI 0.3, always 1 for WASI 0.2).
+    pub instance_concurrency: u32,
     /// How the active version's instances are initialized: `snapshot`,
     /// `instance` or `none`.
     pub init: &'static str,
@@ -69,6 +75,17 @@ impl Registry {
             active_version: record.active,
             digest: record.active_version().map(|v| v.digest),
             kind: function.as_ref().map_or("", |f| f.runnable.prepared.kind()),
+            wasi: function.as_ref().map_or("", |f| {
+                let p = &f.runnable.prepared;
+                if p.is_p3() {
+                    "0.3"
+                } else if p.http.is_some() {
+                    "0.2"
+                } else {
+                    ""
+                }
+            }),
+            instance_concurrency: function.as_ref().map_or(1, |f| f.pool.concurrency()),
             init: function.as_ref().map_or("", |f| f.runnable.init_mode()),
             instances: function
                 .as_ref()

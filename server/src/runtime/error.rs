@@ -72,6 +72,11 @@ pub enum InvokeError {
         /// Hops it had made.
         hops: u32,
     },
+    /// The instance this request shared with others was stopped because
+    /// of another of its requests (a trap, a spin past the timeout, the
+    /// memory limit): the request was not answered by the function.
+    #[error("the instance was stopped because of another request on it ({0})")]
+    InstanceLost(&'static str),
     /// A host-side failure.
     #[error("internal error: {0:#}")]
     Internal(#[source] anyhow::Error),
@@ -95,6 +100,7 @@ impl InvokeError {
             Self::ResponseTooLarge { .. } | Self::Internal(_) => ErrorCode::Internal,
             Self::NotHttp | Self::NotEvent => ErrorCode::MethodNotAllowed,
             Self::LoopDetected { .. } => ErrorCode::LoopDetected,
+            Self::InstanceLost(_) => ErrorCode::InstanceLost,
         }
     }
 
@@ -113,6 +119,7 @@ impl InvokeError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Overloaded { retry_after, .. } => Some(*retry_after),
+            Self::InstanceLost(_) => Some(Duration::from_secs(1)),
             _ => None,
         }
     }

@@ -8,4 +8,4 @@ mod error;
 mod store;
 
 pub use error::InvokeError;
-pub use store::{Phase, after, classify, new_store, next_instance_id, until};
+pub use store::{Phase, after, classify, classify_with, new_store, next_instance_id, until};

@@ -24,13 +24,22 @@ pub fn new_store(engine: &FloeEngine, state: StoreData) -> Store<StoreData> {
     store.limiter(|s| &mut s.limiter);
     // Once per epoch tick, guest code comes here: past the deadline it
     // traps, otherwise it yields to the runtime so that one busy guest
-    // cannot hold a worker thread.
-    store.epoch_deadline_callback(|ctx| {
+    // cannot hold a worker thread. In a WASI 0.3 instance, a task whose
+    // request was answered 504 and that still runs guest code (a spin)
+    // traps the instance: it cannot be cancelled alone.
+    store.epoch_deadline_callback(|mut ctx| {
         if Instant::now() >= ctx.data().deadline {
-            Ok(UpdateDeadline::Interrupt)
-        } else {
-            Ok(UpdateDeadline::Yield(1))
+            return Ok(UpdateDeadline::Interrupt);
         }
+        if let Some(abandoned) = ctx.data().abandoned.clone()
+            && !abandoned.lock().is_empty()
+            && let Ok(stack) = ctx.async_call_stack()
+            && let Some(root) = stack.last()
+            && abandoned.lock().contains(&root)
+        {
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        Ok(UpdateDeadline::Yield(1))
     });
     store.set_epoch_deadline(1);
     store
@@ -64,9 +73,19 @@ pub fn classify(
     timeout: Duration,
     phase: Phase,
 ) -> InvokeError {
+    classify_with(e, store.data().limiter.limit_hit(), timeout, phase)
+}
+
+/// [`classify`], given whether the instance hit its memory limit.
+pub fn classify_with(
+    e: wasmtime::Error,
+    limit_hit: bool,
+    timeout: Duration,
+    phase: Phase,
+) -> InvokeError {
     if is_interrupt(&e) {
         InvokeError::Timeout(timeout)
-    } else if store.data().limiter.limit_hit() {
+    } else if limit_hit {
         InvokeError::MemoryLimit(e.into())
     } else if e.chain().any(|c| {
         matches!(

@@ -77,14 +77,16 @@ pub fn target(settings: &FunctionSettings, load: Load, now: Timestamp) -> Target
 
 fn utilization(u: &Utilization, load: Load, max_instances: u32) -> (u32, String) {
     let demand = load.demand();
-    // ceil(demand / target), in thousandths.
-    let needed = (u64::from(demand) * 1000).div_ceil(u64::from(u.target.permille()));
+    // ceil(demand / (target × requests per instance)), in thousandths: a
+    // WASI 0.3 instance at target 0.5 and concurrency 16 is there to hold 8.
+    let per_instance = u64::from(load.per_instance.max(1));
+    let needed = (u64::from(demand) * 1000).div_ceil(u64::from(u.target.permille()) * per_instance);
     let ceiling = if u.max == 0 { max_instances } else { u.max };
     let instances = needed.min(u64::from(ceiling)).max(u64::from(u.min)) as u32;
     (
         instances,
         format!(
-            "utilization target {}: {demand} requests in flight or waiting",
+            "utilization target {}: {demand} requests in flight or waiting, {per_instance} per instance",
             u.target
         ),
     )
@@ -213,6 +215,7 @@ mod tests {
                     in_flight: 4,
                     queued: 1,
                     peak: 0,
+                    ..Default::default()
                 },
                 10,
             ),
@@ -222,8 +225,19 @@ mod tests {
                     in_flight: 0,
                     queued: 0,
                     peak: 7,
+                    ..Default::default()
                 },
                 14,
+            ),
+            // WASI 0.3: 24 in flight at 16 per instance and target 0.5
+            // need 3 instances.
+            (
+                Load {
+                    in_flight: 24,
+                    per_instance: 16,
+                    ..Default::default()
+                },
+                3,
             ),
             // The ceiling.
             (
@@ -231,6 +245,7 @@ mod tests {
                     in_flight: 30,
                     queued: 0,
                     peak: 30,
+                    ..Default::default()
                 },
                 20,
             ),
@@ -261,6 +276,7 @@ mod tests {
             in_flight: 16,
             queued: 0,
             peak: 16,
+            ..Default::default()
         };
         assert_eq!(target(&s, quiet, sunday).policy, Policy::Fixed);
         assert_eq!(target(&s, quiet, monday_noon).policy, Policy::Scheduled);
