@@ -29,6 +29,7 @@ mod lifecycle;
 mod limits;
 mod observe;
 mod outbound;
+mod p3;
 mod python;
 mod scaffold;
 mod scaling;
