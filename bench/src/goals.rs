@@ -61,6 +61,7 @@ fn number(v: f64) -> String {
 
 /// What the goals are read from.
 pub(crate) struct Figures<'a> {
+    pub(crate) p3: &'a [crate::p3::P3Summary],
     pub(crate) warm: &'a [Summary],
     pub(crate) init: &'a [InitSample],
     pub(crate) prewarm: &'a [PrewarmSummary],
@@ -96,7 +97,7 @@ pub(crate) fn evaluate(f: &Figures<'_>) -> Vec<Goal> {
         )
     };
     let largest = f.prewarm.last();
-    vec![
+    let mut goals = vec![
         Goal {
             name: "warm hello, floe / wasmtime serve (requests/s)",
             direction: Direction::AtLeast,
@@ -186,6 +187,78 @@ pub(crate) fn evaluate(f: &Figures<'_>) -> Vec<Goal> {
             floe: footprint::restart_ms(f.footprint),
             peer: "no peer serves many functions from one process".into(),
         },
+    ];
+    goals.extend(p3_goals(f.p3));
+    goals
+}
+
+/// The WASI 0.3 goals, from the `p3` scenario.
+fn p3_goals(p3: &[crate::p3::P3Summary]) -> Vec<Goal> {
+    use crate::p3::P3Subject;
+    let find = |workload: &str, subject: P3Subject, connections: u32| {
+        p3.iter()
+            .find(|s| (s.workload, s.subject, s.connections) == (workload, subject, connections))
+    };
+    let hello = find("hello", P3Subject::FloeP3, 50);
+    let serve = find("hello", P3Subject::WasmtimeServe, 50);
+    let fan = find("fan-out", P3Subject::FloeP3, 200);
+    let fan_p2 = find("fan-out", P3Subject::FloeP2, 200);
+    let fan_serve = find("fan-out", P3Subject::WasmtimeServe, 200);
+    let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?.max(1e-9));
+    vec![
+        Goal {
+            name: "p3 hello at 50 connections, floe / wasmtime serve p3 (requests/s)",
+            direction: Direction::AtLeast,
+            target: 1.5,
+            unit: "x",
+            floe: ratio(hello.map(|s| s.ok_per_sec), serve.map(|s| s.ok_per_sec)),
+            peer: format!(
+                "floe {} req/s; wasmtime serve {}: {}",
+                hello.map_or("-".into(), |s| format!("{:.0}", s.ok_per_sec)),
+                crate::p3::WASMTIME_P3_VERSION,
+                serve.map_or("not measured".into(), |s| format!(
+                    "{:.0} req/s",
+                    s.ok_per_sec
+                ))
+            ),
+        },
+        Goal {
+            name: "fan-out at 200 connections, floe p3 instances",
+            direction: Direction::AtMost,
+            target: 16.0,
+            unit: "instances",
+            floe: fan.and_then(|s| s.instances).map(|n| n as f64),
+            peer: format!(
+                "floe p2: {} instances",
+                fan_p2
+                    .and_then(|s| s.instances)
+                    .map_or("-".into(), |n| n.to_string())
+            ),
+        },
+        Goal {
+            name: "fan-out at 200 connections, floe p2 / floe p3 server memory (RSS)",
+            direction: Direction::AtLeast,
+            target: 10.0,
+            unit: "x",
+            floe: ratio(fan_p2.map(|s| s.rss_mib), fan.map(|s| s.rss_mib)),
+            peer: format!(
+                "floe p3 {} MiB, floe p2 {} MiB, wasmtime serve {} MiB",
+                fan.map_or("-".into(), |s| format!("{:.1}", s.rss_mib)),
+                fan_p2.map_or("-".into(), |s| format!("{:.1}", s.rss_mib)),
+                fan_serve.map_or("-".into(), |s| format!("{:.1}", s.rss_mib))
+            ),
+        },
+        Goal {
+            name: "fan-out at 200 connections, floe p3 p99",
+            direction: Direction::AtMost,
+            target: 70.0,
+            unit: "ms",
+            floe: fan.map(|s| s.p99_ms),
+            peer: format!(
+                "wasmtime serve: {}",
+                fan_serve.map_or("not measured".into(), |s| format!("{:.1} ms", s.p99_ms))
+            ),
+        },
     ]
 }
 
@@ -241,6 +314,7 @@ mod tests {
             hello(Subject::Hyper, 120_000.0, 0.7),
         ];
         let goals = evaluate(&Figures {
+            p3: &[],
             warm: &warm,
             init: &[],
             prewarm: &[],

@@ -10,6 +10,7 @@
 //! cargo run -p floe-bench --release -- footprint     # binary, idle RSS, 1,000 functions
 //! cargo run -p floe-bench --release -- sdks          # per-SDK size, build, deploy
 //! cargo run -p floe-bench --release -- cluster       # 3 nodes on etcd and a registry (alone)
+//! cargo run -p floe-bench --release -- p3            # WASI 0.3: hello and fan-out
 //! ```
 //!
 //! Servers are measured in turn, round after round (A B C, A B C, ...), and
@@ -26,6 +27,7 @@ mod footprint;
 mod goals;
 mod load;
 mod markdown;
+mod p3;
 mod plots;
 mod prepare;
 mod report;
@@ -100,6 +102,10 @@ enum Scenario {
     /// every node serving (Rust and Python hello, compiled code shared or
     /// not), catch-up after 100 changes, serving while etcd is away.
     Cluster,
+    /// WASI 0.3: the p3 hello on floe and `wasmtime serve` (1, 50, 200
+    /// connections), and the fan-out (a 50 ms upstream call per request) at
+    /// 200 connections on floe p3, floe p2 and `wasmtime serve`.
+    P3,
     /// Everything but `cluster`, then the goals.
     All,
 }
@@ -140,6 +146,8 @@ struct Results {
     footprint: Vec<footprint::FootprintSample>,
     sdks: Vec<sdks::SdkSample>,
     cluster: Option<cluster::ClusterResults>,
+    p3: Vec<p3::P3Sample>,
+    p3_summary: Vec<p3::P3Summary>,
     goals: Vec<goals::Goal>,
 }
 
@@ -209,7 +217,13 @@ fn main() -> Result<()> {
         cluster::print(&figures);
         results.cluster = Some(figures);
     }
+    if scenario.runs(Scenario::P3) {
+        results.p3 = p3::p3(&cli, &tools)?;
+        results.p3_summary = p3::summarize(&results.p3);
+        p3::print(&results.p3_summary);
+    }
     results.goals = goals::evaluate(&goals::Figures {
+        p3: &results.p3_summary,
         warm: &results.warm_summary,
         init: &results.init,
         prewarm: &results.prewarm_summary,

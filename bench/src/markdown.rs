@@ -367,6 +367,7 @@ mod tests {
     fn an_empty_run_renders_only_the_goals() {
         let results = Results {
             goals: crate::goals::evaluate(&crate::goals::Figures {
+                p3: &[],
                 warm: &[],
                 init: &[],
                 prewarm: &[],

@@ -49,6 +49,87 @@ async fn js_http_functions_build_deploy_and_answer_on_reused_instances() -> Resu
     Ok(())
 }
 
+/// Builds `functions-examples/js/plain-fetch` with componentize-js itself
+/// (no floe SDK): a fetch-event component as other JS toolchains make it.
+fn build_plain_fetch() -> Result<String> {
+    let example = repo().join("functions-examples/js/plain-fetch");
+    let work = repo().join("target/js-examples/plain-fetch");
+    let wit = work.join("wit");
+    std::fs::create_dir_all(&wit)?;
+    std::fs::copy(example.join("plain.wit"), wit.join("plain.wit"))?;
+    let deps = wit.join("deps");
+    if !deps.exists() {
+        std::os::unix::fs::symlink(repo().join("sdk/js/wit/deps"), &deps)?;
+    }
+    let output = repo().join("target/js-examples/plain-fetch.wasm");
+    let script = "import { componentize } from '@bytecodealliance/componentize-js';\n\
+        import { readFile, writeFile } from 'node:fs/promises';\n\
+        const [source, wit, out] = process.argv.slice(1);\n\
+        const { component } = await componentize(await readFile(source, 'utf8'), \
+        { sourceName: 'app.js', witPath: wit, worldName: 'plain' });\n\
+        await writeFile(out, component);\n";
+    let status = std::process::Command::new("node")
+        .current_dir(repo().join("sdk/js"))
+        .args(["--input-type=module", "-e", script])
+        .arg(example.join("app.js"))
+        .arg(&wit)
+        .arg(&output)
+        .status()?;
+    anyhow::ensure!(status.success(), "componentize-js failed: {status}");
+    Ok(output.display().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plain_componentize_js_component_is_switched_to_fresh_instances() -> Result<()> {
+    let component = build_plain_fetch()?;
+    let server = Server::start()?;
+    server
+        .deploy("plain", &component, &[("max_instances", "1")])
+        .await?;
+    // Its instances answer their first request only; floe serves the
+    // second on a fresh instance, and every one after it.
+    for i in 0..4 {
+        let r = server.get(&format!("/plain/call-{i}")).await?;
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        assert_eq!(
+            r.text(),
+            format!("hello from plain componentize-js, /call-{i}\n")
+        );
+    }
+    let info = server.client().info("plain").await?;
+    let reason = info["fresh_instances"].as_str().unwrap_or_default();
+    assert!(reason.contains("one request per instance"), "{info}");
+    assert!(info["instances"]["started"].as_u64() >= Some(4), "{info}");
+    let metrics = crate::harness::get(&server.control_url("/metrics")).await?;
+    assert!(
+        metrics
+            .text()
+            .contains("floe_fresh_instances{function=\"plain\",version=\"1\"} 1"),
+        "{}",
+        metrics.text()
+    );
+    assert!(
+        server
+            .log()
+            .contains("switched to a fresh instance per request")
+    );
+    // An operator who sets `reuse` decides: the second request on the
+    // reused instance answers no_response.
+    server
+        .deploy(
+            "reused",
+            &component,
+            &[("max_instances", "1"), ("reuse", "true")],
+        )
+        .await?;
+    assert_eq!(server.get("/reused/").await?.status, 200);
+    let r = server.get("/reused/").await?;
+    assert_eq!((r.status.as_u16(), r.code()), (500, "no_response".into()));
+    let info = server.client().info("reused").await?;
+    assert!(info.get("fresh_instances").is_none(), "{info}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn js_event_functions_keep_bytes_and_type_their_errors() -> Result<()> {
     let component = build_example("event-echo")?;

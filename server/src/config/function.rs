@@ -46,7 +46,13 @@ pub struct FunctionSettings {
     pub idle_ttl: HumanDuration,
     /// Reuse an instance for later requests (`true`), or give every request
     /// a fresh instance (`false`).
-    pub reuse: bool,
+    ///
+    /// Unset, instances are reused, unless a version turns out to answer
+    /// only the first request of an instance (a component built with plain
+    /// componentize-js, say): that version then gets a fresh instance per
+    /// request, and says so. Set, it is what the operator asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reuse: Option<bool>,
     /// How long a request may wait for an instance when all are busy and
     /// `max_instances` is reached; then it answers 503 `overloaded`.
     pub queue_timeout: HumanDuration,
@@ -123,7 +129,7 @@ impl Default for FunctionSettings {
             reserve: Reserve::default(),
             max_requests_per_instance: 0,
             idle_ttl: HumanDuration(defaults::IDLE_TTL),
-            reuse: true,
+            reuse: None,
             queue_timeout: HumanDuration(defaults::QUEUE_TIMEOUT),
             max_queue: defaults::MAX_QUEUE,
             max_request_body: defaults::MAX_REQUEST_BODY,
@@ -195,7 +201,12 @@ impl FunctionSettings {
             "reserve" => self.reserve = parse(key, value)?,
             "max_requests_per_instance" => self.max_requests_per_instance = parse(key, value)?,
             "idle_ttl" => self.idle_ttl = parse(key, value)?,
-            "reuse" => self.reuse = parse(key, value)?,
+            "reuse" => {
+                self.reuse = match value {
+                    "" | "default" => None,
+                    v => Some(parse(key, v)?),
+                }
+            }
             "queue_timeout" => self.queue_timeout = parse(key, value)?,
             "max_queue" => self.max_queue = parse(key, value)?,
             "max_request_body" => self.max_request_body = parse(key, value)?,
@@ -417,7 +428,7 @@ mod tests {
         s.set("reuse", "false").unwrap();
         s.set("timeout", "2s").unwrap();
         assert_eq!(s.memory, ByteSize::mib(64));
-        assert!(!s.reuse);
+        assert_eq!(s.reuse, Some(false));
         assert_eq!(s.timeout.0, Duration::from_secs(2));
         s.validate(&limits).unwrap();
 

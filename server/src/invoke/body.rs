@@ -73,6 +73,72 @@ where
     }
 }
 
+/// A request body lent to a guest that can be taken back, to serve the
+/// request again on another instance, as long as the guest never read it.
+pub(crate) struct Reclaimable<B> {
+    shared: Arc<parking_lot::Mutex<Option<B>>>,
+    touched: Arc<AtomicBool>,
+}
+
+/// The other end of a [`Reclaimable`]: takes the body back.
+pub(crate) struct Reclaim<B> {
+    shared: Arc<parking_lot::Mutex<Option<B>>>,
+    touched: Arc<AtomicBool>,
+}
+
+/// Wraps `body` so that it can be taken back while unread.
+pub(crate) fn reclaimable<B>(body: B) -> (Reclaimable<B>, Reclaim<B>) {
+    let shared = Arc::new(parking_lot::Mutex::new(Some(body)));
+    let touched = Arc::new(AtomicBool::new(false));
+    (
+        Reclaimable {
+            shared: shared.clone(),
+            touched: touched.clone(),
+        },
+        Reclaim { shared, touched },
+    )
+}
+
+impl<B> Reclaim<B> {
+    /// The body, when no frame of it was ever asked for.
+    pub(crate) fn take(self) -> Option<B> {
+        if self.touched.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.shared.lock().take()
+    }
+}
+
+impl<B> Body for Reclaimable<B>
+where
+    B: Body<Data = Bytes, Error = wasmtime_wasi_http::Error> + Unpin,
+{
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.touched.store(true, Ordering::Relaxed);
+        match self.shared.lock().as_mut() {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.shared.lock().as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.shared
+            .lock()
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
 /// The body of every response to a served request.
 pub enum ResponseBody {
     /// A response floe made itself (errors).

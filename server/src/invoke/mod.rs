@@ -193,11 +193,39 @@ impl<'a> Call<'a> {
             }
         };
         let exceeded = Arc::new(AtomicBool::new(false));
-        let request = Request::from_parts(parts, LimitedBody::new(body, limit, exceeded.clone()));
+        let (body, reclaim) = body::reclaimable(LimitedBody::new(body, limit, exceeded.clone()));
+        // What serving the request again needs: its head (the body comes
+        // back through `reclaim` while unread).
+        let head = (
+            parts.method.clone(),
+            parts.uri.clone(),
+            parts.version,
+            parts.headers.clone(),
+        );
+        let request = Request::from_parts(parts, body);
+        let pool = &self.function.pool;
         let result = async {
-            let lease = self.function.pool.acquire(deadline).await?;
+            let lease = pool.acquire(deadline).await?;
             Span::current().record("instance", lease.instance_id());
-            lease.handle(request, deadline).await
+            match lease.handle(request, deadline).await {
+                // The instance answers one request only: serve this one on
+                // a fresh instance, when its body was never read.
+                Err(InvokeError::AnswersOnce) => match reclaim.take() {
+                    Some(body) => {
+                        let (method, uri, version, headers) = head;
+                        let mut again = Request::new(body::reclaimable(body).0);
+                        *again.method_mut() = method;
+                        *again.uri_mut() = uri;
+                        *again.version_mut() = version;
+                        *again.headers_mut() = headers;
+                        let lease = pool.acquire(deadline).await?;
+                        Span::current().record("instance", lease.instance_id());
+                        lease.handle(again, deadline).await
+                    }
+                    None => Err(InvokeError::NoResponse),
+                },
+                other => other,
+            }
         }
         .instrument(self.span.clone())
         .await;

@@ -306,6 +306,15 @@ impl Scrape {
         for p in &self.pools {
             level(&mut family, &[("function", &*p.function)], p.target)?;
         }
+        let mut family = gauge(
+            encoder,
+            "floe_fresh_instances",
+            "1 when a function's active version gets a fresh instance per request because it answers only the first request of an instance (reuse unset).",
+        )?;
+        for p in &self.pools {
+            let labels = ([("function", &*p.function)], [("version", p.version)]);
+            level(&mut family, &labels, u32::from(p.fresh))?;
+        }
         Ok(())
     }
 

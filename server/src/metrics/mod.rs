@@ -134,6 +134,9 @@ pub struct PoolGauge {
     pub states: std::collections::BTreeMap<&'static str, u32>,
     /// The autoscaler's target.
     pub target: u32,
+    /// Its version gets a fresh instance per request because it answers
+    /// only the first request of an instance.
+    pub fresh: bool,
     /// Each live instance's metering, by instance id.
     pub instances: Vec<(u64, MeterView)>,
 }
@@ -270,6 +273,7 @@ mod tests {
             },
             states: BTreeMap::from([("busy", 1), ("idle", 1)]),
             target: 2,
+            fresh: true,
             instances: vec![(7, instance)],
         };
         let asynchronous = AsyncFigures {
@@ -327,6 +331,10 @@ mod tests {
                 "1",
             ),
             ("floe_scaling_target{function=\"hello\"}", "2"),
+            (
+                "floe_fresh_instances{function=\"hello\",version=\"1\"}",
+                "1",
+            ),
             ("floe_invocations_total{function=\"hello\"}", "3"),
             (
                 "floe_instance_invocations_total{function=\"hello\",instance=\"7\"}",

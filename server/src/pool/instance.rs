@@ -69,6 +69,8 @@ pub(crate) struct Whole {
     pre_freeze: Option<TypedFunc<(), ()>>,
     pre_stop: Option<TypedFunc<(), ()>>,
     pub(crate) served: u64,
+    /// Requests it answered (set a response for).
+    pub(crate) answered: u64,
     pub(crate) last_used: Instant,
     /// Host resources it held after its first call: what the guest keeps
     /// for good.
@@ -191,6 +193,7 @@ impl Instance {
             pre_freeze,
             pre_stop,
             served: 0,
+            answered: 0,
             last_used: Instant::now(),
             steady_resources: None,
             holds_resources: false,

@@ -137,9 +137,22 @@ impl Lease {
         };
 
         let mut call = InlineCall(Some(Box::pin(async move {
+            let answered_before = instance.answered > 0;
             let mut outcome = instance.call_http(req, out, deadline, timeout, hops).await;
-            if matches!(outcome, CallOutcome::Completed) && !responded.load(Ordering::Relaxed) {
-                outcome = CallOutcome::Failed(InvokeError::NoResponse);
+            if matches!(outcome, CallOutcome::Completed) {
+                if responded.load(Ordering::Relaxed) {
+                    instance.answered += 1;
+                } else {
+                    // It answered before and not now: a component that
+                    // answers one request per instance.
+                    outcome = CallOutcome::Failed(
+                        if answered_before && pool.answers_once(instance.id()) {
+                            InvokeError::AnswersOnce
+                        } else {
+                            InvokeError::NoResponse
+                        },
+                    );
+                }
             }
             pool.release(instance, &outcome);
             outcome

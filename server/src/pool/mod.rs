@@ -153,6 +153,10 @@ pub struct Pool {
     /// After a reserved instance failed to start, no more are started ahead
     /// of demand until then.
     prewarm_paused_until: Mutex<Option<Instant>>,
+    /// Why this version gets a fresh instance per request although `reuse`
+    /// is unset: one of its instances answered its first request and not a
+    /// later one.
+    fresh: Mutex<Option<String>>,
 }
 
 #[derive(Default)]
@@ -220,6 +224,7 @@ impl Pool {
             started: AtomicU64::new(0),
             stopped: AtomicU64::new(0),
             prewarm_paused_until: Mutex::new(None),
+            fresh: Mutex::new(None),
         });
         pool.ctx.budget.attach(&pool);
         pool
@@ -256,6 +261,56 @@ impl Pool {
         &self.runnable
     }
 
+    /// Whether instances serve more than one request (in turn).
+    fn reuses(&self) -> bool {
+        self.settings.reuse.unwrap_or(true) && self.fresh.lock().is_none()
+    }
+
+    /// Why this version gets a fresh instance per request although `reuse`
+    /// is unset, when it does.
+    pub fn fresh_reason(&self) -> Option<String> {
+        self.fresh.lock().clone()
+    }
+
+    /// An instance answered its first request(s) and returned without a
+    /// response on a later one: the component serves one request per
+    /// instance. Unless the operator set `reuse`, the version switches to a
+    /// fresh instance per request (the instances that served are stopped).
+    /// Returns whether it did (now or before).
+    pub(crate) fn answers_once(self: &Arc<Self>, instance: u64) -> bool {
+        if self.settings.reuse.is_some() {
+            return false;
+        }
+        {
+            let mut fresh = self.fresh.lock();
+            if fresh.is_some() {
+                return true;
+            }
+            *fresh = Some(format!(
+                "instance {instance} answered its first request and returned without a response on a later one: \
+                 this component answers one request per instance (as plain componentize-js builds do), \
+                 so each request gets a fresh instance (set `reuse` to decide otherwise)"
+            ));
+        }
+        tracing::warn!(function = %self.function, version = self.version, instance, "the version answers one request per instance: switched to a fresh instance per request");
+        let used: Vec<Instance> = {
+            let mut state = self.state.lock();
+            let (used, kept) = std::mem::take(&mut state.idle)
+                .into_iter()
+                .partition(|i| matches!(i, Instance::Whole(w) if w.served > 0));
+            state.idle = kept;
+            used
+        };
+        for instance in used {
+            self.stop(
+                instance,
+                "the version answers one request per instance",
+                false,
+            );
+        }
+        true
+    }
+
     /// Requests one instance serves at once.
     pub fn concurrency(&self) -> u32 {
         self.concurrency
@@ -283,7 +338,7 @@ impl Pool {
         }
         let retire = if !core.open() {
             Some("stopped or draining")
-        } else if !self.settings.reuse {
+        } else if !self.reuses() {
             Some("reuse is off")
         } else if self
             .settings
@@ -352,7 +407,7 @@ impl Pool {
             CallOutcome::Completed if instance.store.data().limiter.limit_hit() => {
                 Some("hit a limit")
             }
-            CallOutcome::Completed if !self.settings.reuse => Some("reuse is off"),
+            CallOutcome::Completed if !self.reuses() => Some("reuse is off"),
             CallOutcome::Completed if instance.holds_resources => {
                 Some("held host resources after its call")
             }

@@ -132,6 +132,9 @@ impl Core {
     /// done.
     pub(crate) fn close(&self) {
         self.closed.store(true, Relaxed);
+        // Both the driver's loop and its watchdog look again (and a permit
+        // is left for whichever is not waiting right now).
+        self.wake.notify_waiters();
         self.wake.notify_one();
     }
 

@@ -31,6 +31,11 @@ pub struct FunctionInfo {
     /// Requests one instance of the active version serves at once (16 by
     /// default for WASI 0.3, always 1 for WASI 0.2).
     pub instance_concurrency: u32,
+    /// Why the active version gets a fresh instance per request although
+    /// `reuse` is unset (it answered only the first request of an
+    /// instance); absent when it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fresh_instances: Option<String>,
     /// How the active version's instances are initialized: `snapshot`,
     /// `instance` or `none`.
     pub init: &'static str,
@@ -86,6 +91,7 @@ impl Registry {
                 }
             }),
             instance_concurrency: function.as_ref().map_or(1, |f| f.pool.concurrency()),
+            fresh_instances: function.as_ref().and_then(|f| f.pool.fresh_reason()),
             init: function.as_ref().map_or("", |f| f.runnable.init_mode()),
             instances: function
                 .as_ref()
@@ -152,6 +158,7 @@ impl Registry {
                     counts: f.pool.counts(),
                     states: f.pool.states(),
                     target: f.pool.floor(),
+                    fresh: f.pool.fresh_reason().is_some(),
                     instances,
                 }
             })

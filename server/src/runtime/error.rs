@@ -35,6 +35,14 @@ pub enum InvokeError {
     /// The guest returned without setting a response.
     #[error("the function returned without sending a response")]
     NoResponse,
+    /// An instance that answered before returned without a response: the
+    /// component answers one request per instance, and its version now gets
+    /// a fresh instance per request. The request may be served again on a
+    /// fresh instance when its body was not read.
+    #[error(
+        "the instance answered before and returned without a response this time: the component answers one request per instance"
+    )]
+    AnswersOnce,
     /// The guest answered with a wasi-http error code instead of a response.
     #[error("the function failed the request: {0}")]
     GuestError(String),
@@ -92,7 +100,7 @@ impl InvokeError {
             Self::Instantiate(_) => ErrorCode::StartFailed,
             Self::MemoryLimit(_) => ErrorCode::MemoryLimit,
             Self::ResourceLimit(_) => ErrorCode::ResourceLimit,
-            Self::NoResponse => ErrorCode::NoResponse,
+            Self::NoResponse | Self::AnswersOnce => ErrorCode::NoResponse,
             Self::GuestError(_) => ErrorCode::FunctionError,
             Self::RequestBodyTooLarge { .. } => ErrorCode::BodyTooLarge,
             Self::BadRequest(_) => ErrorCode::BadRequest,
