@@ -376,7 +376,7 @@ mod tests {
             ..Results::default()
         };
         let md = render(&results);
-        assert_eq!(md.matches("| not run |").count(), 8);
+        assert_eq!(md.matches("| not run |").count(), 12);
         assert!(!md.contains("Warm requests"));
     }
 }

@@ -265,7 +265,10 @@ async fn pre_freeze_runs_after_the_last_of_concurrent_requests() -> Result<()> {
     let paths: Vec<String> = (0..8).map(|_| "/hooks/?ms=300".to_owned()).collect();
     let replies = all_at_once(&server, &paths).await?;
     for (status, text) in &replies {
-        assert_eq!((*status, text.as_str()), (200, "freezes=0 early=0\n"));
+        assert_eq!(
+            (*status, text.as_str()),
+            (200, "primes=Some(9592) freezes=0 early=0\n")
+        );
     }
     let freezes = || async {
         let detail = server.client().instances("hooks").await?;
@@ -278,7 +281,7 @@ async fn pre_freeze_runs_after_the_last_of_concurrent_requests() -> Result<()> {
     )
     .await?;
     let r = server.get("/hooks/").await?;
-    assert_eq!(r.text(), "freezes=1 early=0\n");
+    assert_eq!(r.text(), "primes=Some(9592) freezes=1 early=0\n");
     // pre-stop runs once when the instance goes.
     server.client().delete("hooks").await?;
     eventually(
@@ -323,5 +326,43 @@ async fn fan_out_awaits_its_upstream_without_holding_the_instance() -> Result<()
         );
     }
     assert_eq!(info(&server, "fan-out").await?["instances"]["started"], 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spin_whose_client_went_away_is_still_stopped() -> Result<()> {
+    let server = Server::start()?;
+    server
+        .deploy("raw", P3_RAW, &[("timeout", "1s"), ("max_instances", "1")])
+        .await?;
+    // The client gives up long before the timeout: nobody waits for the
+    // answer, and the spin must end all the same.
+    let gave_up = tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        server.get("/raw/spin"),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the spin answered: {gave_up:?}");
+    eventually(
+        std::time::Duration::from_secs(10),
+        "the spinning instance to stop",
+        || async { Ok(info(&server, "raw").await?["instances"]["stopped"] == 1) },
+    )
+    .await?;
+    let r = server.get("/raw/").await?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_reuse_each_request_gets_its_own_p3_instance() -> Result<()> {
+    let server = Server::start()?;
+    server.deploy("raw", P3_RAW, &[("reuse", "false")]).await?;
+    let paths: Vec<String> = (0..5).map(|_| "/raw/sleep?ms=200".to_owned()).collect();
+    for (status, text) in all_at_once(&server, &paths).await? {
+        assert_eq!(status, 200, "{text}");
+    }
+    let i = info(&server, "raw").await?;
+    assert_eq!(i["instances"]["started"], 5, "{i}");
     Ok(())
 }

@@ -42,12 +42,15 @@ pub struct StoreData {
     pub deadline: Instant,
     /// Outbound HTTP under the function's policy.
     pub outbound: OutboundHooks,
-    /// In a WASI 0.3 instance: the guest tasks whose requests were given
-    /// up (answered 504) and that still run.
-    pub abandoned: Option<
-        Arc<parking_lot::Mutex<std::collections::HashSet<wasmtime::component::GuestTaskId>>>,
-    >,
+    /// In a WASI 0.3 instance: the deadline of each guest task running a
+    /// request or a hook. The epoch callback traps the instance when the
+    /// task running guest code is past its deadline (a spin).
+    pub task_deadlines: Option<TaskDeadlines>,
 }
+
+/// Deadlines of the guest tasks of a WASI 0.3 instance, by task.
+pub type TaskDeadlines =
+    Arc<parking_lot::Mutex<std::collections::HashMap<wasmtime::component::GuestTaskId, Instant>>>;
 
 impl StoreData {
     /// State for a new instance of the function described by `source`.
@@ -104,7 +107,7 @@ impl StoreData {
             limiter: InstanceLimiter::new(memory_limit, limits.table_elements),
             deadline,
             outbound: OutboundHooks::new(outbound, deadline, limits.outgoing_body_chunk),
-            abandoned: None,
+            task_deadlines: None,
         }
     }
 

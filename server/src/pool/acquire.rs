@@ -31,7 +31,7 @@ impl Pool {
                 if claim {
                     state.claims += 1;
                 } else if announce {
-                    state.arriving += self.arrivals();
+                    state.arriving += self.arrivals(true);
                 }
                 claim
             };
@@ -42,7 +42,7 @@ impl Pool {
                     return self.start(permits, deadline, announce).await;
                 }
                 if announce {
-                    self.state.lock().arriving -= self.arrivals();
+                    self.state.lock().arriving -= self.arrivals(true);
                     self.arrival_failed.notify_waiters();
                 }
             }
@@ -109,8 +109,21 @@ impl Pool {
     fn lend(self: &Arc<Self>, instance: Instance) -> Lease {
         instance.unparked();
         if let Instance::Shared(shared) = &instance {
-            shared.core.stats.in_flight.fetch_add(1, Relaxed);
-            shared.core.stats.set_state(super::InstanceState::Busy);
+            let core = &shared.core;
+            core.stats.in_flight.fetch_add(1, Relaxed);
+            core.stats.set_state(super::InstanceState::Busy);
+            // Every request counts for `max_requests_per_instance`, and an
+            // instance that is not reused takes one: past it, it takes no
+            // more (it ends when its last request does).
+            let lent = core.lent.fetch_add(1, Relaxed) + 1;
+            let max = if self.reuses() {
+                self.settings.requests_per_instance()
+            } else {
+                Some(1)
+            };
+            if max.is_some_and(|max| lent >= max) {
+                core.close();
+            }
         }
         let in_flight = self.in_flight.fetch_add(1, Relaxed) + 1;
         self.note_demand(in_flight);
@@ -166,7 +179,7 @@ impl Pool {
             self.spread(instance, self.concurrency.saturating_sub(1));
         }
         if announced {
-            self.state.lock().arriving -= self.arrivals();
+            self.state.lock().arriving -= self.arrivals(true);
         }
         match started {
             Ok(instance) => {

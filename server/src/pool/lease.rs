@@ -145,8 +145,11 @@ impl Lease {
                 } else {
                     // It answered before and not now: a component that
                     // answers one request per instance.
+                    // Served again elsewhere only when this call reached
+                    // nothing outside: no side effect is repeated.
+                    let quiet = instance.store.data().outbound.requests_made() == 0;
                     outcome = CallOutcome::Failed(
-                        if answered_before && pool.answers_once(instance.id()) {
+                        if answered_before && pool.answers_once(instance.id()) && quiet {
                             InvokeError::AnswersOnce
                         } else {
                             InvokeError::NoResponse
@@ -304,7 +307,9 @@ async fn shared_reply<R>(
         Ok(Ok(reply)) => Ok(reply),
         Ok(Err(_)) => Err(core.lost_answer(task.get().copied()).await),
         Err(_) => {
-            core.abandon(task.get().copied());
+            // The driver gives the task up too, when it is not stuck in a
+            // spin (which the epoch callback ends).
+            core.drain();
             Err(InvokeError::Timeout(timeout))
         }
     }

@@ -321,10 +321,33 @@ impl Pool {
         self.runnable.prepared.is_p3()
     }
 
-    /// Instances a start announces as arriving: each slot of a WASI 0.3
-    /// instance can serve a request waiting for it.
-    fn arrivals(&self) -> u32 {
-        if self.shares() { self.concurrency } else { 1 }
+    /// Requests one new instance can take at once: its slots (one when
+    /// instances are not reused).
+    fn slots_per_instance(&self) -> u32 {
+        if self.shares() && self.reuses() {
+            self.concurrency
+        } else {
+            1
+        }
+    }
+
+    /// What a start announces as arriving, for the requests behind it to
+    /// wait for rather than start more: a WASI 0.3 instance's slots but the
+    /// one its starter takes (`for_request`), a WASI 0.2 instance with a
+    /// per-instance `init` (which the starter takes: they wait for it to
+    /// come back).
+    fn arrivals(&self, for_request: bool) -> u32 {
+        if !self.shares() {
+            return 1;
+        }
+        let slots = self.slots_per_instance();
+        if for_request {
+            slots
+                .saturating_sub(1)
+                .max(u32::from(self.runnable.init_per_instance))
+        } else {
+            slots
+        }
     }
 
     /// Takes a slot of a WASI 0.3 instance back after its request.
@@ -337,6 +360,8 @@ impl Pool {
             core.stats.set_state(InstanceState::Idle);
         }
         let retire = if !core.open() {
+            // The driver may be waiting for this one to end.
+            core.close();
             Some("stopped or draining")
         } else if !self.reuses() {
             Some("reuse is off")
@@ -359,7 +384,8 @@ impl Pool {
             self.purge_slots(id);
             return;
         }
-        self.park(Instance::Shared(shared), true);
+        // `pre-freeze` once, when the last request in flight ends.
+        self.park_slot(shared, left == 0);
     }
 
     /// Takes the idle slots of a WASI 0.3 instance out of the idle list: it
@@ -392,6 +418,7 @@ impl Pool {
     /// Parks the other slots of a WASI 0.3 instance just started (for
     /// waiting requests first).
     fn spread(self: &Arc<Self>, first: &Instance, count: u32) {
+        let count = count.min(self.slots_per_instance().saturating_sub(1));
         if let Instance::Shared(shared) = first {
             for _ in 0..count {
                 self.park(Instance::Shared(shared.another()), false);
@@ -434,7 +461,9 @@ impl Pool {
     fn park(self: &Arc<Self>, instance: Instance, freeze: bool) {
         match instance {
             Instance::Whole(whole) => self.park_whole(*whole, freeze),
-            Instance::Shared(shared) => self.park_slot(shared, freeze),
+            // A slot asks for `pre-freeze` only from `release_slot`, which
+            // knows whether it was the last in flight.
+            Instance::Shared(shared) => self.park_slot(shared, false),
         }
     }
 
@@ -463,7 +492,7 @@ impl Pool {
             }
         }
         let core = shared.core.clone();
-        if freeze && core.in_flight() == 0 && core.has_pre_freeze {
+        if freeze && core.has_pre_freeze {
             core.stats.set_state(InstanceState::Freezing);
             shared.send(Job::Hook {
                 hook: Hook::PreFreeze,
@@ -476,6 +505,14 @@ impl Pool {
     }
 
     fn park_whole(self: &Arc<Self>, instance: Whole, freeze: bool) {
+        if !self.reuses() && instance.served > 0 {
+            self.stop(
+                Instance::Whole(Box::new(instance)),
+                "instances are not reused",
+                false,
+            );
+            return;
+        }
         let mut state = self.state.lock();
         // Checked under the lock that `retire` empties the idle list under,
         // so an instance never lands in a retired pool's idle list.

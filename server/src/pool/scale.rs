@@ -197,7 +197,7 @@ impl Pool {
     fn prewarm(self: &Arc<Self>, permits: Permits) {
         let announce = self.runnable.init_per_instance || self.shares();
         if announce {
-            self.state.lock().arriving += self.arrivals();
+            self.state.lock().arriving += self.arrivals(false);
         }
         let pool = self.clone();
         tokio::spawn(async move {
@@ -209,7 +209,7 @@ impl Pool {
                 pool.spread(instance, pool.concurrency.saturating_sub(1));
             }
             if announce {
-                pool.state.lock().arriving -= pool.arrivals();
+                pool.state.lock().arriving -= pool.arrivals(false);
             }
             match started {
                 Ok(instance) => {

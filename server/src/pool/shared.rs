@@ -10,23 +10,24 @@
 //!
 //! Deadlines (the contract in the README's "WASI 0.3 functions"):
 //! - A request past its timeout answers 504 `timeout` at once, from the
-//!   request's side. Its guest task is *abandoned*: wasmtime cannot cancel
-//!   one task of a store (wasmtime#11833), so the instance stops taking
-//!   requests (it drains) and is dropped, which ends the task, as soon as
-//!   its other requests are done. They are not disturbed.
-//! - An abandoned task that runs guest code at an epoch tick (a spin) traps
-//!   the store at once; a store that traps, hits its memory limit or is
-//!   still busy `timeout` after it began to drain is stopped. Every other
-//!   request in flight on it answers 503 `instance_lost` (with
-//!   `Retry-After`), a response body still streaming from it is cut, and the
-//!   instance is never reused.
+//!   request's side. Its guest task is given up: wasmtime cannot cancel one
+//!   task of a store (wasmtime#11833), so the instance stops taking requests
+//!   (it drains) and is dropped, which ends the task, as soon as its other
+//!   requests are done. They are not disturbed.
+//! - Every running task's deadline is in the store: the epoch callback
+//!   traps the store when the task running guest code is past its deadline
+//!   (a spin, which keeps the store and so this driver's loop from running).
+//!   A store that traps, hits its memory limit or is still busy `timeout`
+//!   after it began to drain is stopped. Every other request in flight on it
+//!   answers 503 `instance_lost` (with `Retry-After`), a response body still
+//!   streaming from it is cut, and the instance is never reused.
 
 use super::body::{CallEnd, GuestBody};
 use super::instance::Permits;
 use super::stats::{InstanceState, InstanceStats};
 use super::{InvokeError, Pool};
 use crate::bindings::event;
-use crate::host::StoreData;
+use crate::host::{StoreData, TaskDeadlines};
 use crate::metrics::{FunctionMetrics, Hook};
 use crate::runtime::{Phase, after, classify_with};
 use bytes::Bytes;
@@ -97,11 +98,17 @@ pub(crate) struct Core {
     lost: AtomicBool,
     /// When it began to drain because a task was abandoned.
     draining_since: Mutex<Option<Instant>>,
-    /// Tasks whose requests were answered 504 and that still run; the epoch
-    /// callback stops the store when one of them runs guest code.
-    pub(crate) abandoned: Arc<Mutex<HashSet<GuestTaskId>>>,
-    /// Wakes the driver's watchdog (a drain began) and its loop.
+    /// Tasks given up at their deadline that still run (the driver's
+    /// bookkeeping: it alone adds and removes them).
+    abandoned: Mutex<HashSet<GuestTaskId>>,
+    /// Each running task's deadline, read by the epoch callback.
+    deadlines: TaskDeadlines,
+    /// Wakes the driver's loop (it may have drained).
     wake: Notify,
+    /// Wakes the driver's watchdog (a drain began).
+    watch: Notify,
+    /// Requests lent so far (for `max_requests_per_instance`).
+    pub(crate) lent: AtomicU64,
     /// The task that last entered guest code: the one that trapped, when
     /// the store traps.
     running: Arc<Mutex<Option<GuestTaskId>>>,
@@ -138,13 +145,13 @@ impl Core {
         self.wake.notify_one();
     }
 
-    /// Gives up on the task of a request answered 504: the instance drains.
-    pub(crate) fn abandon(&self, task: Option<GuestTaskId>) {
-        if let Some(task) = task {
-            self.abandoned.lock().insert(task);
-        }
+    /// A request was answered 504: its task is given up, and the instance
+    /// drains.
+    pub(crate) fn drain(&self) {
         self.draining_since.lock().get_or_insert_with(Instant::now);
         self.close();
+        self.watch.notify_waiters();
+        self.watch.notify_one();
     }
 
     /// When the driver must stop the store if it is still busy: `timeout`
@@ -315,20 +322,22 @@ pub(crate) fn spawn(pool: &Arc<Pool>, start: Start) -> Result<Shared, InvokeErro
         })
     })()
     .map_err(|e| InvokeError::Instantiate(e.into()))?;
-    let abandoned = Arc::new(Mutex::new(HashSet::new()));
+    let deadlines = TaskDeadlines::default();
     // Which task runs guest code, for telling which request trapped.
     let running: Arc<Mutex<Option<GuestTaskId>>> = Arc::default();
     let cell = running.clone();
     store.call_hook(move |mut ctx, hook| {
-        if matches!(hook, wasmtime::CallHook::CallingWasm)
-            && let Ok(stack) = ctx.async_call_stack()
+        if matches!(
+            hook,
+            wasmtime::CallHook::CallingWasm | wasmtime::CallHook::ReturningFromHost
+        ) && let Ok(stack) = ctx.async_call_stack()
             && let Some(root) = stack.last()
         {
             *cell.lock() = Some(root);
         }
         Ok(())
     });
-    store.data_mut().abandoned = Some(abandoned.clone());
+    store.data_mut().task_deadlines = Some(deadlines.clone());
     // One store serves many requests: only the driver's watchdog and the
     // abandoned-task check stop it, never a single request's deadline.
     store.data_mut().deadline = after(Instant::now(), Duration::from_secs(365 * 24 * 3600));
@@ -338,8 +347,11 @@ pub(crate) fn spawn(pool: &Arc<Pool>, start: Start) -> Result<Shared, InvokeErro
         closed: AtomicBool::new(false),
         lost: AtomicBool::new(false),
         draining_since: Mutex::new(None),
-        abandoned,
+        abandoned: Mutex::default(),
+        deadlines,
         wake: Notify::new(),
+        watch: Notify::new(),
+        lent: AtomicU64::new(0),
         running: running.clone(),
         culprit: OnceLock::new(),
         ended: Notify::new(),
@@ -355,7 +367,8 @@ pub(crate) fn spawn(pool: &Arc<Pool>, start: Start) -> Result<Shared, InvokeErro
         pool: Arc::downgrade(pool),
         hook_timeout,
     };
-    tokio::spawn(driver.run(store, rx, permits));
+    // On the pool's task tracker: shutdown waits for `pre-stop`.
+    pool.ctx.background.spawn(driver.run(store, rx, permits));
     Ok(Shared { core, jobs })
 }
 
@@ -394,6 +407,11 @@ impl Driver {
             let run = store.run_concurrent(async |acc| self.serve(acc, &mut jobs).await);
             tokio::pin!(run);
             loop {
+                // Armed before reading the drain's start, so that a drain
+                // beginning in between is not missed.
+                let watch = core.watch.notified();
+                tokio::pin!(watch);
+                watch.as_mut().enable();
                 let kill_at = core.kill_at();
                 tokio::select! {
                     biased;
@@ -412,9 +430,9 @@ impl Driver {
                     () = sleep_until(kill_at) => {
                         core.lost.store(true, Relaxed);
                         *core.running.lock() = None;
-                        break End::Trapped("it was still busy past the timeout after a request was abandoned");
+                        break End::Trapped("it was still busy past the timeout after a request was given up");
                     }
-                    () = core.wake.notified() => {}
+                    () = watch => {}
                 }
             }
         };
@@ -525,7 +543,13 @@ impl Driver {
                     let _ = reply.send(Err(InvokeError::NotHttp));
                     return Ok(());
                 };
+                // Nobody waits for it any more (its deadline passed while it
+                // queued, or the client went): not started at all.
+                if reply.is_closed() || Instant::now() >= deadline {
+                    return Ok(());
+                }
                 let start = Instant::now();
+                let alone = self.core.in_flight() <= 1;
                 // A server request's URI has no authority: the guest sees
                 // the Host header's (as WASI 0.2 guests do).
                 let authority = request.uri().authority().cloned().or_else(|| {
@@ -546,7 +570,7 @@ impl Driver {
                 );
                 let started = acc.with(|mut s| -> wasmtime::Result<_> {
                     let data = s.data_mut();
-                    data.outbound.begin_call(hops);
+                    data.outbound.join_call(hops, alone);
                     let req = data.http().table.push(req)?;
                     handle.start_call_concurrent(s.as_context_mut(), (req,))
                 });
@@ -559,6 +583,7 @@ impl Driver {
                     }
                 };
                 let _ = task.set(call.task());
+                self.core.deadlines.lock().insert(call.task(), deadline);
                 let finished = self
                     .finish(
                         acc,
@@ -579,6 +604,7 @@ impl Driver {
                     }
                     Err(Failure::Abandoned) => {
                         self.ended(acc, start);
+                        let _ = reply.send(Err(InvokeError::Timeout(self.core.timeout)));
                         return Ok(());
                     }
                     Err(Failure::Trap(e)) => {
@@ -618,6 +644,9 @@ impl Driver {
                     let _ = reply.send(Err(InvokeError::NotEvent));
                     return Ok(());
                 };
+                if reply.is_closed() || Instant::now() >= deadline {
+                    return Ok(());
+                }
                 let start = Instant::now();
                 let call = acc.with(|mut s| {
                     handle.start_call_concurrent(s.as_context_mut(), (context, payload))
@@ -630,6 +659,7 @@ impl Driver {
                     }
                 };
                 let _ = task.set(call.task());
+                self.core.deadlines.lock().insert(call.task(), deadline);
                 let finished = self
                     .finish(
                         acc,
@@ -644,7 +674,10 @@ impl Driver {
                         let _ = reply.send(Ok(result));
                         Ok(())
                     }
-                    Err(Failure::Abandoned) => Ok(()),
+                    Err(Failure::Abandoned) => {
+                        let _ = reply.send(Err(InvokeError::Timeout(self.core.timeout)));
+                        Ok(())
+                    }
                     Err(Failure::Trap(e)) => {
                         let _ = reply.send(Err(e));
                         Err("a request trapped")
@@ -672,13 +705,19 @@ impl Driver {
         let (result, abandoned) = match result {
             Some(result) => (result, false),
             None => {
-                self.core.abandon(task);
+                if let Some(task) = task {
+                    self.core.abandoned.lock().insert(task);
+                }
+                self.core.drain();
                 (call.await, true)
             }
         };
         if let Some(task) = task {
             self.core.abandoned.lock().remove(&task);
+            self.core.deadlines.lock().remove(&task);
         }
+        // It may have been the last one the drain waited for.
+        self.core.wake.notify_one();
         match result {
             Ok(_) if abandoned => Err(Failure::Abandoned),
             Ok(r) => Ok(r),
@@ -724,7 +763,21 @@ impl Driver {
         let stats = &self.core.stats;
         stats.set_state(InstanceState::Freezing);
         let start = Instant::now();
-        let result = tokio::time::timeout(timeout, func.call_concurrent(acc, ())).await;
+        let deadline = after(start, timeout);
+        let call = acc.with(|mut s| func.start_call_concurrent(s.as_context_mut(), ()));
+        let result = match call {
+            Ok(call) => {
+                // A hook that spins past its time is stopped by the epoch
+                // callback: the timer below is not polled while it spins.
+                let task = call.task();
+                self.core.deadlines.lock().insert(task, deadline);
+                let result =
+                    tokio::time::timeout(timeout, func.finish_call_concurrent(acc, call)).await;
+                self.core.deadlines.lock().remove(&task);
+                result
+            }
+            Err(e) => Ok(Err(e)),
+        };
         let failed = !matches!(result, Ok(Ok(())));
         self.record_hook(hook, start.elapsed(), failed);
         if self.core.in_flight() == 0 {

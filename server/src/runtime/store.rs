@@ -24,18 +24,18 @@ pub fn new_store(engine: &FloeEngine, state: StoreData) -> Store<StoreData> {
     store.limiter(|s| &mut s.limiter);
     // Once per epoch tick, guest code comes here: past the deadline it
     // traps, otherwise it yields to the runtime so that one busy guest
-    // cannot hold a worker thread. In a WASI 0.3 instance, a task whose
-    // request was answered 504 and that still runs guest code (a spin)
-    // traps the instance: it cannot be cancelled alone.
+    // cannot hold a worker thread. In a WASI 0.3 instance, a task still
+    // running guest code past its own deadline (a spin) traps the instance:
+    // it cannot be cancelled alone.
     store.epoch_deadline_callback(|mut ctx| {
-        if Instant::now() >= ctx.data().deadline {
+        let now = Instant::now();
+        if now >= ctx.data().deadline {
             return Ok(UpdateDeadline::Interrupt);
         }
-        if let Some(abandoned) = ctx.data().abandoned.clone()
-            && !abandoned.lock().is_empty()
+        if let Some(deadlines) = ctx.data().task_deadlines.clone()
             && let Ok(stack) = ctx.async_call_stack()
             && let Some(root) = stack.last()
-            && abandoned.lock().contains(&root)
+            && deadlines.lock().get(&root).is_some_and(|d| now >= *d)
         {
             return Ok(UpdateDeadline::Interrupt);
         }

@@ -289,6 +289,24 @@ impl OutboundHooks {
         self.hops = hops;
         self.requests = 0;
     }
+
+    /// A request joins a WASI 0.3 instance that may be serving others: the
+    /// first resets the count of outbound requests, and the hop count sent
+    /// is the highest of the requests on it (loop detection never loses a
+    /// hop). With others in flight, `max_requests_per_call` counts the
+    /// outbound requests of all of them together.
+    pub fn join_call(&mut self, hops: u32, alone: bool) {
+        if alone {
+            self.begin_call(hops);
+        } else {
+            self.hops = self.hops.max(hops);
+        }
+    }
+
+    /// Outbound requests the call has made so far.
+    pub fn requests_made(&self) -> u32 {
+        self.requests
+    }
 }
 
 type SendFuture =
