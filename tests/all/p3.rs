@@ -138,15 +138,17 @@ async fn concurrency_is_refused_for_p2_components_and_bounded_for_p3() -> Result
 async fn one_request_times_out_while_the_other_fifteen_on_its_instance_complete() -> Result<()> {
     let server = Server::start()?;
     server
-        .deploy("raw", P3_RAW, &[("timeout", "1s"), ("max_instances", "1")])
+        .deploy("raw", P3_RAW, &[("timeout", "2s"), ("max_instances", "1")])
         .await?;
+    // The instance is up before the requests arrive together.
+    assert_eq!(server.get("/raw/").await?.status, 200);
     let mut paths = vec!["/raw/sleep?ms=10000".to_owned()];
-    paths.extend((0..15).map(|_| "/raw/sleep?ms=400".to_owned()));
+    paths.extend((0..15).map(|_| "/raw/sleep?ms=300".to_owned()));
     let replies = all_at_once(&server, &paths).await?;
     assert_eq!(replies[0].0, 504, "{}", replies[0].1);
     assert!(replies[0].1.contains("\"timeout\""), "{}", replies[0].1);
     for (status, text) in &replies[1..] {
-        assert_eq!((*status, text.as_str()), (200, "slept 400 ms\n"));
+        assert_eq!((*status, text.as_str()), (200, "slept 300 ms\n"));
     }
     // The instance that held the abandoned task drains and goes; the next
     // request gets a new one.

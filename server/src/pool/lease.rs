@@ -305,6 +305,8 @@ async fn shared_reply<R>(
     }
     match tokio::time::timeout_at(deadline.into(), rx).await {
         Ok(Ok(reply)) => Ok(reply),
+        // Its deadline passed meanwhile: that is its answer.
+        Ok(Err(_)) if Instant::now() >= deadline => Err(InvokeError::Timeout(timeout)),
         Ok(Err(_)) => Err(core.lost_answer(task.get().copied()).await),
         Err(_) => {
             // The driver gives the task up too, when it is not stuck in a

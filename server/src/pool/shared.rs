@@ -114,7 +114,7 @@ pub(crate) struct Core {
     running: Arc<Mutex<Option<GuestTaskId>>>,
     /// Once the driver has ended with the instance lost: which task
     /// brought it down (when known) and how.
-    culprit: OnceLock<Option<(GuestTaskId, bool)>>,
+    culprit: OnceLock<Option<(GuestTaskId, Cause)>>,
     /// Tells requests waiting for [`Core::culprit`] that it is set.
     ended: Notify,
     /// When its last request ended.
@@ -184,18 +184,26 @@ impl Core {
             let _ = tokio::time::timeout(Duration::from_secs(1), ended).await;
         }
         match (self.culprit.get(), task) {
-            (Some(Some((culprit, memory))), Some(task)) if *culprit == task => {
-                if *memory {
-                    InvokeError::MemoryLimit(anyhow::anyhow!(
-                        "the instance's memory limit, shared by its requests"
-                    ))
-                } else {
-                    InvokeError::Trap(anyhow::anyhow!("the guest task trapped"))
-                }
-            }
+            (Some(Some((culprit, cause))), Some(task)) if *culprit == task => match cause {
+                Cause::Memory => InvokeError::MemoryLimit(anyhow::anyhow!(
+                    "the instance's memory limit, shared by its requests"
+                )),
+                // Its own deadline passed while it ran guest code.
+                Cause::Deadline => InvokeError::Timeout(self.timeout),
+                Cause::Trap => InvokeError::Trap(anyhow::anyhow!("the guest task trapped")),
+            },
             _ => InvokeError::InstanceLost("stopped while the request was on it"),
         }
     }
+}
+
+/// How the task that brought an instance down failed.
+#[derive(Clone, Copy, Debug)]
+enum Cause {
+    Trap,
+    Memory,
+    /// The epoch callback stopped it past its deadline.
+    Deadline,
 }
 
 /// A slot of a WASI 0.3 instance: the right to send it one request. The
@@ -403,6 +411,7 @@ impl Driver {
         permits: Permits,
     ) {
         let core = self.core.clone();
+        let mut interrupted = false;
         let ended = {
             let run = store.run_concurrent(async |acc| self.serve(acc, &mut jobs).await);
             tokio::pin!(run);
@@ -423,6 +432,7 @@ impl Driver {
                         Ok(end) => end,
                         Err(e) => {
                             core.lost.store(true, Relaxed);
+                            interrupted = e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt);
                             tracing::debug!(instance = core.stats.id, error = %format!("{e:#}"), "the event loop failed");
                             End::Trapped("the instance's event loop failed")
                         }
@@ -440,7 +450,16 @@ impl Driver {
         let culprit = lost
             .then(|| core.running.lock().take())
             .flatten()
-            .map(|task| (task, store.data().limiter.limit_hit()));
+            .map(|task| {
+                let cause = if interrupted {
+                    Cause::Deadline
+                } else if store.data().limiter.limit_hit() {
+                    Cause::Memory
+                } else {
+                    Cause::Trap
+                };
+                (task, cause)
+            });
         let _ = core.culprit.set(culprit);
         core.ended.notify_waiters();
         if let End::Trapped(reason) = ended {
@@ -584,12 +603,14 @@ impl Driver {
                 };
                 let _ = task.set(call.task());
                 self.core.deadlines.lock().insert(call.task(), deadline);
+                let mut reply = Some(reply);
                 let finished = self
                     .finish(
                         acc,
                         handle.finish_call_concurrent(acc, call),
                         call_task(&task),
                         deadline,
+                        &mut reply,
                     )
                     .await;
                 let outcome = match finished {
@@ -598,17 +619,20 @@ impl Driver {
                         response.into_http(&mut s, io)
                     }),
                     Ok((Err(code),)) => {
-                        let _ = reply.send(Err(InvokeError::GuestError(format!("{code:?}"))));
+                        answer(
+                            &mut reply,
+                            Err(InvokeError::GuestError(format!("{code:?}"))),
+                        );
                         self.ended(acc, start);
                         return Ok(());
                     }
                     Err(Failure::Abandoned) => {
                         self.ended(acc, start);
-                        let _ = reply.send(Err(InvokeError::Timeout(self.core.timeout)));
+                        answer(&mut reply, Err(InvokeError::Timeout(self.core.timeout)));
                         return Ok(());
                     }
                     Err(Failure::Trap(e)) => {
-                        let _ = reply.send(Err(e));
+                        answer(&mut reply, Err(e));
                         return Err("a request trapped");
                     }
                 };
@@ -623,10 +647,10 @@ impl Driver {
                         let response = response.map(|body| {
                             GuestBody::new(body, CallEnd::Shared(slot), limit, declared)
                         });
-                        let _ = reply.send(Ok(response));
+                        answer(&mut reply, Ok(response));
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(InvokeError::Internal(e.into())));
+                        answer(&mut reply, Err(InvokeError::Internal(e.into())));
                     }
                 }
                 Ok(())
@@ -660,26 +684,28 @@ impl Driver {
                 };
                 let _ = task.set(call.task());
                 self.core.deadlines.lock().insert(call.task(), deadline);
+                let mut reply = Some(reply);
                 let finished = self
                     .finish(
                         acc,
                         handle.finish_call_concurrent(acc, call),
                         call_task(&task),
                         deadline,
+                        &mut reply,
                     )
                     .await;
                 self.ended(acc, start);
                 match finished {
                     Ok((result,)) => {
-                        let _ = reply.send(Ok(result));
+                        answer(&mut reply, Ok(result));
                         Ok(())
                     }
                     Err(Failure::Abandoned) => {
-                        let _ = reply.send(Err(InvokeError::Timeout(self.core.timeout)));
+                        answer(&mut reply, Err(InvokeError::Timeout(self.core.timeout)));
                         Ok(())
                     }
                     Err(Failure::Trap(e)) => {
-                        let _ = reply.send(Err(e));
+                        answer(&mut reply, Err(e));
                         Err("a request trapped")
                     }
                 }
@@ -690,12 +716,13 @@ impl Driver {
 
     /// Waits for a guest call; past `deadline` the task is abandoned (its
     /// request has been answered 504) and followed until it ends.
-    async fn finish<R>(
+    async fn finish<R, T>(
         &self,
         acc: &Accessor<StoreData>,
         call: impl Future<Output = wasmtime::Result<R>>,
         task: Option<GuestTaskId>,
         deadline: Instant,
+        reply: &mut Option<oneshot::Sender<Result<T, InvokeError>>>,
     ) -> Result<R, Failure> {
         tokio::pin!(call);
         let result = tokio::select! {
@@ -708,6 +735,8 @@ impl Driver {
                 if let Some(task) = task {
                     self.core.abandoned.lock().insert(task);
                 }
+                // Answered now, whatever becomes of the task.
+                answer(reply, Err(InvokeError::Timeout(self.core.timeout)));
                 self.core.drain();
                 (call.await, true)
             }
@@ -806,6 +835,13 @@ enum Failure {
     Abandoned,
     /// The call trapped (or hit a limit): the store is gone.
     Trap(InvokeError),
+}
+
+/// Sends `value` to the request, unless it was answered already.
+fn answer<T>(reply: &mut Option<oneshot::Sender<T>>, value: T) {
+    if let Some(reply) = reply.take() {
+        let _ = reply.send(value);
+    }
 }
 
 fn call_task(task: &OnceLock<GuestTaskId>) -> Option<GuestTaskId> {
