@@ -92,6 +92,41 @@ async fn rust_templates_build_and_answer() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_rust_wasi_p3_template_builds_and_serves_concurrently() -> Result<()> {
+    let parent = tempfile::tempdir()?;
+    let name = "new-rust-p3";
+    let done = Command::new(FLOE)
+        .current_dir(parent.path())
+        .args(["new", "--lang", "rust", "--wasi", "p3", name])
+        .output()?;
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let dir = parent.path().join(name);
+    let wasm = tokio::task::block_in_place(|| build(&dir, "rust"))?;
+    let server = Server::start()?;
+    server.deploy(name, &wasm, &[]).await?;
+    let r = server.get(&format!("/{name}/x")).await?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), format!("hello from {name}, path=/x\n"));
+    let info = server.client().info(name).await?;
+    assert_eq!(
+        (info["wasi"].clone(), info["instance_concurrency"].clone()),
+        ("0.3".into(), 16.into())
+    );
+    // Event functions and the other languages stay on WASI 0.2.
+    let refused = Command::new(FLOE)
+        .current_dir(parent.path())
+        .args(["new", "--lang", "js", "--wasi", "p3", "new-js-p3"])
+        .output()?;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("Rust HTTP functions only"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn js_templates_build_and_answer() -> Result<()> {
     check_language("js").await
 }
