@@ -297,8 +297,11 @@ async fn pre_freeze_runs_after_the_last_of_concurrent_requests() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fan_out_awaits_its_upstream_without_holding_the_instance() -> Result<()> {
+    // Outbound requests are bounded per request in flight: 2 each here,
+    // while every request makes one, wave after wave.
     let server = Server::builder()
         .env("FLOE_OUTBOUND__ALLOW_DATA_PLANE", "true")
+        .env("FLOE_OUTBOUND__MAX_REQUESTS_PER_CALL", "2")
         .start()?;
     let data = server.data.port();
     server.deploy("upstream", P3_RAW, &[]).await?;
@@ -320,12 +323,14 @@ async fn fan_out_awaits_its_upstream_without_holding_the_instance() -> Result<()
     // after the other they would need 6.4 s, far past the timeout.
     let url = format!("http://127.0.0.1:{data}/upstream/sleep?ms=400");
     let paths: Vec<String> = (0..16).map(|_| format!("/fan-out/?url={url}")).collect();
-    let replies = all_at_once(&server, &paths).await?;
-    for (status, text) in &replies {
-        assert_eq!(
-            (*status, text.as_str()),
-            (200, "status=200 bytes=13 calls=1\n")
-        );
+    for _wave in 0..3 {
+        let replies = all_at_once(&server, &paths).await?;
+        for (status, text) in &replies {
+            assert_eq!(
+                (*status, text.as_str()),
+                (200, "status=200 bytes=13 calls=1\n")
+            );
+        }
     }
     assert_eq!(info(&server, "fan-out").await?["instances"]["started"], 1);
     Ok(())

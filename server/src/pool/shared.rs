@@ -568,7 +568,6 @@ impl Driver {
                     return Ok(());
                 }
                 let start = Instant::now();
-                let alone = self.core.in_flight() <= 1;
                 // A server request's URI has no authority: the guest sees
                 // the Host header's (as WASI 0.2 guests do).
                 let authority = request.uri().authority().cloned().or_else(|| {
@@ -589,7 +588,7 @@ impl Driver {
                 );
                 let started = acc.with(|mut s| -> wasmtime::Result<_> {
                     let data = s.data_mut();
-                    data.outbound.join_call(hops, alone);
+                    data.outbound.join_call(hops);
                     let req = data.http().table.push(req)?;
                     handle.start_call_concurrent(s.as_context_mut(), (req,))
                 });
@@ -597,6 +596,7 @@ impl Driver {
                 let (call, io) = match started {
                     Ok(started) => started,
                     Err(e) => {
+                        acc.with(|mut s| s.data_mut().outbound.leave_call());
                         let _ = reply.send(Err(InvokeError::BadRequest(format!("{e:#}"))));
                         return Ok(());
                     }
@@ -673,7 +673,12 @@ impl Driver {
                 }
                 let start = Instant::now();
                 let call = acc.with(|mut s| {
-                    handle.start_call_concurrent(s.as_context_mut(), (context, payload))
+                    s.data_mut().outbound.join_call(0);
+                    let call = handle.start_call_concurrent(s.as_context_mut(), (context, payload));
+                    if call.is_err() {
+                        s.data_mut().outbound.leave_call();
+                    }
+                    call
                 });
                 let call = match call {
                     Ok(call) => call,
@@ -767,6 +772,7 @@ impl Driver {
         let took = start.elapsed();
         let (memory, resources) = acc.with(|mut s| {
             let data = s.data_mut();
+            data.outbound.leave_call();
             (data.limiter.memory_used(), data.resource_count())
         });
         let stats = &self.core.stats;

@@ -267,6 +267,9 @@ pub struct OutboundHooks {
     pub(crate) deadline: Instant,
     hops: u32,
     requests: u32,
+    /// Requests in flight on a WASI 0.3 instance that joined these hooks
+    /// (`join_call`); 0 for a WASI 0.2 one.
+    calls: u32,
     body_chunk: usize,
 }
 
@@ -279,6 +282,7 @@ impl OutboundHooks {
             deadline,
             hops: 0,
             requests: 0,
+            calls: 0,
             body_chunk,
         }
     }
@@ -290,17 +294,25 @@ impl OutboundHooks {
         self.requests = 0;
     }
 
-    /// A request joins a WASI 0.3 instance that may be serving others: the
-    /// first resets the count of outbound requests, and the hop count sent
-    /// is the highest of the requests on it (loop detection never loses a
-    /// hop). With others in flight, `max_requests_per_call` counts the
-    /// outbound requests of all of them together.
-    pub fn join_call(&mut self, hops: u32, alone: bool) {
-        if alone {
+    /// A request joins a WASI 0.3 instance that may be serving others. The
+    /// hop count sent is the highest of the requests on it (loop detection
+    /// never loses a hop), and `max_requests_per_call` bounds the outbound
+    /// requests of the requests in flight together: `max × in flight`, each
+    /// request that ends giving its share back.
+    pub fn join_call(&mut self, hops: u32) {
+        if self.calls == 0 {
             self.begin_call(hops);
         } else {
             self.hops = self.hops.max(hops);
         }
+        self.calls += 1;
+    }
+
+    /// A request that joined (`join_call`) has ended.
+    pub fn leave_call(&mut self) {
+        self.calls = self.calls.saturating_sub(1);
+        let share = self.policy.shared.config().max_requests_per_call;
+        self.requests = self.requests.saturating_sub(share);
     }
 
     /// Outbound requests the call has made so far.
@@ -345,8 +357,14 @@ impl WasiHttpHooks for OutboundHooks {
         _response_errors: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> SendFuture {
         self.requests = self.requests.saturating_add(1);
-        if self.requests > self.policy.shared.config().max_requests_per_call {
-            if self.requests == self.policy.shared.config().max_requests_per_call + 1 {
+        let limit = self
+            .policy
+            .shared
+            .config()
+            .max_requests_per_call
+            .saturating_mul(self.calls.max(1));
+        if self.requests > limit {
+            if self.requests == limit + 1 {
                 tracing::warn!(function = %self.policy.function, limit = self.policy.shared.config().max_requests_per_call, "outbound requests per call exhausted");
             }
             return Box::new(async { Err(Error::ConnectionLimitReached) });
