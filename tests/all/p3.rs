@@ -167,18 +167,28 @@ async fn one_request_times_out_while_the_other_fifteen_on_its_instance_complete(
 async fn a_spinning_request_stops_its_instance_and_the_others_on_it_are_told() -> Result<()> {
     let server = Server::start()?;
     server
-        .deploy("raw", P3_RAW, &[("timeout", "1s"), ("max_instances", "1")])
+        .deploy("raw", P3_RAW, &[("timeout", "2s"), ("max_instances", "1")])
         .await?;
     // The instance is up before the requests arrive together.
     assert_eq!(server.get("/raw/").await?.status, 200);
-    // The spin starts first; the others join it on its instance.
+    // The spin starts first; the others join it on its instance well after
+    // it (by the instance's age, the server's clock), so their own deadlines
+    // come later than the stop the spin's deadline brings. Had they arrived
+    // with it, their deadlines could pass within the epoch tick the stop
+    // takes, and 504 `timeout` would be their right answer.
     let (spin, others) = tokio::join!(server.get("/raw/spin"), async {
+        let spin_seen_at = std::cell::Cell::new(None::<u64>);
         eventually(
             std::time::Duration::from_secs(5),
-            "the spin to be in flight",
+            "the spin to have run for 700 ms",
             || async {
                 let detail = server.client().instances("raw").await?;
-                Ok(detail["instances"][0]["in_flight"] == 1)
+                let instance = &detail["instances"][0];
+                let age = instance["age_ms"].as_u64().unwrap_or(0);
+                if spin_seen_at.get().is_none() && instance["in_flight"] == 1 {
+                    spin_seen_at.set(Some(age));
+                }
+                Ok(spin_seen_at.get().is_some_and(|seen| age >= seen + 700))
             },
         )
         .await?;
@@ -193,7 +203,7 @@ async fn a_spinning_request_stops_its_instance_and_the_others_on_it_are_told() -
     assert_eq!(replies[0].status, 504, "{}", replies[0].text());
     for r in &replies[1..] {
         // Answered when the instance was stopped, long before the 20 s
-        // their guest would take or their own 1 s timeout could matter.
+        // their guest would take or their own 2 s timeout could matter.
         assert_eq!(
             (r.status.as_u16(), r.code()),
             (503, "instance_lost".into()),
