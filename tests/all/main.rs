@@ -30,6 +30,7 @@ mod limits;
 mod observe;
 mod outbound;
 mod p3;
+mod p3_events;
 mod python;
 mod scaffold;
 mod scaling;

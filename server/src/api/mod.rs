@@ -301,7 +301,7 @@ async fn invoke(
         )
         .map(Body::new);
     };
-    if function.runnable.prepared.event.is_none() {
+    if !function.runnable.prepared.handles_events() {
         return reject(
             ErrorCode::BadRequest,
             "this function does not export floe:function/event",

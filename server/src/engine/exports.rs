@@ -8,6 +8,12 @@
 //! there must have the signature of the WIT, or the deploy is refused. The
 //! handlers' types are checked at deploy too (422 `missing_export`, naming
 //! the export and the type floe expects).
+//!
+//! `floe:function@0.2.0` (`wit/p3`) is the same contract with an async
+//! `handle` and async hooks: a component exporting its `event` is a WASI 0.3
+//! function (its instances serve many invocations at once), and its
+//! `lifecycle` is for WASI 0.3 functions only. A component exports one
+//! version of each interface, never both.
 
 use super::{ComponentError, link};
 use crate::bindings::event;
@@ -30,6 +36,10 @@ pub const HTTP_HANDLER_P3: &str = "wasi:http/handler@0.3.0";
 pub const EVENT: &str = "floe:function/event@0.1.0";
 /// The lifecycle hooks export.
 pub const LIFECYCLE: &str = "floe:function/lifecycle@0.1.0";
+/// The async event handler export (WASI 0.3 functions).
+pub const EVENT_P3: &str = "floe:function/event@0.2.0";
+/// The async lifecycle hooks export (WASI 0.3 functions).
+pub const LIFECYCLE_P3: &str = "floe:function/lifecycle@0.2.0";
 
 /// Where a component's lifecycle hooks are (each is optional).
 #[derive(Clone, Copy, Debug, Default)]
@@ -40,6 +50,9 @@ pub struct Hooks {
     pub pre_freeze: Option<ComponentExportIndex>,
     /// `pre-stop: func()`.
     pub pre_stop: Option<ComponentExportIndex>,
+    /// Whether they are `floe:function/lifecycle@0.2.0`'s async hooks,
+    /// which only a WASI 0.3 instance's event loop can call.
+    pub concurrent: bool,
 }
 
 /// The custom section in which floe's SDKs list the hooks a function really
@@ -92,8 +105,14 @@ pub struct Prepared {
     pub http: Option<ProxyIndices>,
     /// Its WASI 0.3 HTTP handler's `handle`.
     pub http_p3: Option<ComponentExportIndex>,
-    /// Its event handler.
+    /// Its event handler (`floe:function/event@0.1.0`), as a WASI 0.2
+    /// instance calls it.
     pub event: Option<event::GuestIndices>,
+    /// Its event handler's `handle`, of either version: how a WASI 0.3
+    /// instance calls it.
+    pub event_handle: Option<ComponentExportIndex>,
+    /// Whether the event handler is `floe:function/event@0.2.0`'s async one.
+    pub event_p3: bool,
     /// Its hooks.
     pub hooks: Hooks,
 }
@@ -103,7 +122,8 @@ impl std::fmt::Debug for Prepared {
         f.debug_struct("Prepared")
             .field("http", &self.http.is_some())
             .field("http_p3", &self.http_p3.is_some())
-            .field("event", &self.event.is_some())
+            .field("event", &self.event_handle.is_some())
+            .field("event_p3", &self.event_p3)
             .field("hooks", &self.hooks)
             .finish_non_exhaustive()
     }
@@ -115,10 +135,16 @@ impl Prepared {
         self.http.is_some() || self.http_p3.is_some()
     }
 
-    /// Whether this is a WASI 0.3 function: its instances serve up to
+    /// Whether it handles events (either version of `floe:function/event`).
+    pub fn handles_events(&self) -> bool {
+        self.event_handle.is_some()
+    }
+
+    /// Whether this is a WASI 0.3 function (it exports `wasi:http/handler@0.3`
+    /// or `floe:function/event@0.2.0`): its instances serve up to
     /// `instance_concurrency` requests at once.
     pub fn is_p3(&self) -> bool {
-        self.http_p3.is_some()
+        self.http_p3.is_some() || self.event_p3
     }
 
     /// Requests one instance serves at once when the function does not say:
@@ -136,8 +162,9 @@ impl Prepared {
             Some(n) if n > 1 && !self.is_p3() => Err(format!(
                 "{n} is refused: this is a WASI 0.2 component (it exports \
                  `wasi:http/incoming-handler@0.2` or only `{EVENT}`), and a WASI 0.2 \
-                 instance serves one request at a time; only WASI 0.3 HTTP functions \
-                 (exporting `wasi:http/handler@0.3`) serve requests concurrently"
+                 instance serves one request at a time; only WASI 0.3 functions \
+                 (exporting `wasi:http/handler@0.3` or `{EVENT_P3}`) serve requests \
+                 concurrently"
             )),
             Some(n) => Ok(n),
         }
@@ -145,10 +172,7 @@ impl Prepared {
 
     /// What kind of function this is, as shown by the API.
     pub fn kind(&self) -> &'static str {
-        match (
-            self.http.is_some() || self.http_p3.is_some(),
-            self.event.is_some(),
-        ) {
+        match (self.handles_http(), self.handles_events()) {
             (true, true) => "http+event",
             (false, true) => "event",
             _ => "http",
@@ -202,16 +226,64 @@ pub(crate) fn prepare(
         None => None,
     };
     let http_p3 = p3_handler(engine, &pre)?;
-    if http.is_none() && http_p3.is_none() && event.is_none() {
+    let event_p3 = match component.get_export_index(None, EVENT_P3) {
+        Some(_) if event.is_some() => {
+            return Err(ComponentError::BadExport(format!(
+                "the component exports both `{EVENT}` and `{EVENT_P3}`: export one"
+            )));
+        }
+        Some(_) => {
+            check_func::<(event::Context, Vec<u8>), (Result<Vec<u8>, event::Error>,)>(
+                &pre,
+                EVENT_P3,
+                "handle",
+                "async func(context: context, payload: list<u8>) -> result<list<u8>, error>",
+            )?;
+            true
+        }
+        None => false,
+    };
+    if http.is_none() && http_p3.is_none() && event.is_none() && !event_p3 {
         return Err(ComponentError::MissingExport);
     }
+    // A WASI 0.3 event handler makes the function a WASI 0.3 one: an HTTP
+    // handler beside it must be one too, and async hooks need WASI 0.3.
+    if event_p3 && http.is_some() {
+        return Err(ComponentError::BadExport(format!(
+            "`{EVENT_P3}` is for WASI 0.3 functions, but the component's HTTP handler is \
+             `{HTTP_HANDLER}` (WASI 0.2): export `wasi:http/handler@0.3` or `{EVENT}`"
+        )));
+    }
+    if hooks.concurrent && http_p3.is_none() && !event_p3 {
+        return Err(ComponentError::BadExport(format!(
+            "`{LIFECYCLE_P3}` (async hooks) is for WASI 0.3 functions, and this one is WASI \
+             0.2: export `{LIFECYCLE}`"
+        )));
+    }
+    let event_handle = if event_p3 {
+        export_func(component, EVENT_P3, "handle")
+    } else if event.is_some() {
+        export_func(component, EVENT, "handle")
+    } else {
+        None
+    };
     Ok(Prepared {
         pre,
         http,
         http_p3,
         event,
+        event_handle,
+        event_p3,
         hooks,
     })
+}
+
+/// The index of the function `name` in the exported interface `iface`.
+fn export_func(component: &Component, iface: &str, name: &str) -> Option<ComponentExportIndex> {
+    let (_, instance) = component.get_export(None, iface)?;
+    component
+        .get_export(Some(&instance), name)
+        .map(|(_, index)| index)
 }
 
 /// Locates `wasi:http/handler@0.3.x#handle` and checks its type. A
@@ -244,12 +316,7 @@ fn p3_handler(
         "handle",
         "async func(request: request) -> result<response, error-code>",
     )?;
-    let (_, handler) = component
-        .get_export(None, HTTP_HANDLER_P3)
-        .ok_or(ComponentError::MissingExport)?;
-    Ok(component
-        .get_export(Some(&handler), "handle")
-        .map(|(_, index)| index))
+    Ok(export_func(component, HTTP_HANDLER_P3, "handle"))
 }
 
 /// Type-checks the function `name` of the exported interface `iface` against
@@ -288,22 +355,34 @@ where
 }
 
 fn hooks(component: &Component) -> Result<Hooks, ComponentError> {
-    let Some((_, lifecycle)) = component.get_export(None, LIFECYCLE) else {
-        return Ok(Hooks::default());
+    let (iface, lifecycle, concurrent) = match (
+        component.get_export(None, LIFECYCLE),
+        component.get_export(None, LIFECYCLE_P3),
+    ) {
+        (None, None) => return Ok(Hooks::default()),
+        (Some(_), Some(_)) => {
+            return Err(ComponentError::BadExport(format!(
+                "the component exports both `{LIFECYCLE}` and `{LIFECYCLE_P3}`: export one"
+            )));
+        }
+        (Some((_, lifecycle)), None) => (LIFECYCLE, lifecycle, false),
+        (None, Some((_, lifecycle))) => (LIFECYCLE_P3, lifecycle, true),
     };
+    let prefix = if concurrent { "async " } else { "" };
     let find = |name: &str, check: fn(&ComponentFunc) -> bool, wanted: &str| match component
         .get_export(Some(&lifecycle), name)
     {
         None => Ok(None),
         Some((ComponentItem::ComponentFunc(ty), index)) if check(&ty) => Ok(Some(index)),
         Some(_) => Err(ComponentError::BadExport(format!(
-            "`{LIFECYCLE}` exports `{name}`, but not as `{wanted}`"
+            "`{iface}` exports `{name}`, but not as `{prefix}{wanted}`"
         ))),
     };
     Ok(Hooks {
         init: find("init", is_init, "func() -> result<_, string>")?,
         pre_freeze: find("pre-freeze", is_unit, "func()")?,
         pre_stop: find("pre-stop", is_unit, "func()")?,
+        concurrent,
     })
 }
 

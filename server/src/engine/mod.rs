@@ -13,7 +13,8 @@ mod link;
 
 pub use epoch::EpochThread;
 pub use exports::{
-    EVENT, HOOKS_SECTION, HTTP_HANDLER, HTTP_HANDLER_P3, Hooks, LIFECYCLE, Prepared, declared_hooks,
+    EVENT, EVENT_P3, HOOKS_SECTION, HTTP_HANDLER, HTTP_HANDLER_P3, Hooks, LIFECYCLE, LIFECYCLE_P3,
+    Prepared, declared_hooks,
 };
 pub use link::MissingImport;
 
@@ -50,7 +51,8 @@ pub enum ComponentError {
     /// The component exports neither an HTTP nor an event handler.
     #[error(
         "the component exports neither `wasi:http/incoming-handler@0.2.x` nor \
-         `wasi:http/handler@0.3.x` (an HTTP function) nor `{EVENT}` (an event function)"
+         `wasi:http/handler@0.3.x` (an HTTP function) nor `{EVENT}` or `{EVENT_P3}` (an event \
+         function)"
     )]
     MissingExport,
     /// An export of floe's contract has the wrong shape.

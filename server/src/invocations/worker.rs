@@ -204,7 +204,7 @@ impl Invocations {
         let Some(function) = self.registry.get(&record.function) else {
             return Err(fail(ErrorCode::NotFound, "no such function".into(), true));
         };
-        if function.runnable.prepared.event.is_none() {
+        if !function.runnable.prepared.handles_events() {
             return Err(fail(
                 ErrorCode::BadRequest,
                 "the function does not export floe:function/event".into(),

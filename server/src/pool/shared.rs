@@ -295,26 +295,10 @@ pub(crate) fn spawn(pool: &Arc<Pool>, start: Start) -> Result<Shared, InvokeErro
             .http_p3
             .map(|i| instance.get_typed_func(&mut store, i))
             .transpose()?;
-        let event = match prepared.event.is_some() {
-            true => {
-                let (_, iface) = pool
-                    .runnable
-                    .prepared
-                    .pre
-                    .component()
-                    .get_export(None, crate::engine::EVENT)
-                    .ok_or_else(|| wasmtime::format_err!("no event interface"))?;
-                let (_, index) = pool
-                    .runnable
-                    .prepared
-                    .pre
-                    .component()
-                    .get_export(Some(&iface), "handle")
-                    .ok_or_else(|| wasmtime::format_err!("no event handle"))?;
-                Some(instance.get_typed_func(&mut store, index)?)
-            }
-            false => None,
-        };
+        let event = prepared
+            .event_handle
+            .map(|i| instance.get_typed_func(&mut store, i))
+            .transpose()?;
         let hooks = &prepared.hooks;
         Ok(Funcs {
             handle,

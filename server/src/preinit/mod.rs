@@ -17,7 +17,7 @@
 //!   request.
 
 use crate::config::{FunctionSettings, Preinit};
-use crate::engine::{ComponentError, FloeEngine, LIFECYCLE, Prepared};
+use crate::engine::{ComponentError, FloeEngine, LIFECYCLE, LIFECYCLE_P3, Prepared};
 use crate::host::{EntropyProbe, LogSource, StoreData};
 use crate::pool::Runnable;
 use crate::runtime::{InvokeError, Phase, after, classify, new_store, next_instance_id, until};
@@ -90,7 +90,16 @@ pub async fn initialize(
     }
     let reason = match settings.preinit {
         Preinit::Instance => None,
-        Preinit::Snapshot => match snapshot(engine, function, version, bytes, settings).await {
+        Preinit::Snapshot => match snapshot(
+            engine,
+            function,
+            version,
+            bytes,
+            settings,
+            prepared.hooks.concurrent,
+        )
+        .await
+        {
             Ok(snapshot) => {
                 let record = PreinitRecord {
                     mode: InitMode::Snapshot,
@@ -156,13 +165,16 @@ fn log_source(engine: &FloeEngine, function: &Arc<str>, version: u64) -> Arc<Log
 }
 
 /// Instantiates `pre` in `store` and calls its `init`, within `deadline`.
-/// Returns the instance and how long `init` took.
+/// Returns the instance and how long `init` took. An async `init`
+/// (`floe:function/lifecycle@0.2.0`, `concurrent`) runs in the store's
+/// event loop, as a WASI 0.3 instance's hooks do.
 async fn run_init(
     pre: &InstancePre<StoreData>,
     component: &Component,
     store: &mut wasmtime::Store<StoreData>,
     deadline: Instant,
     timeout: Duration,
+    concurrent: bool,
 ) -> Result<(Instance, Duration), String> {
     let describe = |e: InvokeError| match e {
         InvokeError::Timeout(_) => {
@@ -175,15 +187,25 @@ async fn run_init(
         Some(Err(e)) => return Err(describe(classify(e, store, timeout, Phase::Start))),
         None => return Err(describe(InvokeError::Timeout(timeout))),
     };
+    let iface = if concurrent { LIFECYCLE_P3 } else { LIFECYCLE };
     let init = component
-        .get_export(None, LIFECYCLE)
+        .get_export(None, iface)
         .and_then(|(_, lifecycle)| component.get_export_index(Some(&lifecycle), "init"))
         .ok_or_else(|| "the component no longer exports init".to_owned())?;
     let init = instance
         .get_typed_func::<(), (Result<(), String>,)>(&mut *store, init)
         .map_err(|e| format!("{e:#}"))?;
     let start = Instant::now();
-    let result = until(deadline, init.call_async(&mut *store, ())).await;
+    let result = if concurrent {
+        until(
+            deadline,
+            store.run_concurrent(async |acc| init.call_concurrent(acc, ()).await),
+        )
+        .await
+        .map(|r| r.and_then(|r| r))
+    } else {
+        until(deadline, init.call_async(&mut *store, ())).await
+    };
     let took = start.elapsed();
     match result {
         Some(Ok((Ok(()),))) => Ok((instance, took)),
@@ -213,8 +235,16 @@ async fn init_once(
     );
     let mut store = new_store(engine, state);
     let component = prepared.pre.component().clone();
-    let (_, took) = run_init(&prepared.pre, &component, &mut store, deadline, timeout)
-        .await
+    let concurrent = prepared.hooks.concurrent;
+    let (_, took) = run_init(
+        &prepared.pre,
+        &component,
+        &mut store,
+        deadline,
+        timeout,
+        concurrent,
+    )
+    .await
         .map_err(ComponentError::InitFailed)?;
     Ok(took.as_millis() as u64)
 }
@@ -227,6 +257,7 @@ async fn snapshot(
     version: u64,
     bytes: &Bytes,
     settings: &FunctionSettings,
+    concurrent: bool,
 ) -> Result<(Snapshot, u64), NoSnapshot> {
     let wizer = Wizer::new();
     let (cx, instrumented) = wizer
@@ -254,8 +285,15 @@ async fn snapshot(
         &probe,
     );
     let mut store = new_store(engine, state);
-    let (instance, took) = run_init(&pre, &compiled.component, &mut store, deadline, timeout)
-        .await
+    let (instance, took) = run_init(
+        &pre,
+        &compiled.component,
+        &mut store,
+        deadline,
+        timeout,
+        concurrent,
+    )
+    .await
         .map_err(NoSnapshot::InitFailed)?;
     let init_ms = took.as_millis() as u64;
     if probe.taken() {
