@@ -113,8 +113,8 @@ pub(crate) enum Command {
         /// The kind of function.
         #[arg(long, value_enum, default_value = "http")]
         kind: scaffold::Kind,
-        /// The WASI release of an HTTP function: p2, or p3 (Rust: many
-        /// requests at once per instance).
+        /// The WASI release: p2, or p3 (Rust and Python: many requests at
+        /// once per instance).
         #[arg(long, value_enum, default_value = "p2")]
         wasi: scaffold::Wasi,
         /// Where to make the project (default: ./NAME).

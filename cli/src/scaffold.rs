@@ -37,8 +37,8 @@ pub enum Wasi {
     /// instance. Every language.
     #[default]
     P2,
-    /// WASI 0.3 (`wasi:http/handler@0.3`): many requests at once per
-    /// instance. Rust HTTP functions.
+    /// WASI 0.3 (`wasi:http/handler@0.3`, `floe:function/event@0.2.0`):
+    /// many requests at once per instance. Rust and Python.
     P3,
 }
 
@@ -71,8 +71,8 @@ pub enum ScaffoldError {
     MissingSdk(PathBuf, &'static str),
     /// The WASI release is not offered for this language or kind.
     #[error(
-        "--wasi p3 makes Rust HTTP functions only (componentize-js and componentize-py \
-         cannot build WASI 0.3 components yet, and event functions are WASI 0.2)"
+        "--wasi p3 makes Rust and Python functions only (componentize-js cannot build \
+         WASI 0.3 components yet)"
     )]
     NoP3,
     /// Writing a file failed.
@@ -125,8 +125,10 @@ struct Template {
     manifest: File,
     source: &'static str,
     http: &'static str,
-    /// The WASI 0.3 HTTP source (Rust only).
+    /// The WASI 0.3 HTTP source (Rust and Python).
     http_p3: Option<&'static str>,
+    /// The WASI 0.3 event source (Rust and Python).
+    event_p3: Option<&'static str>,
     event: &'static str,
     gitignore: &'static str,
 }
@@ -144,6 +146,7 @@ fn template(lang: Lang) -> Template {
                 source: $source,
                 http: include_str!(concat!("../templates/", $dir, "/http.", $ext)),
                 http_p3: None,
+                event_p3: None,
                 event: include_str!(concat!("../templates/", $dir, "/event.", $ext)),
                 gitignore: include_str!(concat!("../templates/", $dir, "/gitignore")),
             }
@@ -152,10 +155,15 @@ fn template(lang: Lang) -> Template {
     match lang {
         Lang::Rust => Template {
             http_p3: Some(include_str!("../templates/rust/http-p3.rs")),
+            event_p3: Some(include_str!("../templates/rust/event-p3.rs")),
             ..template!("rust", "Cargo.toml", "src/lib.rs", "rs")
         },
         Lang::Js => template!("js", "package.json", "app.js", "js"),
-        Lang::Python => template!("python", "requirements.txt", "app.py", "py"),
+        Lang::Python => Template {
+            http_p3: Some(include_str!("../templates/python/http-p3.py")),
+            event_p3: Some(include_str!("../templates/python/event-p3.py")),
+            ..template!("python", "requirements.txt", "app.py", "py")
+        },
     }
 }
 
@@ -165,7 +173,7 @@ fn files(lang: Lang, kind: Kind, wasi: Wasi) -> Result<Vec<File>, ScaffoldError>
         (Kind::Http, Wasi::P2) => template.http,
         (Kind::Event, Wasi::P2) => template.event,
         (Kind::Http, Wasi::P3) => template.http_p3.ok_or(ScaffoldError::NoP3)?,
-        (Kind::Event, Wasi::P3) => return Err(ScaffoldError::NoP3),
+        (Kind::Event, Wasi::P3) => template.event_p3.ok_or(ScaffoldError::NoP3)?,
     };
     Ok(vec![
         template.manifest,
@@ -185,7 +193,11 @@ fn files(lang: Lang, kind: Kind, wasi: Wasi) -> Result<Vec<File>, ScaffoldError>
 }
 
 /// The README's words for a language and kind.
-fn readme_values(name: &str, lang: Lang, kind: Kind) -> [(&'static str, String); 6] {
+fn readme_values(name: &str, lang: Lang, kind: Kind, wasi: Wasi) -> [(&'static str, String); 6] {
+    let wasi_flag = match wasi {
+        Wasi::P2 => "",
+        Wasi::P3 => " --wasi p3",
+    };
     let (language, setup, build, artifact) = match lang {
         Lang::Rust => (
             "Rust",
@@ -205,7 +217,7 @@ fn readme_values(name: &str, lang: Lang, kind: Kind) -> [(&'static str, String);
         Lang::Python => (
             "Python",
             "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt".to_owned(),
-            format!(".venv/bin/floe-py build app.py -o {name}.wasm"),
+            format!(".venv/bin/floe-py build{wasi_flag} app.py -o {name}.wasm"),
             format!("{name}.wasm"),
         ),
     };
@@ -213,9 +225,13 @@ fn readme_values(name: &str, lang: Lang, kind: Kind) -> [(&'static str, String);
         Kind::Http => format!("curl http://127.0.0.1:8080/{name}/"),
         Kind::Event => format!("curl --data-binary 'some bytes' http://127.0.0.1:8080/{name}"),
     };
+    let kind = match wasi {
+        Wasi::P2 => kind.to_string(),
+        Wasi::P3 => format!("WASI 0.3 {kind}"),
+    };
     [
         ("language", language.to_owned()),
-        ("kind", kind.to_string()),
+        ("kind", kind),
         ("setup", setup),
         ("build", build),
         ("artifact", artifact),
@@ -276,12 +292,12 @@ pub fn create(request: &Request) -> Result<Project, ScaffoldError> {
             },
         ),
     ];
-    values.extend(readme_values(name, request.lang, request.kind));
-    if request.wasi == Wasi::P3
-        && let Some((_, kind)) = values.iter_mut().find(|(k, _)| *k == "kind")
-    {
-        *kind = "WASI 0.3 HTTP".to_owned();
-    }
+    values.extend(readme_values(
+        name,
+        request.lang,
+        request.kind,
+        request.wasi,
+    ));
     let mut written = Vec::new();
     for file in files {
         let path = dir.join(file.path);
@@ -341,7 +357,9 @@ mod tests {
         let combinations = [Lang::Rust, Lang::Js, Lang::Python]
             .into_iter()
             .flat_map(|lang| [Kind::Http, Kind::Event].map(|kind| (lang, kind, Wasi::P2)))
-            .chain([(Lang::Rust, Kind::Http, Wasi::P3)]);
+            .chain([Lang::Rust, Lang::Python].into_iter().flat_map(|lang| {
+                [Kind::Http, Kind::Event].map(|kind| (lang, kind, Wasi::P3))
+            }));
         {
             for (lang, kind, wasi) in combinations {
                 let dir = Scratch::new(&format!("{lang:?}-{kind:?}-{wasi:?}"));

@@ -32,6 +32,7 @@ mod outbound;
 mod p3;
 mod p3_events;
 mod python;
+mod python_p3;
 mod scaffold;
 mod scaling;
 mod sdk;

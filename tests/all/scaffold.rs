@@ -9,10 +9,16 @@ use std::process::Command;
 
 /// Runs `floe new` for `lang` and `kind` in `parent`; the project's directory.
 fn scaffold(parent: &Path, lang: &str, kind: &str) -> Result<PathBuf> {
-    let name = format!("new-{lang}-{kind}");
+    scaffold_for(parent, lang, kind, "p2")
+}
+
+/// Runs `floe new` for `lang`, `kind` and a WASI release in `parent`; the
+/// project's directory.
+fn scaffold_for(parent: &Path, lang: &str, kind: &str, wasi: &str) -> Result<PathBuf> {
+    let name = format!("new-{lang}-{kind}-{wasi}");
     let done = Command::new(FLOE)
         .current_dir(parent)
-        .args(["new", "--lang", lang, "--kind", kind, &name])
+        .args(["new", "--lang", lang, "--kind", kind, "--wasi", wasi, &name])
         .output()?;
     if !done.status.success() {
         bail!("floe new failed: {}", String::from_utf8_lossy(&done.stderr));
@@ -22,6 +28,11 @@ fn scaffold(parent: &Path, lang: &str, kind: &str) -> Result<PathBuf> {
 
 /// Builds the project in `dir` as its README says; the component's path.
 fn build(dir: &Path, lang: &str) -> Result<String> {
+    build_for(dir, lang, "p2")
+}
+
+/// [`build`] for a WASI release.
+fn build_for(dir: &Path, lang: &str, wasi: &str) -> Result<String> {
     let name = dir
         .file_name()
         .and_then(|n| n.to_str())
@@ -55,29 +66,62 @@ fn build(dir: &Path, lang: &str) -> Result<String> {
             Ok(artifact.display().to_string())
         }
         "js" => Sdk::Js.build_ok(&dir.join("app.js"), &dir.join(format!("{name}.wasm"))),
-        "python" => Sdk::Python.build_ok(&dir.join("app.py"), &dir.join(format!("{name}.wasm"))),
+        "python" => {
+            let (ok, stderr) = Sdk::Python.build_with(
+                &dir.join("app.py"),
+                &dir.join(format!("{name}.wasm")),
+                &["--wasi", wasi],
+            )?;
+            if !ok {
+                bail!("floe-py build failed:\n{stderr}");
+            }
+            Ok(dir.join(format!("{name}.wasm")).display().to_string())
+        }
         other => bail!("no such language: {other}"),
     }
 }
 
 async fn check_language(lang: &str) -> Result<()> {
+    check_language_for(lang, "p2").await
+}
+
+/// `floe new` for both kinds of `lang` and `wasi`: each builds as its README
+/// says, deploys as that WASI release, and answers.
+async fn check_language_for(lang: &str, wasi: &str) -> Result<()> {
     let parent = tempfile::tempdir()?;
-    let http = scaffold(parent.path(), lang, "http")?;
-    let event = scaffold(parent.path(), lang, "event")?;
+    let http = scaffold_for(parent.path(), lang, "http", wasi)?;
+    let event = scaffold_for(parent.path(), lang, "event", wasi)?;
     for file in ["README.md", ".gitignore"] {
         assert!(http.join(file).is_file(), "{file}");
     }
-    let (http_wasm, event_wasm) =
-        tokio::task::block_in_place(|| anyhow::Ok((build(&http, lang)?, build(&event, lang)?)))?;
+    if wasi == "p3" {
+        let readme = std::fs::read_to_string(http.join("README.md"))?;
+        assert!(readme.contains("WASI 0.3 HTTP function"), "{readme}");
+    }
+    let (http_wasm, event_wasm) = tokio::task::block_in_place(|| {
+        anyhow::Ok((build_for(&http, lang, wasi)?, build_for(&event, lang, wasi)?))
+    })?;
     let server = Server::start()?;
-    let http_name = format!("new-{lang}-http");
+    let http_name = format!("new-{lang}-http-{wasi}");
     server.deploy(&http_name, &http_wasm, &[]).await?;
     let r = server.get(&format!("/{http_name}/x")).await?;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.text(), format!("hello from {http_name}, path=/x\n"));
 
-    let event_name = format!("new-{lang}-event");
+    let event_name = format!("new-{lang}-event-{wasi}");
     server.deploy(&event_name, &event_wasm, &[]).await?;
+    let (release, concurrency) = match wasi {
+        "p3" => ("0.3", 16),
+        _ => ("0.2", 1),
+    };
+    for name in [&http_name, &event_name] {
+        let info = server.client().info(name).await?;
+        assert_eq!(
+            (info["wasi"].clone(), info["instance_concurrency"].clone()),
+            (release.into(), concurrency.into()),
+            "{info}"
+        );
+    }
     let r = post(&server.url(&format!("/{event_name}")), "four").await?;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.text(), format!("{event_name} got 4 bytes\n"));
@@ -92,38 +136,22 @@ async fn rust_templates_build_and_answer() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_rust_wasi_p3_template_builds_and_serves_concurrently() -> Result<()> {
+async fn the_rust_wasi_p3_templates_build_and_serve_concurrently() -> Result<()> {
+    check_language_for("rust", "p3").await?;
+    // JavaScript stays on WASI 0.2.
     let parent = tempfile::tempdir()?;
-    let name = "new-rust-p3";
-    let done = Command::new(FLOE)
-        .current_dir(parent.path())
-        .args(["new", "--lang", "rust", "--wasi", "p3", name])
-        .output()?;
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
-    let dir = parent.path().join(name);
-    let wasm = tokio::task::block_in_place(|| build(&dir, "rust"))?;
-    let server = Server::start()?;
-    server.deploy(name, &wasm, &[]).await?;
-    let r = server.get(&format!("/{name}/x")).await?;
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.text(), format!("hello from {name}, path=/x\n"));
-    let info = server.client().info(name).await?;
-    assert_eq!(
-        (info["wasi"].clone(), info["instance_concurrency"].clone()),
-        ("0.3".into(), 16.into())
-    );
-    // Event functions and the other languages stay on WASI 0.2.
     let refused = Command::new(FLOE)
         .current_dir(parent.path())
         .args(["new", "--lang", "js", "--wasi", "p3", "new-js-p3"])
         .output()?;
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("Rust HTTP functions only"));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("Rust and Python functions only"));
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_wasi_p3_templates_build_and_serve_concurrently() -> Result<()> {
+    check_language_for("python", "p3").await
 }
 
 #[tokio::test(flavor = "multi_thread")]

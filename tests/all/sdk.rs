@@ -34,9 +34,20 @@ impl Sdk {
 
     /// Runs `build source -o output`; whether it succeeded, and its stderr.
     pub(crate) fn build(self, source: &Path, output: &Path) -> Result<(bool, String)> {
+        self.build_with(source, output, &[])
+    }
+
+    /// Runs `build source -o output` with more arguments (`--wasi p3`).
+    pub(crate) fn build_with(
+        self,
+        source: &Path,
+        output: &Path,
+        args: &[&str],
+    ) -> Result<(bool, String)> {
         let done = self
             .command()
             .arg("build")
+            .args(args)
             .arg(source)
             .arg("-o")
             .arg(output)

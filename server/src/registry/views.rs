@@ -25,8 +25,9 @@ pub struct FunctionInfo {
     pub versions: Vec<VersionRecord>,
     /// `http`, `event` or `http+event` (what the active version exports).
     pub kind: &'static str,
-    /// The WASI release of the active version's HTTP handler: `0.2` or
-    /// `0.3` (empty for an event function without one).
+    /// The WASI release the active version is built for: `0.3` when it
+    /// exports `wasi:http/handler@0.3` or `floe:function/event@0.2.0`, `0.2`
+    /// otherwise (empty while the function is unavailable).
     pub wasi: &'static str,
     /// Requests one instance of the active version serves at once (16 by
     /// default for WASI 0.3, always 1 for WASI 0.2).
@@ -82,13 +83,7 @@ impl Registry {
             kind: function.as_ref().map_or("", |f| f.runnable.prepared.kind()),
             wasi: function.as_ref().map_or("", |f| {
                 let p = &f.runnable.prepared;
-                if p.is_p3() {
-                    "0.3"
-                } else if p.http.is_some() {
-                    "0.2"
-                } else {
-                    ""
-                }
+                if p.is_p3() { "0.3" } else { "0.2" }
             }),
             instance_concurrency: function.as_ref().map_or(1, |f| f.pool.concurrency()),
             fresh_instances: function.as_ref().and_then(|f| f.pool.fresh_reason()),

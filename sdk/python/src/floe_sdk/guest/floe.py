@@ -25,6 +25,12 @@ Call out over HTTP (from a handler or a hook) with `floe.fetch`:
 
     reply = floe.fetch("http://example.com/api", method="POST", body=b"...")
     reply.status, reply.header("content-type"), reply.text(), reply.json()
+
+Built for WASI 0.3 (`floe-py build --wasi p3`), one instance serves many
+requests at once: handlers and hooks may be `async def`, and
+`await floe.fetch_async(...)` and `await floe.sleep(seconds)` let the
+instance's other requests go on meanwhile (the blocking `floe.fetch` is for
+WASI 0.2 builds).
 """
 
 from __future__ import annotations
@@ -37,12 +43,18 @@ from urllib.parse import parse_qsl, urlsplit
 try:  # componentize-py generates these bindings when it builds the component
     import wit_world  # noqa: F401
 except ImportError:  # outside a component (an editor, a unit test)
-    _wasi = False
+    _wasi: Optional[str] = None
 else:
-    _wasi = True
+    try:
+        from wit_world.imports import outgoing_handler as _outgoing
+    except ImportError:  # a WASI 0.3 build: see floe_p3
+        _wasi = "p3"
+    else:
+        _wasi = "p2"
+
+if _wasi == "p2":
     from componentize_py_types import Err as _Err, Ok as _Ok
     from wit_world.imports import monotonic_clock as _clock
-    from wit_world.imports import outgoing_handler as _outgoing
     from wit_world.imports import poll as _poll
     from wit_world.imports import streams as _streams
 
@@ -313,8 +325,12 @@ def fetch(
     exchange, body included. A response with any status is returned (see
     `Response.ok`); `FetchError` is raised when there is none: a bad URL or
     header, a failed connection, a timeout, a broken stream."""
-    if not _wasi:
+    if _wasi is None:
         raise FetchError("floe.fetch works only inside a floe function (a built component)")
+    if _wasi == "p3":
+        raise FetchError(
+            "floe.fetch blocks, which a WASI 0.3 function must not: use `await floe.fetch_async(...)`"
+        )
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not parts.netloc:
@@ -419,3 +435,31 @@ def _receive(future: Any, deadline: Optional[int], what: str, write_error: Optio
         status,
         [(k, v.decode("latin-1")) for k, v in entries],
     )
+
+
+async def fetch_async(
+    url: str,
+    method: str = "GET",
+    body: bytes | str = b"",
+    headers: Optional[dict[str, str] | list[tuple[str, str | bytes]]] = None,
+    timeout: Optional[float] = None,
+) -> Response:
+    """`fetch` for WASI 0.3 functions (`floe-py build --wasi p3`): the same
+    arguments and result, awaited over `wasi:http/client@0.3` while the
+    instance serves its other requests. `timeout` (seconds) bounds each
+    phase: connecting, the first byte of the response, and each wait
+    between bytes."""
+    if _wasi != "p3":
+        raise FetchError("floe.fetch_async works only in a WASI 0.3 build (floe-py build --wasi p3)")
+    import floe_p3
+
+    return await floe_p3.fetch(url, method, body, headers, timeout)
+
+
+async def sleep(seconds: float) -> None:
+    """Awaits `seconds` without holding the instance (WASI 0.3 builds)."""
+    if _wasi != "p3":
+        raise RuntimeError("floe.sleep works only in a WASI 0.3 build (floe-py build --wasi p3)")
+    import floe_p3
+
+    await floe_p3.sleep(seconds)
