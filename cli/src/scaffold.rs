@@ -357,9 +357,11 @@ mod tests {
         let combinations = [Lang::Rust, Lang::Js, Lang::Python]
             .into_iter()
             .flat_map(|lang| [Kind::Http, Kind::Event].map(|kind| (lang, kind, Wasi::P2)))
-            .chain([Lang::Rust, Lang::Python].into_iter().flat_map(|lang| {
-                [Kind::Http, Kind::Event].map(|kind| (lang, kind, Wasi::P3))
-            }));
+            .chain(
+                [Lang::Rust, Lang::Python]
+                    .into_iter()
+                    .flat_map(|lang| [Kind::Http, Kind::Event].map(|kind| (lang, kind, Wasi::P3))),
+            );
         {
             for (lang, kind, wasi) in combinations {
                 let dir = Scratch::new(&format!("{lang:?}-{kind:?}-{wasi:?}"));

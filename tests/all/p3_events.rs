@@ -20,11 +20,7 @@ async fn all_at_once(server: &Server, name: &str, payload: &str, n: usize) -> Re
 async fn async_event_functions_run_sixteen_invocations_on_one_instance() -> Result<()> {
     let server = Server::start()?;
     let deployed = server
-        .deploy(
-            "ev",
-            EVENT_P3,
-            &[("max_instances", "1"), ("timeout", "3s")],
-        )
+        .deploy("ev", EVENT_P3, &[("max_instances", "1"), ("timeout", "3s")])
         .await?;
     // The async `init` ran once, at deploy, and was snapshotted.
     assert_eq!(deployed["init"], "snapshot", "{deployed}");
@@ -106,7 +102,10 @@ async fn async_event_functions_await_outbound_calls_without_holding_the_instance
     for r in all_at_once(&server, "ev", &payload, 16).await? {
         assert_eq!(
             (r.status.as_u16(), r.text()),
-            (200, "status=200 bytes=13 primes=Some(9592) freezes=0\n".into())
+            (
+                200,
+                "status=200 bytes=13 primes=Some(9592) freezes=0\n".into()
+            )
         );
     }
     let i = server.client().info("ev").await?;

@@ -43,7 +43,11 @@ async fn python_p3_http_functions_serve_sixteen_requests_on_one_instance() -> Re
         )
         .await?;
     let i = server.client().info("py").await?;
-    assert_eq!((i["wasi"].clone(), i["kind"].clone()), ("0.3".into(), "http".into()), "{i}");
+    assert_eq!(
+        (i["wasi"].clone(), i["kind"].clone()),
+        ("0.3".into(), "http".into()),
+        "{i}"
+    );
     let r = post(&server.url("/py/"), "twelve bytes").await?;
     assert_eq!(r.text(), "got 12 bytes\n");
     // 16 requests awaiting 400 ms each: 6.4 s one after the other, past the
@@ -76,7 +80,11 @@ async fn python_p3_http_functions_serve_sixteen_requests_on_one_instance() -> Re
         .get(&format!("/py/?url=http://127.0.0.1:{port}/"))
         .await?;
     assert_eq!(r.status, 502, "{}", r.text());
-    assert!(r.text().starts_with("fetch failed: GET http://127.0.0.1:"), "{}", r.text());
+    assert!(
+        r.text().starts_with("fetch failed: GET http://127.0.0.1:"),
+        "{}",
+        r.text()
+    );
     Ok(())
 }
 
@@ -85,7 +93,11 @@ async fn python_p3_event_functions_await_in_handler_and_hooks() -> Result<()> {
     let component = build_p3("event-p3")?;
     let server = Server::start()?;
     let deployed = server
-        .deploy("pyev", &component, &[("max_instances", "1"), ("timeout", "3s")])
+        .deploy(
+            "pyev",
+            &component,
+            &[("max_instances", "1"), ("timeout", "3s")],
+        )
         .await?;
     // The async init ran at deploy. Python's runtime takes random bytes
     // there, so floe may fall back to running it per instance, and says so.
@@ -121,7 +133,11 @@ async fn python_p3_event_functions_await_in_handler_and_hooks() -> Result<()> {
     assert_eq!((r.status.as_u16(), r.code()), (400, "invalid_input".into()));
     let r = post(&url, r#"{"fail": true}"#).await?;
     assert_eq!(r.status, 500, "{}", r.text());
-    assert!(r.text().contains("RuntimeError: asked to fail"), "{}", r.text());
+    assert!(
+        r.text().contains("RuntimeError: asked to fail"),
+        "{}",
+        r.text()
+    );
     server.client().delete("pyev").await?;
     eventually(
         std::time::Duration::from_secs(5),

@@ -99,7 +99,10 @@ async fn check_language_for(lang: &str, wasi: &str) -> Result<()> {
         assert!(readme.contains("WASI 0.3 HTTP function"), "{readme}");
     }
     let (http_wasm, event_wasm) = tokio::task::block_in_place(|| {
-        anyhow::Ok((build_for(&http, lang, wasi)?, build_for(&event, lang, wasi)?))
+        anyhow::Ok((
+            build_for(&http, lang, wasi)?,
+            build_for(&event, lang, wasi)?,
+        ))
     })?;
     let server = Server::start()?;
     let http_name = format!("new-{lang}-http-{wasi}");

@@ -245,7 +245,7 @@ async fn init_once(
         concurrent,
     )
     .await
-        .map_err(ComponentError::InitFailed)?;
+    .map_err(ComponentError::InitFailed)?;
     Ok(took.as_millis() as u64)
 }
 
@@ -294,7 +294,7 @@ async fn snapshot(
         concurrent,
     )
     .await
-        .map_err(NoSnapshot::InitFailed)?;
+    .map_err(NoSnapshot::InitFailed)?;
     let init_ms = took.as_millis() as u64;
     if probe.taken() {
         return Err(NoSnapshot::Fallback {
