@@ -26,12 +26,8 @@ fn scaffold_for(parent: &Path, lang: &str, kind: &str, wasi: &str) -> Result<Pat
     Ok(parent.join(name))
 }
 
-/// Builds the project in `dir` as its README says; the component's path.
-fn build(dir: &Path, lang: &str) -> Result<String> {
-    build_for(dir, lang, "p2")
-}
-
-/// [`build`] for a WASI release.
+/// Builds the project in `dir` for a WASI release as its README says; the
+/// component's path.
 fn build_for(dir: &Path, lang: &str, wasi: &str) -> Result<String> {
     let name = dir
         .file_name()
