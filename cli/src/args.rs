@@ -130,12 +130,24 @@ pub(crate) enum Command {
         command: TokenCommand,
     },
     /// Change a function's settings.
+    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true).args(["settings", "vars", "secrets", "unset"])))]
     Config {
         /// The function's name.
         name: String,
         /// A setting, e.g. memory=64MiB (repeatable).
-        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_pair, required = true)]
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_pair)]
         settings: Vec<(String, String)>,
+        /// A variable the function reads with wasi:config/store (repeatable).
+        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_pair)]
+        vars: Vec<(String, String)>,
+        /// A secret, read the same way but sealed at rest and never shown:
+        /// KEY=@FILE reads the value from FILE (a trailing newline is
+        /// dropped), KEY=VALUE takes it as given (repeatable).
+        #[arg(long = "secret", value_name = "KEY=@FILE", value_parser = parse_pair)]
+        secrets: Vec<(String, String)>,
+        /// Removes a variable or secret (repeatable).
+        #[arg(long = "unset", value_name = "KEY")]
+        unset: Vec<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,

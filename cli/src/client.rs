@@ -307,12 +307,17 @@ impl ControlClient {
         name: &str,
         settings: &[(String, String)],
     ) -> Result<Value, ClientError> {
-        let path = format!(
-            "/v1/functions/{}/config?{}",
-            encode_component(name),
-            settings_query(settings)
-        );
-        Ok(self.send(Method::PATCH, &path, Bytes::new()).await?.1)
+        // In the body, never the URL: secrets (`secret.KEY`) are among them.
+        let path = format!("/v1/functions/{}/config", encode_component(name));
+        let object: serde_json::Map<String, Value> = settings
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        let body = serde_json::to_vec(&object).map_err(|e| ClientError::Transport {
+            url: self.base.clone(),
+            source: e.into(),
+        })?;
+        Ok(self.send(Method::PATCH, &path, Bytes::from(body)).await?.1)
     }
 }
 

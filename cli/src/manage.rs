@@ -149,9 +149,32 @@ pub(crate) async fn manage(client: &ControlClient, command: Command) -> Result<(
         Command::Token { command } => token(client, command).await?,
         Command::Config {
             name,
-            settings,
+            mut settings,
+            vars,
+            secrets,
+            unset,
             json,
         } => {
+            settings.extend(vars.into_iter().map(|(k, v)| (format!("var.{k}"), v)));
+            for (key, value) in secrets {
+                let value = match value.strip_prefix('@') {
+                    Some(file) => {
+                        let text = std::fs::read_to_string(file)
+                            .with_context(|| format!("reading the secret {key} from {file}"))?;
+                        text.strip_suffix('\n')
+                            .map(|t| t.strip_suffix('\r').unwrap_or(t))
+                            .unwrap_or(&text)
+                            .to_owned()
+                    }
+                    None => value,
+                };
+                settings.push((format!("secret.{key}"), value));
+            }
+            settings.extend(
+                unset
+                    .into_iter()
+                    .map(|k| (format!("unset.{k}"), String::new())),
+            );
             let body = client.configure(&name, &settings).await?;
             if json {
                 return print_json(&body);
@@ -161,6 +184,10 @@ pub(crate) async fn manage(client: &ControlClient, command: Command) -> Result<(
                 for (k, v) in settings {
                     println!("  {k} = {v}");
                 }
+            }
+            if let Some(secrets) = body["secrets"].as_array() {
+                let names: Vec<&str> = secrets.iter().filter_map(|s| s.as_str()).collect();
+                println!("  secrets: {}", names.join(", "));
             }
         }
     }

@@ -39,3 +39,4 @@ mod sdk;
 mod services;
 mod tls;
 mod tokens;
+mod variables;

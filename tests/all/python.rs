@@ -156,3 +156,48 @@ fn a_python_syntax_error_names_file_and_line() -> Result<()> {
     assert!(!dir.path().join("broken.wasm").exists());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_functions_read_variables_and_secrets() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let source = dir.path().join("cfg.py");
+    std::fs::write(
+        &source,
+        r#"import floe
+
+@floe.http
+async def handle(request: floe.Request) -> floe.Response:
+    token = floe.config("api_token") or ""
+    return floe.Response(
+        f"greeting={floe.config('greeting', 'none')} token_len={len(token)} "
+        f"keys={','.join(sorted(floe.config_all()))}\n"
+    )
+"#,
+    )?;
+    // The same source as a WASI 0.3 build (the handler is `async def`).
+    let component = dir.path().join("cfg.wasm");
+    let (ok, stderr) = Sdk::Python.build_with(&source, &component, &["--wasi", "p3"])?;
+    assert!(ok, "{stderr}");
+    let server = Server::start()?;
+    server
+        .deploy("py-cfg", &component.display().to_string(), &[])
+        .await?;
+    let r = server.get("/py-cfg/").await?;
+    assert_eq!(r.text(), "greeting=none token_len=0 keys=\n");
+    server
+        .client()
+        .configure(
+            "py-cfg",
+            &[
+                ("var.greeting".into(), "hi".into()),
+                ("secret.api_token".into(), "twelve chars".into()),
+            ],
+        )
+        .await?;
+    let r = server.get("/py-cfg/").await?;
+    assert_eq!(
+        r.text(),
+        "greeting=hi token_len=12 keys=api_token,greeting\n"
+    );
+    Ok(())
+}

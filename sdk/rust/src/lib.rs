@@ -95,6 +95,8 @@
 
 pub use wstd;
 
+#[cfg(feature = "config")]
+pub mod config;
 #[cfg(feature = "p3")]
 pub mod p3;
 

@@ -145,6 +145,21 @@ fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Refuses a secret given in a URL, where proxies and access logs would
+/// keep it.
+fn no_secrets_in(pairs: &[(String, String)]) -> Result<(), ApiError> {
+    match pairs.iter().find(|(k, _)| k.starts_with("secret.")) {
+        Some((key, _)) => Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "`{key}` is in the URL: send secrets in the JSON body of PATCH \
+                 /v1/functions/{{name}}/config, never in a query string"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 async fn deploy(
     State(state): State<ApiState>,
     caller: Caller,
@@ -154,6 +169,7 @@ async fn deploy(
     body: Body,
 ) -> Result<Response, ApiError> {
     let mut settings = query_pairs(query.as_deref());
+    no_secrets_in(&settings)?;
     let options = cluster::DeployOptions::take(&mut settings)?;
     let bytes = read_upload(&state, &headers, body).await?;
     let bytes = match (&options.source, bytes.is_empty()) {
@@ -264,6 +280,7 @@ async fn configure(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let mut settings = query_pairs(query.as_deref());
+    no_secrets_in(&settings)?;
     if !body.is_empty() {
         let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
             .map_err(|e| {

@@ -3,9 +3,11 @@
 
 use super::outbound::AllowedHosts;
 use super::reserve::Reserve;
+use super::secrets::SealedSecret;
 use super::units::{ByteSize, HumanDuration};
 use super::{LimitsConfig, defaults};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The smallest memory limit a function may ask for: below this not even a
@@ -85,6 +87,15 @@ pub struct FunctionSettings {
     /// control plane's `invoke` offers async regardless.
     #[serde(rename = "async")]
     pub async_invocations: bool,
+    /// Variables the function reads with `wasi:config/store` (`var.KEY`;
+    /// shown by the API).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, String>,
+    /// Secrets it reads the same way, sealed with the server's key
+    /// (`secret.KEY`, set in a request body only; the API shows their names
+    /// only).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, SealedSecret>,
 }
 
 /// How `init` is run. See [`FunctionSettings::preinit`].
@@ -139,6 +150,8 @@ impl Default for FunctionSettings {
             hook_timeout: HumanDuration(defaults::HOOK_TIMEOUT),
             allowed_outbound_hosts: None,
             async_invocations: false,
+            vars: BTreeMap::new(),
+            secrets: BTreeMap::new(),
         }
     }
 }
@@ -168,7 +181,31 @@ pub enum SettingsError {
 const KNOWN: &str = "memory, timeout, max_instances, min_instances, instance_concurrency, reserve, \
                      max_requests_per_instance, idle_ttl, \
                      reuse, queue_timeout, max_queue, max_request_body, max_response_body, \
-                     preinit, init_timeout, hook_timeout, allowed_outbound_hosts, async";
+                     preinit, init_timeout, hook_timeout, allowed_outbound_hosts, async, \
+                     var.KEY, secret.KEY, unset.KEY";
+
+/// Whether `key` may name a variable or a secret: 1 to 128 ASCII letters,
+/// digits, `_`, `-` and `.`, starting with a letter or `_`.
+pub fn valid_variable_name(key: &str) -> bool {
+    (1..=128).contains(&key.len())
+        && key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn check_variable_name(key: &str, name: &str) -> Result<(), SettingsError> {
+    if valid_variable_name(name) {
+        Ok(())
+    } else {
+        Err(SettingsError::Invalid {
+            key: key.to_owned(),
+            reason: "a variable or secret name is 1 to 128 ASCII letters, digits, `_`, `-` \
+                     and `.`, starting with a letter or `_`"
+                .into(),
+        })
+    }
+}
 
 fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, SettingsError>
 where
@@ -229,12 +266,37 @@ impl FunctionSettings {
                 };
             }
             _ => {
-                return Err(SettingsError::Unknown {
-                    key: key.to_owned(),
-                    known: KNOWN,
-                });
+                if let Some(name) = key.strip_prefix("var.") {
+                    check_variable_name(key, name)?;
+                    self.secrets.remove(name);
+                    self.vars.insert(name.to_owned(), value.to_owned());
+                } else if let Some(name) = key.strip_prefix("unset.") {
+                    check_variable_name(key, name)?;
+                    self.vars.remove(name);
+                    self.secrets.remove(name);
+                } else if key.starts_with("secret.") {
+                    // Sealing needs the server's key: the registry seals it
+                    // and calls `set_secret`.
+                    return Err(SettingsError::Invalid {
+                        key: key.to_owned(),
+                        reason: "a secret is set through the registry, sealed".into(),
+                    });
+                } else {
+                    return Err(SettingsError::Unknown {
+                        key: key.to_owned(),
+                        known: KNOWN,
+                    });
+                }
             }
         }
+        Ok(())
+    }
+
+    /// Sets the secret `name`, already sealed (a variable of that name goes).
+    pub fn set_secret(&mut self, name: &str, sealed: SealedSecret) -> Result<(), SettingsError> {
+        check_variable_name(&format!("secret.{name}"), name)?;
+        self.vars.remove(name);
+        self.secrets.insert(name.to_owned(), sealed);
         Ok(())
     }
 
@@ -326,6 +388,30 @@ impl FunctionSettings {
                     "{} is longer than {}",
                     self.idle_ttl,
                     HumanDuration(MAX_IDLE_TTL)
+                ),
+            );
+        }
+        let entries = self.vars.len() + self.secrets.len();
+        if entries > limits.max_variables as usize {
+            return invalid(
+                "var",
+                format!(
+                    "{entries} variables and secrets are more than {} (limits.max_variables)",
+                    limits.max_variables
+                ),
+            );
+        }
+        if let Some((name, value)) = self
+            .vars
+            .iter()
+            .find(|(_, v)| v.len() as u64 > limits.max_variable_bytes.0)
+        {
+            return invalid(
+                &format!("var.{name}"),
+                format!(
+                    "{} bytes is more than {} (limits.max_variable_bytes)",
+                    value.len(),
+                    limits.max_variable_bytes
                 ),
             );
         }

@@ -45,6 +45,10 @@ pub struct LimitsConfig {
     /// Slowest average rate, per second, of the rest of a streamed request
     /// body (after `body_timeout`); a slower body fails.
     pub body_min_rate: ByteSize,
+    /// Variables and secrets of one function, together.
+    pub max_variables: u32,
+    /// Largest value of one variable or secret.
+    pub max_variable_bytes: ByteSize,
 }
 
 impl Default for LimitsConfig {
@@ -66,6 +70,8 @@ impl Default for LimitsConfig {
             body_buffer: ByteSize::kib(64),
             body_timeout: HumanDuration(std::time::Duration::from_secs(10)),
             body_min_rate: ByteSize::kib(1),
+            max_variables: 128,
+            max_variable_bytes: ByteSize::kib(64),
         }
     }
 }

@@ -8,7 +8,8 @@
 //! does I/O but reading the one file.
 //!
 //! Each section has its file: `server`, `function` (`[functions]`, with its
-//! `reserve` policies), `limits`, `engine`, `scaling`, `invocations`, `gpu`, `outbound`, `cluster`.
+//! `reserve` policies), `limits`, `engine`, `scaling`, `invocations`, `gpu`, `outbound`, `cluster`,
+//! `secrets`.
 //! [`defaults`] holds shared default values, `load` the loading and
 //! validation, `units` sizes and durations.
 
@@ -24,12 +25,15 @@ mod load;
 mod outbound;
 mod reserve;
 mod scaling;
+mod secrets;
 mod server;
 mod units;
 
 pub use cluster::{ClusterConfig, RegistryLocation, valid_node_id};
 pub use engine::{Allocator, EngineConfig};
-pub use function::{FunctionSettings, MAX_IDLE_TTL, MIN_MEMORY, Preinit, SettingsError};
+pub use function::{
+    FunctionSettings, MAX_IDLE_TTL, MIN_MEMORY, Preinit, SettingsError, valid_variable_name,
+};
 pub use gpu::GpuSettings;
 pub use invocations::InvocationsConfig;
 pub use limits::LimitsConfig;
@@ -40,6 +44,7 @@ pub use outbound::{
 };
 pub use reserve::{Days, Ratio, Reserve, TimeOfDay, Utilization, Window};
 pub use scaling::ScalingConfig;
+pub use secrets::{SealedSecret, SecretsConfig};
 pub use server::ServerConfig;
 pub use units::{ByteSize, HumanDuration, UnitError};
 
@@ -70,4 +75,6 @@ pub struct Config {
     pub outbound: OutboundConfig,
     /// Cluster mode: etcd and an OCI registry (off by default).
     pub cluster: ClusterConfig,
+    /// The key that seals functions' secrets.
+    pub secrets: SecretsConfig,
 }

@@ -6,7 +6,9 @@
 //! through the function's policy ([`outbound`]), the resource table they
 //! share, and the [`InstanceLimiter`]. [`add_to_linker`] links all of WASI 0.2
 //! (cli, clocks, filesystem, io, random, sockets) plus wasi-http, because
-//! every guest toolchain imports more than the `wasi:http/proxy` world.
+//! every guest toolchain imports more than the `wasi:http/proxy` world, the
+//! same of WASI 0.3, and `wasi:config/store` (the function's variables and
+//! secrets).
 
 mod entropy;
 #[cfg(feature = "gpu")]
@@ -24,6 +26,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// The data of every instance's `Store`.
@@ -46,6 +49,12 @@ pub struct StoreData {
     /// request or a hook. The epoch callback traps the instance when the
     /// task running guest code is past its deadline (a spin).
     pub task_deadlines: Option<TaskDeadlines>,
+    /// The function's variables and secrets, as `wasi:config/store` reads
+    /// them (empty while `init` runs for a snapshot).
+    pub config: Arc<WasiConfigVariables>,
+    /// Whether the guest called `wasi:config/store` (a snapshot of an `init`
+    /// that did would freeze configuration that may change).
+    pub config_read: bool,
 }
 
 /// Deadlines of the guest tasks of a WASI 0.3 instance, by task.
@@ -108,6 +117,8 @@ impl StoreData {
             deadline,
             outbound: OutboundHooks::new(outbound, deadline, limits.outgoing_body_chunk),
             task_deadlines: None,
+            config: Arc::default(),
+            config_read: false,
         }
     }
 
@@ -155,6 +166,10 @@ pub fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
     // 0.2 ones, and a component may import from both.
     wasmtime_wasi::p3::add_to_linker(linker)?;
     wasmtime_wasi_http::p3::add_to_linker(linker)?;
+    wasmtime_wasi_config::add_to_linker(linker, |data: &mut StoreData| {
+        data.config_read = true;
+        WasiConfig::new(&data.config)
+    })?;
     #[cfg(feature = "gpu")]
     gpu::add_to_linker(linker)?;
     Ok(())

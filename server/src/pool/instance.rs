@@ -124,7 +124,6 @@ impl Instance {
             burst,
         ));
         let settings = &pool.settings;
-        #[allow(unused_mut, reason = "mutated only with the gpu feature")]
         let mut state = StoreData::new(
             source,
             settings.memory.as_usize(),
@@ -132,6 +131,7 @@ impl Instance {
             deadline,
             pool.outbound.clone(),
         );
+        state.config = pool.config.clone();
         #[cfg(feature = "gpu")]
         {
             state.gpu = Some(

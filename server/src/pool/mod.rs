@@ -130,6 +130,8 @@ pub struct Pool {
     settings: FunctionSettings,
     /// The function's outbound HTTP policy.
     outbound: Arc<crate::host::outbound::FunctionOutbound>,
+    /// Its variables and secrets, opened (`wasi:config/store`).
+    config: Arc<wasmtime_wasi_config::WasiConfigVariables>,
     state: Mutex<PoolState>,
     instances: Mutex<BTreeMap<u64, Arc<InstanceStats>>>,
     /// Tells claimants that an instance they waited for will not arrive.
@@ -192,6 +194,7 @@ impl Pool {
         version: u64,
         runnable: Arc<Runnable>,
         settings: FunctionSettings,
+        config: Arc<wasmtime_wasi_config::WasiConfigVariables>,
         ctx: Arc<PoolContext>,
         metrics: Arc<FunctionMetrics>,
     ) -> Arc<Self> {
@@ -206,6 +209,7 @@ impl Pool {
             concurrency,
             slots: Arc::new(Semaphore::new(settings.max_instances as usize)),
             outbound,
+            config,
             function,
             version,
             runnable,

@@ -26,6 +26,7 @@ use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Instance, InstancePre};
+use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wizer::WasmtimeWizerComponent;
 use wasmtime_wizer::Wizer;
 
@@ -71,6 +72,15 @@ enum NoSnapshot {
     Unsupported(String),
 }
 
+/// What a function's `init` runs under: its settings, and the variables and
+/// secrets an instance reads (never given to a snapshot's `init`).
+pub struct InitSettings<'a> {
+    /// The function's settings.
+    pub settings: &'a FunctionSettings,
+    /// Its variables and secrets, opened.
+    pub config: Arc<WasiConfigVariables>,
+}
+
 /// Runs the `init` of a version being deployed, per its `preinit` setting.
 pub async fn initialize(
     engine: &FloeEngine,
@@ -78,9 +88,10 @@ pub async fn initialize(
     version: u64,
     bytes: &Bytes,
     prepared: Prepared,
-    settings: &FunctionSettings,
+    with: InitSettings<'_>,
     declared_hooks: Option<&[String]>,
 ) -> Result<Initialized, ComponentError> {
+    let InitSettings { settings, config } = with;
     if prepared.hooks.init.is_none() {
         return Ok(Initialized {
             runnable: runnable(&PreinitRecord::default(), prepared),
@@ -139,7 +150,7 @@ pub async fn initialize(
         },
     };
     // Per instance: check `init` once now, in a throwaway instance.
-    let init_ms = init_once(engine, function, version, &prepared, settings).await?;
+    let init_ms = init_once(engine, function, version, &prepared, settings, config).await?;
     let record = PreinitRecord {
         mode: InitMode::Instance,
         snapshot: None,
@@ -222,17 +233,19 @@ async fn init_once(
     version: u64,
     prepared: &Prepared,
     settings: &FunctionSettings,
+    config: Arc<WasiConfigVariables>,
 ) -> Result<u64, ComponentError> {
     let _slot = engine.init_permit().await;
     let timeout = settings.init_timeout.0;
     let deadline = after(Instant::now(), timeout);
-    let state = StoreData::new(
+    let mut state = StoreData::new(
         log_source(engine, function, version),
         settings.memory.as_usize(),
         engine.host_limits(),
         deadline,
         engine.function_outbound(function, settings, None),
     );
+    state.config = config;
     let mut store = new_store(engine, state);
     let component = prepared.pre.component().clone();
     let concurrent = prepared.hooks.concurrent;
@@ -285,7 +298,7 @@ async fn snapshot(
         &probe,
     );
     let mut store = new_store(engine, state);
-    let (instance, took) = run_init(
+    let ran = run_init(
         &pre,
         &compiled.component,
         &mut store,
@@ -293,8 +306,17 @@ async fn snapshot(
         timeout,
         concurrent,
     )
-    .await
-    .map_err(NoSnapshot::InitFailed)?;
+    .await;
+    // The snapshot's `init` sees no configuration: one that asked for it
+    // runs per instance, where the variables and secrets are.
+    if store.data().config_read {
+        return Err(NoSnapshot::Unsupported(
+            "init reads the function's variables or secrets (wasi:config/store), which a \
+             snapshot would freeze"
+                .into(),
+        ));
+    }
+    let (instance, took) = ran.map_err(NoSnapshot::InitFailed)?;
     let init_ms = took.as_millis() as u64;
     if probe.taken() {
         return Err(NoSnapshot::Fallback {

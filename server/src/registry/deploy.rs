@@ -127,7 +127,7 @@ impl Registry {
             .and_then(FunctionRecord::active_version)
             .cloned();
         check_precondition(expected, active.as_ref())?;
-        let new_settings = self.settings_with(record.as_ref(), &settings)?;
+        let new_settings = self.settings_with(&name, record.as_ref(), &settings)?;
 
         let digest = Digest::of(&bytes);
         // The same bytes as the serving version: nothing to compile or store.
@@ -193,7 +193,10 @@ impl Registry {
             candidate,
             &bytes,
             prepared,
-            &new_settings,
+            preinit::InitSettings {
+                settings: &new_settings,
+                config: self.function_config(&name, &new_settings),
+            },
             declared_hooks.as_deref(),
         )
         .await?;
@@ -280,7 +283,7 @@ impl Registry {
             let settings = if attempt == 0 {
                 settings.clone()
             } else {
-                let fresh = self.settings_with(record.as_ref(), overrides)?;
+                let fresh = self.settings_with(name, record.as_ref(), overrides)?;
                 if !same_init(&fresh, settings) {
                     return Err(RegistryError::Conflict(name.to_string()));
                 }
@@ -498,14 +501,13 @@ impl Registry {
     /// `overrides` applied, validated.
     fn settings_with(
         &self,
+        name: &FunctionName,
         record: Option<&FunctionRecord>,
         overrides: &[(String, String)],
     ) -> Result<FunctionSettings, RegistryError> {
         let mut settings =
             record.map_or_else(|| self.config.functions.clone(), |r| r.settings.clone());
-        for (key, value) in overrides {
-            settings.set(key, value)?;
-        }
+        self.apply_settings(name, &mut settings, overrides)?;
         settings.validate(&self.config.limits)?;
         Ok(settings)
     }

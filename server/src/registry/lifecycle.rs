@@ -89,9 +89,7 @@ impl Registry {
         let (record, revision) = self.base(name).await?;
         let record = record.ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
         let mut new_settings = record.settings.clone();
-        for (key, value) in settings {
-            new_settings.set(key, value)?;
-        }
+        self.apply_settings(name, &mut new_settings, settings)?;
         new_settings.validate(&self.config.limits)?;
         if let Some(current) = self.get(name.as_str()) {
             self.check_concurrency(&current.runnable.prepared, &new_settings, settings)?;
@@ -148,7 +146,10 @@ impl Registry {
                 active.version,
                 &bytes,
                 prepared,
-                &settings,
+                preinit::InitSettings {
+                    settings: &settings,
+                    config: self.function_config(name, &settings),
+                },
                 active.declared_hooks.as_deref(),
             )
             .await?;

@@ -34,6 +34,7 @@ mod lifecycle;
 mod name;
 mod remote;
 mod storage;
+mod variables;
 mod views;
 
 pub use components::COMPONENT_CACHE_BYTES;
@@ -48,7 +49,7 @@ use crate::config::{Config, FunctionSettings};
 use crate::engine::FloeEngine;
 use crate::metrics::{FunctionMetrics, Metrics};
 use crate::pool::{InstanceBudget, Pool, PoolContext, Runnable};
-use crate::store::{Digest, FunctionRecord};
+use crate::store::{Digest, FunctionRecord, SecretKey};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -105,6 +106,8 @@ pub struct Registry {
     changes: AtomicU64,
     /// Bumped whenever what serves changes (a swap or a removal).
     activity: tokio::sync::watch::Sender<u64>,
+    /// Seals and opens functions' secrets.
+    secrets: SecretKey,
 }
 
 impl std::fmt::Debug for Registry {
@@ -121,8 +124,10 @@ impl Registry {
         engine: Arc<FloeEngine>,
         storage: Arc<dyn Storage>,
         metrics: Arc<Metrics>,
+        secrets: SecretKey,
     ) -> Result<Arc<Self>, RegistryError> {
         let registry = Arc::new(Self {
+            secrets,
             ctx: Arc::new(PoolContext {
                 engine: engine.clone(),
                 budget: InstanceBudget::new(config.limits.max_instances_total),
@@ -255,11 +260,13 @@ impl Registry {
         settings: FunctionSettings,
     ) {
         let metrics = self.metrics.function(name.as_arc());
+        let config = self.function_config(name, &settings);
         let pool = Pool::new(
             name.as_arc().clone(),
             version,
             runnable.clone(),
             settings,
+            config,
             self.ctx.clone(),
             metrics.clone(),
         );

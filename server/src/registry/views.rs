@@ -19,8 +19,11 @@ pub struct FunctionInfo {
     pub active_version: u64,
     /// Its digest.
     pub digest: Option<Digest>,
-    /// Settings in force.
+    /// Settings in force (its variables included; its secrets are not).
     pub settings: FunctionSettings,
+    /// The names of its secrets (their values are never shown).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
     /// Versions kept, oldest first.
     pub versions: Vec<VersionRecord>,
     /// `http`, `event` or `http+event` (what the active version exports).
@@ -99,7 +102,11 @@ impl Registry {
             instance_list: detail.then(|| self.instances_of(&record.name)),
             error,
             name: record.name,
-            settings: record.settings,
+            secrets: record.settings.secrets.keys().cloned().collect(),
+            settings: FunctionSettings {
+                secrets: Default::default(),
+                ..record.settings
+            },
             versions: record.versions,
         }
     }

@@ -38,7 +38,7 @@ use crate::invoke::RequestIds;
 use crate::metrics::Metrics;
 use crate::registry::{Deployed, FunctionName, LocalStorage, Registry, RegistryError, Storage};
 use crate::scaling::ActivePools;
-use crate::store::{FunctionStore, StoreError};
+use crate::store::{FunctionStore, SecretKey, StoreError};
 use bytes::Bytes;
 use listener::{ListenerLimits, serve};
 use std::convert::Infallible;
@@ -211,6 +211,12 @@ impl Floe {
             path => (FunctionStore::token_from(path)?, false),
         };
         let tokens = Arc::new(Tokens::open(&token, store.clone())?);
+        let secrets = {
+            let (config, root) = (config.clone(), config.server.data_dir.clone());
+            tokio::task::spawn_blocking(move || SecretKey::load(&config.secrets, &root))
+                .await
+                .map_err(|e| StartError::Registry(RegistryError::Internal(e)))??
+        };
         let engine = Arc::new(FloeEngine::new(&config)?);
         let metrics = Arc::new(Metrics::default());
         let local = LocalStorage(store.clone());
@@ -222,7 +228,8 @@ impl Floe {
             } else {
                 (None, Arc::new(local))
             };
-        let registry = Registry::open(config.clone(), engine, storage, metrics.clone()).await?;
+        let registry =
+            Registry::open(config.clone(), engine, storage, metrics.clone(), secrets).await?;
         let invocations = Arc::new(
             Invocations::open(
                 &config.server.data_dir,

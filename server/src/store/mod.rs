@@ -25,10 +25,12 @@
 mod digest;
 pub(crate) mod fsio;
 mod record;
+pub mod secrets;
 mod token;
 
 pub use digest::{BadDigest, Digest};
 pub use record::{FunctionRecord, InitMode, OciRecord, PreinitRecord, VersionRecord};
+pub use secrets::{OpenError, SecretKey};
 pub use token::{TokenRecord, TokenScope};
 
 use std::collections::HashSet;

@@ -26,6 +26,12 @@ Call out over HTTP (from a handler or a hook) with `floe.fetch`:
     reply = floe.fetch("http://example.com/api", method="POST", body=b"...")
     reply.status, reply.header("content-type"), reply.text(), reply.json()
 
+Read the function's variables and secrets (`floe config NAME --var KEY=VALUE
+--secret KEY=@FILE`) with `floe.config`:
+
+    threshold = float(floe.config("threshold", "40"))
+    token = floe.config("api_token")     # None when not set
+
 Built for WASI 0.3 (`floe-py build --wasi p3`), one instance serves many
 requests at once: handlers and hooks may be `async def`, and
 `await floe.fetch_async(...)` and `await floe.sleep(seconds)` let the
@@ -51,6 +57,9 @@ else:
         _wasi = "p3"
     else:
         _wasi = "p2"
+
+if _wasi is not None:
+    from wit_world.imports import store as _config_store
 
 if _wasi == "p2":
     from componentize_py_types import Err as _Err, Ok as _Ok
@@ -463,3 +472,28 @@ async def sleep(seconds: float) -> None:
     import floe_p3
 
     await floe_p3.sleep(seconds)
+
+
+def config(key: str, default: Optional[str] = None) -> Optional[str]:
+    """The function's variable or secret `key` (read through
+    `wasi:config/store`), or `default` when there is none. Changing them
+    stops the function's instances, so a value read once stays right. While
+    `init` runs for a deploy-time snapshot the store is empty, and reading
+    it makes floe run `init` in every instance instead."""
+    if _wasi is None:
+        return default
+    try:
+        value = _config_store.get(key)
+    except Exception:
+        return default
+    return default if value is None else value
+
+
+def config_all() -> dict[str, str]:
+    """Every variable and secret of the function, by key."""
+    if _wasi is None:
+        return {}
+    try:
+        return dict(_config_store.get_all())
+    except Exception:
+        return {}
