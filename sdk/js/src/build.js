@@ -38,6 +38,7 @@ function resolver(source) {
     setup(build) {
       build.onResolve({ filter: /^floe-sdk$/ }, () => ({ path: join(guest, 'floe.js') }));
       build.onResolve({ filter: /^floe-sdk\/gpu$/ }, () => ({ path: join(guest, 'gpu.js') }));
+      build.onResolve({ filter: /^floe-sdk\/config$/ }, () => ({ path: join(guest, 'config.js') }));
       build.onResolve({ filter: /^floe:app$/ }, () => ({ path: source }));
       build.onResolve({ filter: /^(wasi:|floe:function\/)/ }, (args) => ({
         path: args.path,
@@ -112,7 +113,11 @@ export async function inspect(source) {
   const gpu = Object.values(result.metafile.inputs).some((input) =>
     input.imports.some((i) => i.path.startsWith('floe:function/gpu')),
   );
-  return { kind: http ? 'http' : 'event', hooks, gpu };
+  // One that uses floe-sdk/config imports wasi:config/store.
+  const config = Object.values(result.metafile.inputs).some((input) =>
+    input.imports.some((i) => i.path.startsWith('wasi:config/')),
+  );
+  return { kind: http ? 'http' : 'event', hooks, gpu, config };
 }
 
 /** A custom section named `name` holding `text`, to append to a component. */
@@ -156,7 +161,7 @@ export async function build({ source, output, debug = false }) {
       ({ component } = await componentize({
         sourcePath: bundlePath,
         witPath: wit,
-        worldName: `floe:js/${shape.kind}${shape.gpu ? '-gpu' : ''}`,
+        worldName: `floe:js/${shape.kind}${shape.gpu ? '-gpu' : ''}${shape.config ? '-config' : ''}`,
         debugBuild: debug,
       }));
     } catch (error) {
