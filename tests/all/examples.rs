@@ -192,3 +192,61 @@ pub(crate) async fn check_init_index(
     }
     Ok(body)
 }
+
+/// The config-reader example, deployed as `name`: its `init` reads the
+/// store (so it runs per instance), a variable and a secret set later
+/// reach new instances after the old one's `pre-stop`, and nothing answers
+/// the secret's value.
+pub(crate) async fn check_config_reader(
+    server: &Server,
+    name: &str,
+    component: &str,
+) -> Result<()> {
+    const SECRET: &str = "another-s3cret";
+    let deployed = server.deploy(name, component, &[]).await?;
+    assert_eq!(deployed["init"], "instance", "{deployed}");
+    assert_eq!(
+        server.get(&format!("/{name}/")).await?.text(),
+        "hello from config-reader\n"
+    );
+    let info = server
+        .client()
+        .configure(
+            name,
+            &[
+                ("var.greeting".into(), "hi".into()),
+                ("secret.api_token".into(), SECRET.into()),
+            ],
+        )
+        .await?;
+    assert!(!info.to_string().contains(SECRET), "{info}");
+    eventually(
+        std::time::Duration::from_secs(10),
+        "the old instance's pre-stop",
+        || async {
+            Ok(server
+                .log()
+                .contains("config-reader pre-stop greeting=hello"))
+        },
+    )
+    .await?;
+    assert_eq!(
+        server.get(&format!("/{name}/")).await?.text(),
+        "hi from config-reader\n"
+    );
+    assert_eq!(
+        server.get(&format!("/{name}/var/greeting")).await?.text(),
+        "hi\n"
+    );
+    assert_eq!(server.get(&format!("/{name}/var/nope")).await?.status, 404);
+    let r = server
+        .get(&format!("/{name}/secret/api_token?expect={SECRET}"))
+        .await?;
+    assert_eq!(r.text(), format!("match=true len={}\n", SECRET.len()));
+    assert_eq!(
+        server.get(&format!("/{name}/keys")).await?.text(),
+        "api_token\ngreeting\n"
+    );
+    assert!(!server.log().contains(SECRET));
+    Ok(())
+}

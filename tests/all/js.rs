@@ -1,7 +1,9 @@
 //! JavaScript functions built with the JavaScript SDK (`floe-js build`, on
 //! componentize-js), deployed to a real server like any other component.
 
-use crate::examples::{check_event_echo, check_init_index, check_json_api, check_metrics_flush};
+use crate::examples::{
+    check_config_reader, check_event_echo, check_init_index, check_json_api, check_metrics_flush,
+};
 use crate::harness::Server;
 use crate::sdk::{Sdk, repo};
 use anyhow::Result;
@@ -216,40 +218,7 @@ async fn a_js_function_does_gpu_frame_work_through_the_sdk() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn js_functions_read_variables_and_secrets() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let source = dir.path().join("cfg.js");
-    std::fs::write(
-        &source,
-        r#"import { get, all } from 'floe-sdk/config';
-
-export default {
-  async fetch(request) {
-    const token = get('api_token') ?? '';
-    const keys = Object.keys(all()).sort().join(',');
-    return new Response(`greeting=${get('greeting') ?? 'none'} token_len=${token.length} keys=${keys}\n`);
-  },
-};
-"#,
-    )?;
-    let component = Sdk::Js.build_ok(&source, &dir.path().join("cfg.wasm"))?;
+    let component = build_example("config-reader")?;
     let server = Server::start()?;
-    server.deploy("js-cfg", &component, &[]).await?;
-    let r = server.get("/js-cfg/").await?;
-    assert_eq!(r.text(), "greeting=none token_len=0 keys=\n");
-    server
-        .client()
-        .configure(
-            "js-cfg",
-            &[
-                ("var.greeting".into(), "hi".into()),
-                ("secret.api_token".into(), "twelve chars".into()),
-            ],
-        )
-        .await?;
-    let r = server.get("/js-cfg/").await?;
-    assert_eq!(
-        r.text(),
-        "greeting=hi token_len=12 keys=api_token,greeting\n"
-    );
-    Ok(())
+    check_config_reader(&server, "js-cfg", &component).await
 }

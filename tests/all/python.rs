@@ -1,7 +1,9 @@
 //! Python functions built with the Python SDK (`floe-py build`, on
 //! componentize-py), deployed to a real server like any other component.
 
-use crate::examples::{check_event_echo, check_init_index, check_json_api, check_metrics_flush};
+use crate::examples::{
+    check_config_reader, check_event_echo, check_init_index, check_json_api, check_metrics_flush,
+};
 use crate::harness::{Collector, Server, send};
 use crate::sdk::{Sdk, repo};
 use anyhow::Result;
@@ -200,4 +202,11 @@ async def handle(request: floe.Request) -> floe.Response:
         "greeting=hi token_len=12 keys=api_token,greeting\n"
     );
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_config_reader_example_reads_variables_and_secrets() -> Result<()> {
+    let component = build_example("config-reader")?;
+    let server = Server::start()?;
+    check_config_reader(&server, "py-cfg-reader", &component).await
 }

@@ -235,3 +235,9 @@ async fn the_command_line_sets_variables_and_secrets_from_files() -> Result<()> 
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rust_config_reader_example_passes_the_shared_check() -> Result<()> {
+    let server = Server::start()?;
+    crate::examples::check_config_reader(&server, "rs-cfg", CONFIG_READER).await
+}
