@@ -193,6 +193,9 @@ pub(crate) async fn check_init_index(
     Ok(body)
 }
 
+/// The secret [`check_config_reader`] sets (`api_token`).
+pub(crate) const CONFIG_READER_SECRET: &str = "s3cr3t-PLAINTEXT-4711";
+
 /// The config-reader example, deployed as `name`: its `init` reads the
 /// store (so it runs per instance), a variable and a secret set later
 /// reach new instances after the old one's `pre-stop`, and nothing answers
@@ -202,9 +205,16 @@ pub(crate) async fn check_config_reader(
     name: &str,
     component: &str,
 ) -> Result<()> {
-    const SECRET: &str = "another-s3cret";
+    const SECRET: &str = CONFIG_READER_SECRET;
     let deployed = server.deploy(name, component, &[]).await?;
+    // `init` reads the store: it is not snapshotted, and the deploy says why.
     assert_eq!(deployed["init"], "instance", "{deployed}");
+    assert!(
+        deployed["init_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("wasi:config/store")),
+        "{deployed}"
+    );
     assert_eq!(
         server.get(&format!("/{name}/")).await?.text(),
         "hello from config-reader\n"
