@@ -29,3 +29,28 @@ pub mod gpu {
 
     pub use generated::floe::function::gpu::*;
 }
+
+/// `floe:function/trigger`: what started an invocation.
+pub mod trigger {
+    mod generated {
+        wasmtime::component::bindgen!({
+            path: "../wit",
+            world: "floe:function/trigger-imports",
+        });
+    }
+
+    pub use generated::floe::function::trigger::*;
+}
+
+/// `floe:function/mqtt`: publishing through the function's outbox.
+pub mod mqtt {
+    mod generated {
+        wasmtime::component::bindgen!({
+            path: "../wit",
+            world: "floe:function/mqtt-imports",
+            imports: { default: async },
+        });
+    }
+
+    pub use generated::floe::function::mqtt::*;
+}

@@ -18,6 +18,7 @@
 //! | wiring | `server` | [`Floe`]: the pieces built once, in order; listeners (HTTP, HTTPS) |
 //! | front ends | [`api`] | the control plane: endpoints, tokens and their scopes |
 //! | | [`dataplane`] | routing requests to functions |
+//! | event sources | [`triggers`] | cron and MQTT triggers: they invoke event functions, and tell each outbox its broker |
 //! | | [`invocations`] | async invocations; events that arrive over HTTP |
 //! | serving | [`invoke`] | one request or event on a function: deadline, limits, the call, the outcome, metering |
 //! | | [`cluster`] | cluster mode: etcd records, OCI registry bytes, convergence, the node list |
@@ -30,8 +31,10 @@
 //! | | [`host`] | what functions may import, and per-instance store data |
 //! | | [`bindings`] | host-side types of the `floe:function` WIT package |
 //! | | [`gpu`] | the server's GPU device for `floe:function/gpu` |
+//! | | [`outbox`] | store-and-forward MQTT publishing for `floe:function/mqtt` |
 //! | leaves | [`store`] | durable files: components, artifacts, function records, token hashes |
 //! | | [`metrics`] | counters, histograms, Prometheus output |
+//! | | [`mqtt`] | connecting to MQTT brokers |
 //! | | [`config`] | configuration types, defaults, loading, validation |
 //! | | [`clock`] | wall-clock time as floe records it |
 //! | | [`status`] | error codes: status, string, message, log level |
@@ -54,6 +57,8 @@ pub mod host;
 pub mod invocations;
 pub mod invoke;
 pub mod metrics;
+pub mod mqtt;
+pub mod outbox;
 pub mod pool;
 pub mod preinit;
 pub mod registry;
@@ -62,6 +67,7 @@ pub mod scaling;
 mod server;
 pub mod status;
 pub mod store;
+pub mod triggers;
 
 pub use config::Config;
 pub use server::{Floe, Listening, StartError, TlsError};

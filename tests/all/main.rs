@@ -13,6 +13,8 @@ mod harness;
 
 mod asynch;
 
+mod broker;
+
 mod cli;
 mod cluster;
 mod connections;
@@ -38,5 +40,6 @@ mod scaling;
 mod sdk;
 mod services;
 mod tls;
+mod triggers;
 mod tokens;
 mod variables;

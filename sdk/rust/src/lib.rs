@@ -83,6 +83,15 @@
 //! ([`p3::send`]) or a timer ([`p3::sleep`]) lets the others go on. See
 //! [`p3`].
 //!
+//! ## Event sources
+//!
+//! An event function may be started by triggers the server runs for it:
+//! cron schedules and MQTT subscriptions. With the `trigger` feature,
+//! [`event::Context::trigger`] says which one fired and its details (see
+//! `trigger`); with the `mqtt` feature, `mqtt::publish` publishes MQTT
+//! messages through the function's durable outbox (store-and-forward). With
+//! `config`, `config::get` reads the function's variables and secrets.
+//!
 //! ## Features
 //!
 //! - `json` (on by default): [`http::json`], [`event::from_json`],
@@ -97,6 +106,10 @@ pub use wstd;
 
 #[cfg(feature = "config")]
 pub mod config;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
+#[cfg(feature = "trigger")]
+pub mod trigger;
 #[cfg(feature = "p3")]
 pub mod p3;
 

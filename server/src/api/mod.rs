@@ -72,6 +72,8 @@ pub struct ApiState {
     pub open_metrics: bool,
     /// This node's part in a cluster (cluster mode only).
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Cron and MQTT triggers, for the function view and `/metrics`.
+    pub triggers: Arc<crate::triggers::Triggers>,
 }
 
 /// The control plane's routes.
@@ -252,7 +254,21 @@ async fn list(State(state): State<ApiState>, caller: Caller) -> Json<serde_json:
 }
 
 async fn show(State(state): State<ApiState>, Name(name): Name) -> Result<Response, ApiError> {
-    Ok(Json(state.registry.info(&name, true)?).into_response())
+    let info = state.registry.info(&name, true)?;
+    let mut view = serde_json::to_value(&info)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("describing the function: {e}")))?;
+    // What the triggers and the outbox are doing now, beside the settings
+    // that declare them.
+    if let Some(object) = view.as_object_mut() {
+        let triggers = state.triggers.views_of(name.as_str());
+        if !triggers.is_empty() {
+            object.insert("triggers".into(), json!(triggers));
+        }
+        if let Some(outbox) = state.triggers.outbox_of(name.as_str()) {
+            object.insert("outbox".into(), json!(outbox));
+        }
+    }
+    Ok(Json(view).into_response())
 }
 
 async fn remove(State(state): State<ApiState>, Name(name): Name) -> Result<StatusCode, ApiError> {
@@ -388,6 +404,7 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         state.registry.pool_gauges(),
         state.registry.budget().in_use(),
         state.invocations.figures(),
+        state.triggers.figures(),
     );
     match rendered {
         Ok(text) => ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response(),

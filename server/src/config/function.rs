@@ -3,6 +3,7 @@
 
 use super::outbound::AllowedHosts;
 use super::reserve::Reserve;
+use super::events::{BrokerSpec, EventsConfig, TriggerSpec, validate_triggers};
 use super::secrets::SealedSecret;
 use super::units::{ByteSize, HumanDuration};
 use super::{LimitsConfig, defaults};
@@ -96,6 +97,16 @@ pub struct FunctionSettings {
     /// only).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, SealedSecret>,
+    /// What invokes the function besides HTTP and the API: cron schedules
+    /// and MQTT subscriptions (`triggers=[{"kind": "cron", ...}]`, a JSON
+    /// array, replacing the list). Event functions only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<TriggerSpec>,
+    /// The broker the function publishes to (`floe:function/mqtt`, and
+    /// `mqtt://topic` destinations); unset: the broker of its first MQTT
+    /// trigger.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish: Option<BrokerSpec>,
 }
 
 /// How `init` is run. See [`FunctionSettings::preinit`].
@@ -152,6 +163,8 @@ impl Default for FunctionSettings {
             async_invocations: false,
             vars: BTreeMap::new(),
             secrets: BTreeMap::new(),
+            triggers: Vec::new(),
+            publish: None,
         }
     }
 }
@@ -182,7 +195,7 @@ const KNOWN: &str = "memory, timeout, max_instances, min_instances, instance_con
                      max_requests_per_instance, idle_ttl, \
                      reuse, queue_timeout, max_queue, max_request_body, max_response_body, \
                      preinit, init_timeout, hook_timeout, allowed_outbound_hosts, async, \
-                     var.KEY, secret.KEY, unset.KEY";
+                     var.KEY, secret.KEY, unset.KEY, triggers, publish";
 
 /// Whether `key` may name a variable or a secret: 1 to 128 ASCII letters,
 /// digits, `_`, `-` and `.`, starting with a letter or `_`.
@@ -252,6 +265,32 @@ impl FunctionSettings {
             "init_timeout" => self.init_timeout = parse(key, value)?,
             "hook_timeout" => self.hook_timeout = parse(key, value)?,
             "async" => self.async_invocations = parse(key, value)?,
+            "triggers" => {
+                self.triggers = match value.trim() {
+                    "" | "null" | "[]" => Vec::new(),
+                    text => serde_json::from_str(text).map_err(|e| SettingsError::Invalid {
+                        key: key.to_owned(),
+                        reason: format!("a JSON array of triggers: {e}"),
+                    })?,
+                }
+            }
+            "publish" => {
+                self.publish = match value.trim() {
+                    "" | "null" => None,
+                    text if !text.starts_with('{') => Some(BrokerSpec {
+                        broker: text.to_owned(),
+                        client_id: None,
+                        username: None,
+                        password_secret: None,
+                    }),
+                    text => Some(serde_json::from_str(text).map_err(|e| {
+                        SettingsError::Invalid {
+                            key: key.to_owned(),
+                            reason: format!("a broker URL or a JSON object: {e}"),
+                        }
+                    })?),
+                }
+            }
             "allowed_outbound_hosts" => {
                 self.allowed_outbound_hosts = match value.trim() {
                     "null" | "default" => None,
@@ -425,6 +464,28 @@ impl FunctionSettings {
             );
         }
         Ok(())
+    }
+
+    /// Checks the triggers and the publish broker against `[events]`.
+    pub fn validate_events(&self, events: &EventsConfig) -> Result<(), SettingsError> {
+        validate_triggers(
+            &self.triggers,
+            self.publish.as_ref(),
+            &self.secrets,
+            events,
+        )
+        .map_err(|(key, reason)| SettingsError::Invalid { key, reason })
+    }
+
+    /// The broker the function publishes to: `publish`, else its first MQTT
+    /// trigger's.
+    pub fn publish_broker(&self) -> Option<&BrokerSpec> {
+        self.publish.as_ref().or_else(|| {
+            self.triggers.iter().find_map(|t| match t {
+                TriggerSpec::Mqtt(m) => Some(&m.broker),
+                TriggerSpec::Cron(_) => None,
+            })
+        })
     }
 
     /// Brings settings stored under other limits within `limits`, and says

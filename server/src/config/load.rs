@@ -137,6 +137,7 @@ impl Config {
 
     fn validate(&self) -> Result<(), (&'static str, String)> {
         self.cluster.validate()?;
+        self.events.validate()?;
         if self.cluster.enabled() && self.limits.max_versions > 100 {
             // Every change writes each kept version in one etcd transaction
             // (etcd allows 128 operations in one by default).

@@ -9,7 +9,7 @@
 //!
 //! Each section has its file: `server`, `function` (`[functions]`, with its
 //! `reserve` policies), `limits`, `engine`, `scaling`, `invocations`, `gpu`, `outbound`, `cluster`,
-//! `secrets`.
+//! `secrets`, `events` (with the functions' `triggers` and `publish`).
 //! [`defaults`] holds shared default values, `load` the loading and
 //! validation, `units` sizes and durations.
 
@@ -17,6 +17,7 @@ mod cluster;
 pub mod defaults;
 mod engine;
 pub mod env;
+mod events;
 mod function;
 mod gpu;
 mod invocations;
@@ -33,6 +34,10 @@ pub use cluster::{ClusterConfig, RegistryLocation, valid_node_id};
 pub use engine::{Allocator, EngineConfig};
 pub use function::{
     FunctionSettings, MAX_IDLE_TTL, MIN_MEMORY, Preinit, SettingsError, valid_variable_name,
+};
+pub use events::{
+    BrokerAddress, BrokerSpec, CronSpec, EventsConfig, Missed, MqttSpec, TriggerSpec, check_topic,
+    check_topic_filter, parse_schedule, parse_time_zone,
 };
 pub use gpu::GpuSettings;
 pub use invocations::InvocationsConfig;
@@ -77,4 +82,6 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// The key that seals functions' secrets.
     pub secrets: SecretsConfig,
+    /// Event sources: triggers and the MQTT outbox.
+    pub events: EventsConfig,
 }

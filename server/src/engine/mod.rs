@@ -130,6 +130,8 @@ pub struct FloeEngine {
     /// GPU frame work for functions that import `floe:function/gpu`.
     #[cfg(feature = "gpu")]
     gpu: Arc<crate::gpu::GpuService>,
+    /// Functions' MQTT outboxes, for `floe:function/mqtt`.
+    outboxes: Arc<crate::outbox::Outboxes>,
 }
 
 impl std::fmt::Debug for FloeEngine {
@@ -177,6 +179,10 @@ impl FloeEngine {
             _epoch: epoch,
             #[cfg(feature = "gpu")]
             gpu: crate::gpu::GpuService::new(&config.gpu),
+            outboxes: Arc::new(crate::outbox::Outboxes::new(
+                &config.server.data_dir,
+                config.events.clone(),
+            )),
         })
     }
 
@@ -309,6 +315,11 @@ impl FloeEngine {
     #[cfg(feature = "gpu")]
     pub fn gpu(&self) -> &Arc<crate::gpu::GpuService> {
         &self.gpu
+    }
+
+    /// Functions' MQTT outboxes.
+    pub fn outboxes(&self) -> &Arc<crate::outbox::Outboxes> {
+        &self.outboxes
     }
 
     /// What `/readyz` says of GPU frame work.

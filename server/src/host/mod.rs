@@ -8,9 +8,10 @@
 //! (cli, clocks, filesystem, io, random, sockets) plus wasi-http, because
 //! every guest toolchain imports more than the `wasi:http/proxy` world, the
 //! same of WASI 0.3, and `wasi:config/store` (the function's variables and
-//! secrets).
+//! secrets), and floe's `trigger` and `mqtt` interfaces.
 
 mod entropy;
+mod events;
 #[cfg(feature = "gpu")]
 mod gpu;
 mod limits;
@@ -18,6 +19,7 @@ mod logs;
 pub mod outbound;
 
 pub use entropy::EntropyProbe;
+pub use events::Fired;
 pub use limits::{HostLimits, InstanceLimiter};
 pub use logs::{GuestLog, LogSource, Stream};
 
@@ -55,6 +57,12 @@ pub struct StoreData {
     /// Whether the guest called `wasi:config/store` (a snapshot of an `init`
     /// that did would freeze configuration that may change).
     pub config_read: bool,
+    /// The triggers of the invocations running now, by request id
+    /// (`floe:function/trigger`).
+    pub fired: std::collections::HashMap<String, Fired>,
+    /// The function's outbox (`floe:function/mqtt`); `None` when it has no
+    /// broker to publish to, and while `init` runs for a snapshot.
+    pub outbox: Option<Arc<crate::outbox::FunctionOutbox>>,
 }
 
 /// Deadlines of the guest tasks of a WASI 0.3 instance, by task.
@@ -119,6 +127,8 @@ impl StoreData {
             task_deadlines: None,
             config: Arc::default(),
             config_read: false,
+            fired: std::collections::HashMap::new(),
+            outbox: None,
         }
     }
 
@@ -170,6 +180,7 @@ pub fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
         data.config_read = true;
         WasiConfig::new(&data.config)
     })?;
+    events::add_to_linker(linker)?;
     #[cfg(feature = "gpu")]
     gpu::add_to_linker(linker)?;
     Ok(())

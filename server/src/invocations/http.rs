@@ -122,7 +122,7 @@ impl Invocations {
         };
         match async_request {
             Some(a) => self.accept(call, a, payload, content_type).await,
-            None => event_response(call.event(&payload, content_type).await, request_id),
+            None => event_response(call.event(&payload, content_type, None).await, request_id),
         }
     }
 
@@ -167,6 +167,7 @@ impl Invocations {
             idempotency_key: request.idempotency_key,
             on_success: request.on_success,
             on_failure: request.on_failure,
+            fired: None,
         };
         match self.submit(submission).await {
             Ok(accepted) => {

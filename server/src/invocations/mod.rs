@@ -112,6 +112,8 @@ pub struct Submission {
     pub on_success: Option<String>,
     /// Invoked with the error when the invocation is dead.
     pub on_failure: Option<String>,
+    /// The trigger that fired it.
+    pub fired: Option<crate::host::Fired>,
 }
 
 /// An accepted invocation.
@@ -284,9 +286,13 @@ impl Invocations {
             .into_iter()
             .flatten()
         {
-            if FunctionName::new(dest).is_err() {
+            if let Some(topic) = dest.strip_prefix(worker::MQTT_DESTINATION) {
+                crate::config::check_topic(topic).map_err(|e| {
+                    SubmitError::BadRequest(format!("destination {dest:?}: {e}"))
+                })?;
+            } else if FunctionName::new(dest).is_err() {
                 return Err(SubmitError::BadRequest(format!(
-                    "destination {dest:?} is not a function name"
+                    "destination {dest:?} is neither a function name nor mqtt://topic"
                 )));
             }
         }
@@ -344,6 +350,7 @@ impl Invocations {
                 error: None,
                 result_bytes: None,
                 destination_invocation: None,
+                fired: submission.fired.clone(),
             };
             // Counted (and its key taken) before it is written, so that a
             // concurrent repeat or a full queue is decided here.

@@ -87,6 +87,9 @@ pub struct InvocationRecord {
     /// The invocation a destination was given, once one was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub destination_invocation: Option<String>,
+    /// The trigger that fired it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fired: Option<crate::host::Fired>,
 }
 
 /// The files of the invocation store.

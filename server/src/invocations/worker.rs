@@ -6,6 +6,9 @@ use super::{AttemptError, InvocationRecord, Invocations, Status, Submission};
 use crate::clock::unix_ms;
 use crate::invoke::{Call, EventReply, InvokeError, RequestId, event_status};
 use crate::status::ErrorCode;
+
+/// A destination that publishes the result to an MQTT topic.
+pub(super) const MQTT_DESTINATION: &str = "mqtt://";
 use bytes::Bytes;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
@@ -167,6 +170,9 @@ impl Invocations {
         payload: Bytes,
         content_type: Option<String>,
     ) -> Option<String> {
+        if let Some(topic) = dest.strip_prefix(MQTT_DESTINATION) {
+            return self.publish_result(record, topic, payload).await;
+        }
         let submission = Submission {
             function: dest.to_owned(),
             payload,
@@ -174,11 +180,45 @@ impl Invocations {
             idempotency_key: Some(format!("floe-destination-{}", record.id)),
             on_success: None,
             on_failure: None,
+            fired: None,
         };
         match self.submit(submission).await {
             Ok(accepted) => Some(accepted.id),
             Err(e) => {
                 tracing::warn!(invocation = %record.id, destination = dest, error = %e, "invoking the destination failed");
+                None
+            }
+        }
+    }
+
+    /// Publishes a result to an `mqtt://topic` destination through the
+    /// function's outbox (QoS 1); `mqtt://topic` as the destination's id,
+    /// or `None` (logged) when it was refused.
+    async fn publish_result(
+        &self,
+        record: &InvocationRecord,
+        topic: &str,
+        payload: Bytes,
+    ) -> Option<String> {
+        let Some(function) = self.registry.get(&record.function) else {
+            tracing::warn!(invocation = %record.id, "the function is gone: its result is not published");
+            return None;
+        };
+        if function.pool.settings().publish_broker().is_none() {
+            tracing::warn!(invocation = %record.id, function = %record.function, "an mqtt:// destination, but the function has no broker to publish to");
+            return None;
+        }
+        let outbox = match self.registry.engine().outboxes().get(&record.function) {
+            Ok(outbox) => outbox,
+            Err(e) => {
+                tracing::error!(invocation = %record.id, error = %e, "opening the outbox failed");
+                return None;
+            }
+        };
+        match outbox.publish(topic.to_owned(), payload, 1, false).await {
+            Ok(()) => Some(format!("{MQTT_DESTINATION}{topic}")),
+            Err(e) => {
+                tracing::warn!(invocation = %record.id, topic, error = %e, "publishing the result failed");
                 None
             }
         }
@@ -226,7 +266,7 @@ impl Invocations {
             })?;
         let request_id = RequestId::known(&record.id);
         let call = Call::new(&function, &request_id, Instant::now());
-        let reply = call.event(&payload, record.content_type.clone()).await;
+        let reply = call.event(&payload, record.content_type.clone(), record.fired.as_ref()).await;
         call.finish(event_status(&reply));
         match reply {
             Ok(EventReply::Output(bytes)) => Ok(bytes),

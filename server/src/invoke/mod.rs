@@ -22,6 +22,7 @@ pub use crate::pool::{EventReply, GuestBody};
 pub use crate::runtime::InvokeError;
 
 use crate::bindings::event;
+use crate::host::Fired;
 use crate::clock::unix_ms;
 use crate::registry::Function;
 use crate::runtime::after;
@@ -243,6 +244,7 @@ impl<'a> Call<'a> {
         &self,
         payload: &[u8],
         content_type: Option<String>,
+        fired: Option<&Fired>,
     ) -> Result<EventReply, InvokeError> {
         let settings = self.function.pool.settings();
         let deadline = self.deadline();
@@ -258,7 +260,7 @@ impl<'a> Call<'a> {
         let reply = async {
             let lease = self.function.pool.acquire(deadline).await?;
             Span::current().record("instance", lease.instance_id());
-            lease.invoke_event(&context, payload, deadline).await
+            lease.invoke_event(&context, fired, payload, deadline).await
         }
         .instrument(self.span.clone())
         .await;

@@ -8,7 +8,7 @@
 //! `_total`, which the encoder adds back to each sample, as OpenMetrics
 //! wants.
 
-use super::{AsyncFigures, FunctionMetrics, Hook, MeterView, PoolGauge};
+use super::{AsyncFigures, EventFigures, FunctionMetrics, Hook, MeterView, PoolGauge};
 use crate::status::ErrorCode;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
@@ -38,6 +38,8 @@ pub(super) struct Scrape {
     pub(super) unrouted: u64,
     /// The async invocation service's figures.
     pub(super) asynchronous: AsyncFigures,
+    /// Triggers and outboxes.
+    pub(super) events: EventFigures,
 }
 
 /// Starts the family of the counter whose samples are `name` (ending in
@@ -152,11 +154,113 @@ impl Collector for Scrape {
         self.encode_hooks(&mut encoder)?;
         self.encode_pools(&mut encoder)?;
         self.encode_meters(&mut encoder)?;
+        self.encode_events(&mut encoder)?;
         self.encode_server(&mut encoder)
     }
 }
 
 impl Scrape {
+    /// Triggers (state, what they fired) and outboxes (depth, age, link).
+    fn encode_events(&self, encoder: &mut DescriptorEncoder<'_>) -> Result<(), Error> {
+        let e = &self.events;
+        let mut family = gauge(
+            encoder,
+            "floe_trigger_state",
+            "Triggers, 1 for the state each is in.",
+        )?;
+        for t in &e.triggers {
+            let labels = [
+                ("function", t.function.as_str()),
+                ("trigger", t.trigger.as_str()),
+                ("kind", t.kind),
+                ("state", t.state),
+            ];
+            level(&mut family, &labels, 1u64)?;
+        }
+        for (name, help, pick) in [
+            (
+                "floe_trigger_fired_total",
+                "Invocations a trigger started.",
+                (|t| t.fired) as fn(&super::TriggerRow) -> u64,
+            ),
+            (
+                "floe_trigger_messages_total",
+                "MQTT messages a trigger received.",
+                |t| t.received,
+            ),
+            (
+                "floe_trigger_failures_total",
+                "Runs or messages a trigger failed to queue or invoke.",
+                |t| t.failed,
+            ),
+        ] {
+            let mut family = counter(encoder, name, help)?;
+            for t in &e.triggers {
+                let labels = [("function", t.function.as_str()), ("trigger", t.trigger.as_str())];
+                count(&mut family, &labels, pick(t))?;
+            }
+        }
+        let mut family = gauge(
+            encoder,
+            "floe_outbox_depth",
+            "MQTT messages in a function's outbox, waiting for the broker.",
+        )?;
+        for o in &e.outboxes {
+            level(&mut family, &[("function", o.function.as_str())], o.depth)?;
+        }
+        let mut family = gauge(encoder, "floe_outbox_bytes", "Bytes in a function's outbox.")?;
+        for o in &e.outboxes {
+            level(&mut family, &[("function", o.function.as_str())], o.bytes)?;
+        }
+        let mut family = gauge(
+            encoder,
+            "floe_outbox_oldest_age_seconds",
+            "Age of the oldest message in a function's outbox.",
+        )?;
+        for o in &e.outboxes {
+            level(&mut family, &[("function", o.function.as_str())], o.oldest_age_seconds)?;
+        }
+        let mut family = gauge(
+            encoder,
+            "floe_outbox_connected",
+            "1 when a function's outbox is connected to its broker.",
+        )?;
+        for o in &e.outboxes {
+            level(&mut family, &[("function", o.function.as_str())], u64::from(o.connected))?;
+        }
+        let mut family = counter(
+            encoder,
+            "floe_outbox_sent_total",
+            "Outbox messages the broker took.",
+        )?;
+        for o in &e.outboxes {
+            count(&mut family, &[("function", o.function.as_str())], o.sent)?;
+        }
+        let mut family = counter(
+            encoder,
+            "floe_outbox_refused_total",
+            "Publishes refused because the outbox was full.",
+        )?;
+        for o in &e.outboxes {
+            count(&mut family, &[("function", o.function.as_str())], o.refused)?;
+        }
+        let runs: u64 = e.cron_lateness.iter().map(|(_, n)| n).sum();
+        if runs > 0 {
+            let mut family = histogram(
+                encoder,
+                "floe_cron_lateness_seconds",
+                "How late cron runs fired after their scheduled time.",
+            )?;
+            family.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                e.cron_lateness_sum,
+                runs,
+                &e.cron_lateness,
+                None,
+            )?;
+        }
+        Ok(())
+    }
+
     /// Requests, errors and their latency, per function.
     fn encode_requests(&self, encoder: &mut DescriptorEncoder<'_>) -> Result<(), Error> {
         let mut family = counter(

@@ -17,7 +17,7 @@ mod pool;
 
 pub use histogram::{BUCKETS, Histogram};
 pub use meter::{Meter, MeterView};
-pub use pool::{AsyncFigures, Hook, PoolCounts};
+pub use pool::{AsyncFigures, EventFigures, Hook, OutboxRow, PoolCounts, TriggerRow};
 
 use crate::status::ErrorCode;
 use prometheus_client::registry::Registry;
@@ -175,6 +175,7 @@ impl Metrics {
         pools: Vec<PoolGauge>,
         instances_total: u32,
         asynchronous: AsyncFigures,
+        events: EventFigures,
     ) -> Result<String, std::fmt::Error> {
         let mut functions: Vec<(Arc<str>, Arc<FunctionMetrics>)> = self
             .functions
@@ -193,6 +194,7 @@ impl Metrics {
             deploy_failures: s.deploy_failures.load(Relaxed),
             unrouted: s.unrouted.load(Relaxed),
             asynchronous,
+            events,
         };
         let mut registry = Registry::default();
         registry.register_collector(Box::new(scrape));
@@ -222,7 +224,7 @@ mod tests {
         let name: Arc<str> = Arc::from("a\"b\\c\nd");
         m.function(&name)
             .record(http::StatusCode::OK, Duration::from_millis(1));
-        let text = m.render(Vec::new(), 0, AsyncFigures::default()).unwrap();
+        let text = m.render(Vec::new(), 0, AsyncFigures::default(), EventFigures::default()).unwrap();
         assert!(
             text.lines()
                 .any(|l| l == r#"floe_requests_total{function="a\"b\\c\nd",status="2xx"} 1"#),
@@ -284,7 +286,7 @@ mod tests {
             retried: 2,
             dead: 1,
         };
-        let text = m.render(vec![pool], 2, asynchronous).unwrap();
+        let text = m.render(vec![pool], 2, asynchronous, EventFigures::default()).unwrap();
 
         let samples = samples(&text);
         let value = |series: &str| samples.iter().find(|(s, _)| *s == series).map(|(_, v)| *v);

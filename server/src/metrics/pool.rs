@@ -59,3 +59,55 @@ pub struct AsyncFigures {
     /// Invocations that ran out of attempts so far.
     pub dead: u64,
 }
+
+/// One trigger's figures for `/metrics`.
+#[derive(Clone, Debug)]
+pub struct TriggerRow {
+    /// Its function.
+    pub function: String,
+    /// Its name.
+    pub trigger: String,
+    /// `cron` or `mqtt`.
+    pub kind: &'static str,
+    /// Its state's name (`connected`, `connecting`, `scheduled`, …).
+    pub state: &'static str,
+    /// Invocations it started.
+    pub fired: u64,
+    /// MQTT messages received.
+    pub received: u64,
+    /// Runs or messages it failed to queue or invoke.
+    pub failed: u64,
+}
+
+/// One outbox's figures for `/metrics`.
+#[derive(Clone, Debug)]
+pub struct OutboxRow {
+    /// Its function.
+    pub function: String,
+    /// Messages waiting for the broker.
+    pub depth: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Age of the oldest, in seconds.
+    pub oldest_age_seconds: f64,
+    /// Messages the broker took.
+    pub sent: u64,
+    /// Publishes refused because the outbox was full.
+    pub refused: u64,
+    /// Whether its connection to the broker is up.
+    pub connected: bool,
+}
+
+/// Event sources' figures for `/metrics`.
+#[derive(Clone, Debug, Default)]
+pub struct EventFigures {
+    /// Every trigger.
+    pub triggers: Vec<TriggerRow>,
+    /// Every open outbox.
+    pub outboxes: Vec<OutboxRow>,
+    /// Cron runs' lateness: `(upper bound in seconds, runs in that bucket)`,
+    /// the last bound `+Inf`, and the sum in seconds.
+    pub cron_lateness: Vec<(f64, u64)>,
+    /// The sum of all lateness, in seconds.
+    pub cron_lateness_sum: f64,
+}

@@ -7,7 +7,7 @@ use super::stats::{InstanceState, InstanceStats};
 use super::{InvokeError, Pool};
 use crate::bindings::event;
 use crate::engine::Prepared;
-use crate::host::{LogSource, StoreData};
+use crate::host::{Fired, LogSource, StoreData};
 use crate::metrics::FunctionMetrics;
 use crate::metrics::Hook;
 use crate::runtime::{Phase, after, classify, new_store, next_instance_id, until};
@@ -132,6 +132,15 @@ impl Instance {
             pool.outbound.clone(),
         );
         state.config = pool.config.clone();
+        if settings.publish_broker().is_some() {
+            state.outbox = pool
+                .ctx
+                .engine
+                .outboxes()
+                .get(&pool.function)
+                .inspect_err(|e| tracing::error!(function = %pool.function, error = %e, "opening the outbox failed"))
+                .ok();
+        }
         #[cfg(feature = "gpu")]
         {
             state.gpu = Some(
@@ -389,6 +398,7 @@ impl Whole {
     pub(crate) async fn call_event(
         &mut self,
         context: &event::Context,
+        fired: Option<&Fired>,
         payload: &[u8],
         deadline: Instant,
         timeout: Duration,
@@ -397,6 +407,11 @@ impl Whole {
             return (CallOutcome::Failed(InvokeError::NotEvent), None);
         };
         let start = self.begin(deadline, 0);
+        let fired_key = fired.map(|fired| {
+            let key = context.request_id.clone();
+            self.store.data_mut().fired.insert(key.clone(), fired.clone());
+            key
+        });
         let call = guest.call_handle(&mut self.store, context, payload);
         let (outcome, result) = match until(deadline, call).await {
             Some(Ok(result)) => (CallOutcome::Completed, Some(result)),
@@ -406,6 +421,9 @@ impl Whole {
             ),
             None => (CallOutcome::Failed(InvokeError::Timeout(timeout)), None),
         };
+        if let Some(key) = fired_key {
+            self.store.data_mut().fired.remove(&key);
+        }
         self.event = Some(guest);
         self.end(start);
         (outcome, result)

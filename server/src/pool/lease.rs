@@ -11,6 +11,7 @@ use super::instance::{Instance, Whole};
 use super::shared::{Core, Job, Slot};
 use super::{InvokeError, Pool};
 use crate::bindings::event;
+use crate::host::Fired;
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use std::future::Future;
@@ -241,6 +242,7 @@ impl Lease {
     pub async fn invoke_event(
         mut self,
         context: &event::Context,
+        fired: Option<&Fired>,
         payload: &[u8],
         deadline: Instant,
     ) -> Result<EventReply, InvokeError> {
@@ -273,10 +275,11 @@ impl Lease {
         // cannot cut it (the instance would be lost, and its state torn).
         let task = tokio::spawn({
             let context = context.clone();
+            let fired = fired.cloned();
             let payload = payload.to_vec();
             async move {
                 let (outcome, result) = instance
-                    .call_event(&context, &payload, deadline, timeout)
+                    .call_event(&context, fired.as_ref(), &payload, deadline, timeout)
                     .await;
                 pool.release(instance, &outcome);
                 (outcome, result)

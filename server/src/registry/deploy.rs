@@ -485,6 +485,14 @@ impl Registry {
         settings: &FunctionSettings,
         overrides: &[(String, String)],
     ) -> Result<(), RegistryError> {
+        if !settings.triggers.is_empty() && !prepared.handles_events() {
+            return Err(crate::config::SettingsError::Invalid {
+                key: "triggers".into(),
+                reason: "triggers invoke event functions, and this component does not export                          floe:function/event"
+                    .into(),
+            }
+            .into());
+        }
         let asked = overrides.iter().any(|(k, _)| k == "instance_concurrency")
             || settings.instance_concurrency != self.config.functions.instance_concurrency;
         match prepared.concurrency(settings.instance_concurrency) {
@@ -509,6 +517,7 @@ impl Registry {
             record.map_or_else(|| self.config.functions.clone(), |r| r.settings.clone());
         self.apply_settings(name, &mut settings, overrides)?;
         settings.validate(&self.config.limits)?;
+        settings.validate_events(&self.config.events)?;
         Ok(settings)
     }
 }

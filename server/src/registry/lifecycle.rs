@@ -91,6 +91,7 @@ impl Registry {
         let mut new_settings = record.settings.clone();
         self.apply_settings(name, &mut new_settings, settings)?;
         new_settings.validate(&self.config.limits)?;
+        new_settings.validate_events(&self.config.events)?;
         if let Some(current) = self.get(name.as_str()) {
             self.check_concurrency(&current.runnable.prepared, &new_settings, settings)?;
         }

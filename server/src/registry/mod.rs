@@ -303,6 +303,11 @@ impl Registry {
         self.active.read().values().cloned().collect()
     }
 
+    /// Every function serving now.
+    pub fn active(&self) -> Vec<Arc<Function>> {
+        self.active_functions()
+    }
+
     /// At shutdown: retires every pool and waits (at most `wait`) for the
     /// instances' `pre-stop` hooks.
     pub async fn shutdown(&self, wait: std::time::Duration) {

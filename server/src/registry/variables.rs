@@ -48,6 +48,19 @@ impl Registry {
         Ok(())
     }
 
+    /// `function`'s secret `key`, opened (`None`: no such function or
+    /// secret, or it does not open under this server's key).
+    pub fn secret(&self, function: &str, key: &str) -> Option<String> {
+        let sealed = {
+            let records = self.records.lock();
+            records
+                .iter()
+                .find(|(name, _)| name.as_str() == function)
+                .and_then(|(_, r)| r.settings.secrets.get(key).cloned())?
+        };
+        self.secrets.open(function, key, &sealed).ok()
+    }
+
     /// What `wasi:config/store` reads in `name`'s instances: its variables
     /// and its secrets, opened. A secret that does not open (sealed under
     /// another key) is left out and logged by name.

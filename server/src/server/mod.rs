@@ -34,6 +34,8 @@ use crate::dataplane::{DataPlane, ResponseBody};
 use crate::engine::{EngineError, FloeEngine};
 use crate::host::outbound::Listener;
 use crate::invocations::Invocations;
+use crate::triggers::Triggers;
+use tokio_util::sync::CancellationToken;
 use crate::invoke::RequestIds;
 use crate::metrics::Metrics;
 use crate::registry::{Deployed, FunctionName, LocalStorage, Registry, RegistryError, Storage};
@@ -126,6 +128,8 @@ struct Inner {
     janitor: JoinHandle<()>,
     tls: Tls,
     cluster: Option<Arc<Cluster>>,
+    triggers: Arc<Triggers>,
+    triggers_stop: CancellationToken,
 }
 
 /// The certificate pairs of the listeners; the same pair for both when the
@@ -174,6 +178,8 @@ fn scheme<T>(tls: &Option<T>) -> &'static str {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.janitor.abort();
+        self.triggers_stop.cancel();
+        self.triggers.stop_all();
         for worker in &self.workers {
             worker.abort();
         }
@@ -240,6 +246,14 @@ impl Floe {
             .map_err(StartError::Invocations)?,
         );
         let workers = invocations.start();
+        let triggers = Arc::new(Triggers::new(
+            registry.clone(),
+            invocations.clone(),
+            config.events.clone(),
+            &config.server.data_dir,
+        ));
+        let triggers_stop = CancellationToken::new();
+        triggers.start(triggers_stop.clone());
         let ids = Arc::new(RequestIds::default());
         let dataplane = Arc::new(DataPlane::new(
             registry.clone(),
@@ -270,6 +284,8 @@ impl Floe {
                 janitor,
                 tls,
                 cluster,
+                triggers,
+                triggers_stop,
             }),
         })
     }
@@ -317,6 +333,7 @@ impl Floe {
             tokens: self.inner.tokens.clone(),
             open_metrics: self.inner.config.server.metrics_open(),
             cluster: self.inner.cluster.clone(),
+            triggers: self.inner.triggers.clone(),
         })
     }
 
@@ -496,6 +513,9 @@ impl Listening {
             cluster.stop();
         }
         let _ = self.stop.send(true);
+        // Triggers stop first: nothing new is invoked while the server drains.
+        self.floe.inner.triggers_stop.cancel();
+        self.floe.inner.triggers.stop_all();
         for task in self.tasks {
             let _ = task.await;
         }

@@ -1,0 +1,483 @@
+//! Event sources against a real Mosquitto broker: MQTT triggers (QoS 0 and
+//! 1, durable before the acknowledgement), publishing through the durable
+//! outbox (across a broker outage, in order, bounded), cron triggers (on
+//! time, never twice, `skip` and `once` after downtime), and triggers that
+//! are refused or reported.
+
+use crate::broker::Broker;
+use crate::harness::{Server, eventually, get};
+use anyhow::Result;
+use bytes::Bytes;
+use floe_cli::client::ClientError;
+use floe_tests::fixtures::{HELLO, TRIGGER_PROBE};
+use http::Method;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const WITHIN: Duration = Duration::from_secs(30);
+
+async fn metrics(server: &Server) -> Result<String> {
+    Ok(get(&server.control_url("/metrics")).await?.text())
+}
+
+async fn api(server: &Server, path: &str) -> Result<Value> {
+    Ok(server
+        .client()
+        .send(Method::GET, path, Bytes::new())
+        .await?
+        .1)
+}
+
+async fn configure(server: &Server, name: &str, settings: &[(&str, String)]) -> Result<Value, ClientError> {
+    let settings: Vec<(String, String)> = settings
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    server.client().configure(name, &settings).await
+}
+
+/// The invocations of `function` (newest first).
+async fn invocations(server: &Server, function: &str) -> Result<Vec<Value>> {
+    let listing = api(server, &format!("/v1/invocations?function={function}&limit=1000")).await?;
+    Ok(listing["invocations"].as_array().cloned().unwrap_or_default())
+}
+
+/// The state of `function`'s trigger `name` in its view.
+async fn trigger_state(server: &Server, function: &str, name: &str) -> Result<Value> {
+    let info = server.client().info(function).await?;
+    Ok(info["triggers"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["name"] == name).cloned())
+        .unwrap_or(Value::Null))
+}
+
+async fn wait_for_state(server: &Server, function: &str, name: &str, state: &str) -> Result<()> {
+    eventually(WITHIN, &format!("trigger {name} to be {state}"), || async {
+        Ok(trigger_state(server, function, name).await?["state"] == state)
+    })
+    .await
+}
+
+/// What the probe printed for each invocation it saw, in order.
+fn seen(server: &Server) -> Vec<Value> {
+    server
+        .log()
+        .lines()
+        .filter_map(|l| l.split_once("probe saw ").map(|(_, json)| json.to_owned()))
+        .filter_map(|json| {
+            // The log line may quote it; take the JSON object.
+            let start = json.find('{')?;
+            let end = json.rfind('}')?;
+            serde_json::from_str(&json[start..=end].replace("\\\"", "\"")).ok()
+        })
+        .collect()
+}
+
+fn mqtt_trigger(broker: &Broker, name: &str, topics: &[&str], qos: u8) -> Value {
+    json!({
+        "kind": "mqtt",
+        "name": name,
+        "broker": broker.url(),
+        "topics": topics,
+        "qos": qos,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mqtt_messages_invoke_the_function_once_each_with_their_trigger() -> Result<()> {
+    let broker = Broker::start().await?;
+    let server = Server::start()?;
+    let triggers = json!([
+        mqtt_trigger(&broker, "readings", &["sensors/+/temp"], 1),
+        mqtt_trigger(&broker, "pings", &["pings/#"], 0),
+    ]);
+    server
+        .deploy("probe", TRIGGER_PROBE, &[("triggers", &triggers.to_string())])
+        .await?;
+    wait_for_state(&server, "probe", "readings", "connected").await?;
+    wait_for_state(&server, "probe", "pings", "connected").await?;
+
+    // QoS 1: a durable invocation, with the trigger kept beside it.
+    broker.publish("sensors/s1/temp", "21.5", 1, &[("unit", "C"), ("site", "north")])?;
+    eventually(WITHIN, "the QoS 1 message's invocation to succeed", || async {
+        let list = invocations(&server, "probe").await?;
+        Ok(list.len() == 1 && list[0]["status"] == "succeeded")
+    })
+    .await?;
+    let record = invocations(&server, "probe").await?.remove(0);
+    assert_eq!(record["fired"]["kind"], "mqtt", "{record}");
+    assert_eq!(record["fired"]["topic"], "sensors/s1/temp", "{record}");
+    let id = record["id"].as_str().unwrap_or_default().to_owned();
+    let result = api(&server, &format!("/v1/invocations/{id}/result")).await?;
+    assert_eq!(result["payload"], "21.5", "{result}");
+    assert_eq!(result["request_id"], id.as_str(), "{result}");
+    let trigger = &result["trigger"];
+    assert_eq!(trigger["kind"], "mqtt", "{result}");
+    assert_eq!(trigger["name"], "readings", "{result}");
+    assert_eq!(trigger["topic"], "sensors/s1/temp", "{result}");
+    assert_eq!(trigger["qos"], 1, "{result}");
+    assert_eq!(trigger["retain"], false, "{result}");
+    assert_eq!(
+        trigger["user_properties"],
+        json!([["unit", "C"], ["site", "north"]]),
+        "{result}"
+    );
+
+    // QoS 0: invoked at once, no durable record.
+    broker.publish("pings/a/b", "ping", 0, &[])?;
+    eventually(WITHIN, "the QoS 0 message to be invoked", || async {
+        Ok(seen(&server).iter().any(|s| s["payload"] == "ping"))
+    })
+    .await?;
+    let ping = seen(&server)
+        .into_iter()
+        .find(|s| s["payload"] == "ping")
+        .unwrap_or_default();
+    assert_eq!(ping["trigger"]["name"], "pings", "{ping}");
+    assert_eq!(ping["trigger"]["qos"], 0, "{ping}");
+    assert_eq!(ping["trigger"]["topic"], "pings/a/b", "{ping}");
+    assert_eq!(invocations(&server, "probe").await?.len(), 1, "QoS 0 is not stored");
+
+    // Once each: nothing more arrives, and the view counts both.
+    let view = trigger_state(&server, "probe", "readings").await?;
+    assert_eq!(view["fired"], 1, "{view}");
+    let view = trigger_state(&server, "probe", "pings").await?;
+    assert_eq!(view["fired"], 1, "{view}");
+    assert_eq!(
+        seen(&server).len(),
+        2,
+        "each message ran once: {:?}",
+        seen(&server)
+    );
+    // An invocation over the API has no trigger.
+    let (_, direct) = server
+        .client()
+        .send(Method::POST, "/v1/functions/probe/invoke", Bytes::from("hi"))
+        .await?;
+    assert_eq!(direct["trigger"], Value::Null, "{direct}");
+
+    let metrics = metrics(&server).await?;
+    for series in [
+        "floe_trigger_state{function=\"probe\",trigger=\"readings\",kind=\"mqtt\",state=\"connected\"} 1",
+        "floe_trigger_fired_total{function=\"probe\",trigger=\"pings\"} 1",
+        "floe_trigger_messages_total{function=\"probe\",trigger=\"readings\"} 1",
+    ] {
+        assert!(metrics.contains(series), "{series} in:\n{metrics}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_queued_mqtt_message_runs_after_a_sigkill() -> Result<()> {
+    let broker = Broker::start().await?;
+    let mut server = Server::start()?;
+    let triggers = json!([mqtt_trigger(&broker, "in", &["jobs"], 1)]);
+    server
+        .deploy("probe", TRIGGER_PROBE, &[("triggers", &triggers.to_string())])
+        .await?;
+    wait_for_state(&server, "probe", "in", "connected").await?;
+    // The message is acknowledged once its invocation is on disk; the
+    // function is slow, so the server dies while it runs.
+    configure(&server, "probe", &[("timeout", "20s".into())]).await?;
+    wait_for_state(&server, "probe", "in", "connected").await?;
+    broker.publish("jobs", "sleep:3000", 1, &[])?;
+    eventually(WITHIN, "the invocation to be running", || async {
+        let list = invocations(&server, "probe").await?;
+        Ok(list.iter().any(|r| r["status"] == "running"))
+    })
+    .await?;
+    server.kill();
+    server.restart()?;
+    eventually(WITHIN, "the message's invocation to succeed after the restart", || async {
+        let list = invocations(&server, "probe").await?;
+        Ok(list.iter().any(|r| r["status"] == "succeeded"))
+    })
+    .await?;
+    // At least once: the stored invocation ran again after the restart. Had
+    // the acknowledgement not reached the broker before the kill, the broker
+    // sends the message again and it is a second invocation (never a lost
+    // one).
+    wait_for_state(&server, "probe", "in", "connected").await?;
+    let list = invocations(&server, "probe").await?;
+    assert!((1..=2).contains(&list.len()), "{list:?}");
+    assert!(list.iter().all(|r| r["fired"]["topic"] == "jobs"), "{list:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn published_messages_wait_out_a_broker_outage_and_arrive_in_order() -> Result<()> {
+    let mut broker = Broker::start().await?;
+    let server = Server::start()?;
+    server
+        .deploy("probe", TRIGGER_PROBE, &[("publish", &broker.url())])
+        .await?;
+    // A subscriber whose session outlives the outage.
+    let subscriber = broker.subscribe("out/#", Some("watcher")).await?;
+    eventually(WITHIN, "the outbox to connect", || async {
+        let info = server.client().info("probe").await?;
+        Ok(info["outbox"]["link"]["state"] == "connected")
+    })
+    .await?;
+    broker.stop();
+    let (_, report) = server
+        .client()
+        .send(
+            Method::POST,
+            "/v1/functions/probe/invoke",
+            Bytes::from("publish 1000 out/a"),
+        )
+        .await?;
+    assert_eq!(report["published"], 1000, "{report}");
+    assert_eq!(report["error"], Value::Null, "{report}");
+    let (_, report) = server
+        .client()
+        .send(
+            Method::POST,
+            "/v1/functions/probe/invoke",
+            Bytes::from("publish 10 out/b"),
+        )
+        .await?;
+    assert_eq!(report["published"], 10, "{report}");
+    let info = server.client().info("probe").await?;
+    assert_eq!(info["outbox"]["depth"], 1010, "{info}");
+    assert_ne!(info["outbox"]["link"]["state"], "connected", "{info}");
+    let metrics = metrics(&server).await?;
+    assert!(
+        metrics.contains("floe_outbox_depth{function=\"probe\"} 1010"),
+        "{metrics}"
+    );
+
+    broker.restart().await?;
+    eventually(Duration::from_secs(90), "all 1010 messages to arrive", || async {
+        Ok(subscriber.messages().len() >= 1010)
+    })
+    .await?;
+    let mut by_topic: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for (topic, payload) in subscriber.messages() {
+        by_topic.entry(topic).or_default().push(payload.parse()?);
+    }
+    // In order per topic; a message sent again after a lost connection may
+    // repeat, but never out of order and never missing.
+    for (topic, n) in [("out/a", 1000u64), ("out/b", 10)] {
+        let got = &by_topic[topic];
+        let mut deduped = got.clone();
+        deduped.dedup();
+        assert_eq!(deduped, (0..n).collect::<Vec<_>>(), "{topic}: {got:?}");
+    }
+    eventually(WITHIN, "the outbox to be empty", || async {
+        let info = server.client().info("probe").await?;
+        Ok(info["outbox"]["depth"] == 0 && info["outbox"]["link"]["state"] == "connected")
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_outbox_is_an_error_to_the_function_and_drops_nothing() -> Result<()> {
+    let mut broker = Broker::start().await?;
+    let server = Server::builder()
+        .env("FLOE_EVENTS__OUTBOX_MAX_MESSAGES", "100")
+        .start()?;
+    server
+        .deploy("probe", TRIGGER_PROBE, &[("publish", &broker.url())])
+        .await?;
+    broker.stop();
+    let (_, report) = server
+        .client()
+        .send(
+            Method::POST,
+            "/v1/functions/probe/invoke",
+            Bytes::from("publish 150 full/t"),
+        )
+        .await?;
+    assert_eq!(report["published"], 100, "{report}");
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(error.contains("outbox full"), "{report}");
+    assert!(error.contains("outbox_max_messages"), "{report}");
+    let info = server.client().info("probe").await?;
+    assert_eq!(info["outbox"]["refused_full"], 1, "{info}");
+    // The 100 it took all go out once the broker is back.
+    broker.restart().await?;
+    eventually(Duration::from_secs(60), "the outbox to drain", || async {
+        let info = server.client().info("probe").await?;
+        Ok(info["outbox"]["depth"] == 0)
+    })
+    .await?;
+    let info = server.client().info("probe").await?;
+    assert_eq!(info["outbox"]["sent"], 100, "{info}");
+    Ok(())
+}
+
+/// The scheduled times of `function`'s cron runs of `trigger`, oldest
+/// first.
+async fn cron_runs(server: &Server, function: &str, trigger: &str) -> Result<Vec<u64>> {
+    let mut runs: Vec<u64> = invocations(server, function)
+        .await?
+        .iter()
+        .filter(|r| r["fired"]["kind"] == "cron" && r["fired"]["name"] == trigger)
+        .filter_map(|r| r["fired"]["scheduled_ms"].as_u64())
+        .collect();
+    runs.sort_unstable();
+    Ok(runs)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cron_fires_on_time_never_twice_and_skips_or_catches_up_after_downtime() -> Result<()> {
+    let mut server = Server::start()?;
+    let triggers = json!([
+        {"kind": "cron", "name": "skip", "schedule": "* * * * * *"},
+        {"kind": "cron", "name": "once", "schedule": "* * * * * *", "missed": "once",
+         "time_zone": "Europe/Berlin"},
+    ]);
+    server
+        .deploy("probe", TRIGGER_PROBE, &[("triggers", &triggers.to_string())])
+        .await?;
+    eventually(WITHIN, "three runs of each schedule", || async {
+        Ok(cron_runs(&server, "probe", "skip").await?.len() >= 3
+            && cron_runs(&server, "probe", "once").await?.len() >= 3)
+    })
+    .await?;
+    for trigger in ["skip", "once"] {
+        let runs = cron_runs(&server, "probe", trigger).await?;
+        // Whole seconds, one second apart, each once.
+        for pair in runs.windows(2) {
+            assert_eq!(pair[1] - pair[0], 1000, "{trigger}: {runs:?}");
+        }
+        assert!(runs.iter().all(|t| t % 1000 == 0), "{runs:?}");
+    }
+    let list = invocations(&server, "probe").await?;
+    let result = api(&server, &format!("/v1/invocations/{}/result", list[0]["id"].as_str().unwrap_or_default())).await?;
+    assert_eq!(result["trigger"]["kind"], "cron", "{result}");
+    assert_eq!(result["content_type"], "application/json", "{result}");
+    let once_view = trigger_state(&server, "probe", "once").await?;
+    assert_eq!(once_view["state"], "scheduled", "{once_view}");
+    let metrics = metrics(&server).await?;
+    assert!(metrics.contains("floe_cron_lateness_seconds_count"), "{metrics}");
+
+    // Down for more than two scheduled times.
+    server.kill();
+    let down_at = now_ms();
+    let last_skip = *cron_runs_offline(&server, "skip").last().unwrap_or(&0);
+    let last_once = *cron_runs_offline(&server, "once").last().unwrap_or(&0);
+    eventually(WITHIN, "three seconds to pass while the server is down", || async {
+        Ok(now_ms() >= down_at + 3000)
+    })
+    .await?;
+    server.restart()?;
+    let restarted_at = now_ms();
+    eventually(WITHIN, "both schedules to run again", || async {
+        Ok(cron_runs(&server, "probe", "skip").await?.iter().any(|t| *t > restarted_at)
+            && cron_runs(&server, "probe", "once").await?.iter().any(|t| *t > restarted_at))
+    })
+    .await?;
+    let skip = cron_runs(&server, "probe", "skip").await?;
+    let once = cron_runs(&server, "probe", "once").await?;
+    let missed = |runs: &[u64], last: u64| {
+        runs.iter()
+            .filter(|t| **t > last && **t < restarted_at)
+            .count()
+    };
+    assert_eq!(missed(&skip, last_skip), 0, "skip ran none of the missed: {skip:?}");
+    assert_eq!(
+        missed(&once, last_once),
+        1,
+        "once ran one run for the missed ones: {once:?} (last before {last_once})"
+    );
+    for runs in [&skip, &once] {
+        let mut unique = runs.clone();
+        unique.dedup();
+        assert_eq!(&unique, runs, "never twice for one time");
+    }
+    Ok(())
+}
+
+/// The cron runs recorded in the data directory while the server is down
+/// (the marks floe keeps).
+fn cron_runs_offline(server: &Server, trigger: &str) -> Vec<u64> {
+    let path = server
+        .data_dir()
+        .join("triggers/probe")
+        .join(format!("{trigger}.cron"));
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| v["last_ms"].as_u64())
+        .into_iter()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_triggers_are_refused_or_reported_and_break_nothing() -> Result<()> {
+    let server = Server::start()?;
+    server.deploy("probe", TRIGGER_PROBE, &[]).await?;
+    server
+        .deploy("web", HELLO, &[])
+        .await?;
+    let refused = [
+        json!([{"kind": "cron", "name": "c", "schedule": "every minute"}]),
+        json!([{"kind": "cron", "name": "c", "schedule": "61 * * * *"}]),
+        json!([{"kind": "cron", "name": "c", "schedule": "* * * * *", "time_zone": "Mars/Base"}]),
+        json!([{"kind": "mqtt", "name": "m", "broker": "http://127.0.0.1:1", "topics": ["a"]}]),
+        json!([{"kind": "mqtt", "name": "m", "broker": "mqtt://u:pw@127.0.0.1:1", "topics": ["a"]}]),
+        json!([{"kind": "mqtt", "name": "m", "broker": "mqtt://127.0.0.1:1", "topics": ["a/#/b"]}]),
+        json!([{"kind": "mqtt", "name": "m", "broker": "mqtt://127.0.0.1:1", "topics": []}]),
+        json!([{"kind": "mqtt", "name": "m", "broker": "mqtt://127.0.0.1:1", "topics": ["a"], "qos": 2}]),
+        json!([{"kind": "mqtt", "name": "m", "broker": "mqtt://127.0.0.1:1", "topics": ["a"],
+                "password_secret": "nope"}]),
+        json!([{"kind": "cron", "name": "c", "schedule": "* * * * *"},
+               {"kind": "cron", "name": "c", "schedule": "* * * * *"}]),
+        json!([{"kind": "cron", "name": "bad name!", "schedule": "* * * * *"}]),
+        json!([{"kind": "webhook", "name": "w"}]),
+        json!({"kind": "cron"}),
+    ];
+    for triggers in &refused {
+        let e = configure(&server, "probe", &[("triggers", triggers.to_string())])
+            .await
+            .expect_err(&format!("{triggers} should be refused"));
+        assert!(
+            matches!(&e, ClientError::Api { status, .. } if *status == 400),
+            "{triggers}: {e}"
+        );
+    }
+    // An HTTP function takes no triggers.
+    let e = configure(
+        &server,
+        "web",
+        &[("triggers", json!([{"kind": "cron", "name": "c", "schedule": "* * * * *"}]).to_string())],
+    )
+    .await
+    .expect_err("an HTTP function takes no triggers");
+    assert!(e.to_string().contains("floe:function/event"), "{e}");
+    // Nothing changed.
+    let info = server.client().info("probe").await?;
+    assert_eq!(info["settings"]["triggers"], Value::Null, "{info}");
+
+    // A broker nobody answers at: accepted, and reported in the view.
+    let dead_port = crate::services::free_port()?;
+    let triggers = json!([{"kind": "mqtt", "name": "m", "broker": format!("mqtt://127.0.0.1:{dead_port}"),
+                          "topics": ["a"]}]);
+    configure(&server, "probe", &[("triggers", triggers.to_string())]).await?;
+    eventually(WITHIN, "the trigger to report its connection error", || async {
+        let t = trigger_state(&server, "probe", "m").await?;
+        Ok(t["state"] == "connecting" && t["error"].as_str().is_some_and(|e| !e.is_empty()))
+    })
+    .await?;
+    // The server still serves.
+    let r = server.get("/web").await?;
+    assert_eq!(r.status, 200);
+    // Removing the triggers stops it.
+    configure(&server, "probe", &[("triggers", "[]".into())]).await?;
+    eventually(WITHIN, "the trigger to be gone", || async {
+        Ok(trigger_state(&server, "probe", "m").await?.is_null())
+    })
+    .await?;
+    Ok(())
+}
