@@ -66,6 +66,7 @@ pub(crate) struct Figures<'a> {
     pub(crate) init: &'a [InitSample],
     pub(crate) prewarm: &'a [PrewarmSummary],
     pub(crate) footprint: &'a [FootprintSample],
+    pub(crate) mqtt: Option<&'a crate::mqtt::MqttResults>,
 }
 
 fn init_median(
@@ -189,10 +190,55 @@ pub(crate) fn evaluate(f: &Figures<'_>) -> Vec<Goal> {
         },
     ];
     goals.extend(p3_goals(f.p3));
+    goals.extend(mqtt_goals(f.mqtt));
     goals
 }
 
 /// The WASI 0.3 goals, from the `p3` scenario.
+fn mqtt_goals(mqtt: Option<&crate::mqtt::MqttResults>) -> Vec<Goal> {
+    let throughput = |qos: u8| {
+        mqtt.and_then(|m| m.throughput.iter().find(|t| t.qos == qos))
+    };
+    let latency = |qos: u8| mqtt.and_then(|m| m.latency.iter().find(|l| l.qos == qos));
+    let ceiling = |t: Option<&crate::mqtt::Throughput>| {
+        t.map_or("not measured".into(), |t| {
+            format!("mosquitto_sub {:.0} msg/s", t.ceiling_per_s)
+        })
+    };
+    vec![
+        Goal {
+            name: "MQTT QoS 0 into an event function (messages/s)",
+            direction: Direction::AtLeast,
+            target: 20_000.0,
+            unit: "msg/s",
+            floe: throughput(0).map(|t| t.floe_per_s),
+            peer: ceiling(throughput(0)),
+        },
+        Goal {
+            name: "MQTT QoS 1 durably queued (messages/s)",
+            direction: Direction::AtLeast,
+            target: 5_000.0,
+            unit: "msg/s",
+            floe: throughput(1).map(|t| t.floe_per_s),
+            peer: ceiling(throughput(1)),
+        },
+        Goal {
+            name: "MQTT publish -> invocation p99 at 1,000 msg/s (QoS 0)",
+            direction: Direction::AtMost,
+            target: 5.0,
+            unit: "ms",
+            floe: latency(0).map(|l| l.floe_p99_ms),
+            peer: latency(0).map_or("not measured".into(), |l| {
+                format!(
+                    "mosquitto_sub p99 {:.2} ms; floe QoS 1 p99 {}",
+                    l.ceiling_p99_ms,
+                    latency(1).map_or("-".into(), |l| format!("{:.2} ms", l.floe_p99_ms))
+                )
+            }),
+        },
+    ]
+}
+
 fn p3_goals(p3: &[crate::p3::P3Summary]) -> Vec<Goal> {
     use crate::p3::P3Subject;
     let find = |workload: &str, subject: P3Subject, connections: u32| {
@@ -319,6 +365,7 @@ mod tests {
             init: &[],
             prewarm: &[],
             footprint: &[],
+            mqtt: None,
         });
         let by = |name: &str| goals.iter().find(|g| g.name.contains(name)).map(Goal::met);
         assert_eq!(by("floe / wasmtime serve"), Some(Some(true)));
@@ -328,6 +375,6 @@ mod tests {
         assert_eq!(by("restart"), Some(None));
         // The WASI 0.3 goals were not run.
         assert_eq!(by("fan-out at 200 connections, floe p3 p99"), Some(None));
-        assert_eq!(goals.len(), 12);
+        assert_eq!(goals.len(), 15);
     }
 }

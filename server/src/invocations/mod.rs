@@ -5,7 +5,9 @@
 //! Guarantees:
 //! - `202 Accepted` is sent only after the payload and the record are on
 //!   disk (written atomically and synced), so an accepted invocation
-//!   survives SIGKILL and power loss and runs after the restart.
+//!   survives SIGKILL and power loss and runs after the restart. New
+//!   invocations are synced in groups: those submitted while one sync runs
+//!   share the next one.
 //! - Delivery is **at least once**: an attempt cut short by a crash runs
 //!   again after the restart, so a function may see an event twice. Use the
 //!   context's request id (the invocation id) to deduplicate.
@@ -39,6 +41,10 @@ mod worker;
 
 pub use http::Front;
 pub use record::{AttemptError, InvocationRecord, Journal, Status};
+use record::Committer;
+
+/// Most new invocations made durable by one sync.
+const COMMIT_BATCH: usize = 256;
 
 use crate::clock::unix_ms;
 use crate::config::InvocationsConfig;
@@ -140,6 +146,8 @@ struct Counters {
 /// The async invocation service of one server.
 pub struct Invocations {
     journal: Journal,
+    /// Group commit of new invocations.
+    committer: Committer,
     config: InvocationsConfig,
     state: Mutex<State>,
     wake: Notify,
@@ -249,8 +257,10 @@ impl Invocations {
         if requeued > 0 {
             tracing::info!(invocations = requeued, "async invocations queued again");
         }
+        let committer = Committer::start(journal.clone(), COMMIT_BATCH)?;
         Ok(Self {
             journal,
+            committer,
             config,
             state: Mutex::new(state),
             wake: Notify::new(),
@@ -364,15 +374,10 @@ impl Invocations {
             state.active.insert(record.id.clone(), record.clone());
             record
         };
-        let journal = self.journal.clone();
-        let stored = {
-            let record = record.clone();
-            let payload = submission.payload.clone();
-            tokio::task::spawn_blocking(move || journal.create(&record, &payload))
-                .await
-                .map_err(std::io::Error::other)
-                .and_then(|r| r)
-        };
+        let stored = self
+            .committer
+            .commit(record.clone(), submission.payload.clone())
+            .await;
         let mut state = self.state.lock();
         if let Err(e) = stored {
             state.pending -= 1;

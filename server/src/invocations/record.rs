@@ -4,7 +4,10 @@
 //! `{id}.payload` (the bytes, written first, deleted once it finished),
 //! `{id}.json` (this record; its presence is what makes the invocation
 //! exist) and, once it succeeded, `{id}.result`. Every write is atomic and
-//! durable.
+//! durable; new invocations are made durable in batches (one sync of the
+//! file system each), and a record whose payload does not match its digest
+//! (torn by a crash inside a batch, so never acknowledged) is removed on
+//! load.
 
 use crate::store::fsio;
 use serde::{Deserialize, Serialize};
@@ -114,10 +117,28 @@ impl Journal {
         self.dir.join(format!("{id}.{ext}"))
     }
 
-    /// Stores a new invocation: its payload, then its record.
-    pub fn create(&self, record: &InvocationRecord, payload: &[u8]) -> io::Result<()> {
-        fsio::write_atomic(&self.tmp, &self.path(&record.id, "payload"), payload)?;
-        self.update(record)
+    /// Stores a batch of new invocations with one sync of the file system
+    /// for all of them (group commit): payloads and records are written and
+    /// renamed into place, then made durable together. A crash before the
+    /// sync may leave some of them torn; none of them was acknowledged, and
+    /// [`load`](Self::load) removes a record whose payload does not match
+    /// its digest.
+    pub fn create_batch(&self, batch: &[(InvocationRecord, bytes::Bytes)]) -> io::Result<()> {
+        for (record, payload) in batch {
+            fsio::write_unsynced(&self.tmp, &self.path(&record.id, "payload"), payload)?;
+            let json = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
+            fsio::write_unsynced(&self.tmp, &self.path(&record.id, "json"), &json)?;
+        }
+        fsio::sync_file_system(&self.dir)
+    }
+
+    /// Takes back what a failed batch wrote (best effort: none of it was
+    /// acknowledged).
+    fn undo_batch(&self, batch: &[(InvocationRecord, bytes::Bytes)]) {
+        for (record, _) in batch {
+            let _ = std::fs::remove_file(self.path(&record.id, "json"));
+            let _ = std::fs::remove_file(self.path(&record.id, "payload"));
+        }
     }
 
     /// Rewrites a record.
@@ -129,6 +150,14 @@ impl Journal {
     /// Stores a result.
     pub fn put_result(&self, id: &str, result: &[u8]) -> io::Result<()> {
         fsio::write_atomic(&self.tmp, &self.path(id, "result"), result)
+    }
+
+    /// Whether `record`'s payload is on disk with the digest it was
+    /// accepted with (a crash inside a group commit can leave it torn).
+    fn payload_intact(&self, record: &InvocationRecord) -> bool {
+        use sha2::Digest as _;
+        std::fs::read(self.path(&record.id, "payload"))
+            .is_ok_and(|bytes| hex::encode(sha2::Sha256::digest(&bytes)) == record.payload_sha256)
     }
 
     /// An invocation's payload.
@@ -176,7 +205,7 @@ impl Journal {
                     .ok()
                     .and_then(|b| serde_json::from_slice::<InvocationRecord>(&b).ok())
                     .filter(|r: &InvocationRecord| {
-                        r.id == id && (r.status.is_final() || self.path(id, "payload").exists())
+                        r.id == id && (r.status.is_final() || self.payload_intact(r))
                     });
                 match parsed {
                     Some(r) => records.push(r),
@@ -197,5 +226,79 @@ impl Journal {
             }
         }
         Ok((records, removed))
+    }
+}
+
+/// One invocation waiting for a group commit.
+struct Commit {
+    record: InvocationRecord,
+    payload: bytes::Bytes,
+    done: tokio::sync::oneshot::Sender<io::Result<()>>,
+}
+
+/// Group commit of new invocations: one thread stores every invocation
+/// submitted while the previous batch was being synced, with one sync of
+/// the file system for the whole batch. Each submitter waits until its
+/// batch is durable.
+#[derive(Debug, Clone)]
+pub(super) struct Committer {
+    tx: std::sync::mpsc::Sender<Commit>,
+}
+
+impl std::fmt::Debug for Commit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Commit").field("id", &self.record.id).finish()
+    }
+}
+
+impl Committer {
+    /// Starts the committing thread over `journal`; at most `max_batch`
+    /// invocations go in one sync. The thread ends when the last committer
+    /// is dropped.
+    pub(super) fn start(journal: Journal, max_batch: usize) -> io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<Commit>();
+        std::thread::Builder::new()
+            .name("floe-invocations-commit".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut waiting = vec![first];
+                    while waiting.len() < max_batch {
+                        match rx.try_recv() {
+                            Ok(next) => waiting.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    let (batch, done): (Vec<_>, Vec<_>) = waiting
+                        .into_iter()
+                        .map(|c| ((c.record, c.payload), c.done))
+                        .unzip();
+                    let result = journal.create_batch(&batch);
+                    if result.is_err() {
+                        journal.undo_batch(&batch);
+                    }
+                    for done in done {
+                        let _ = done.send(match &result {
+                            Ok(()) => Ok(()),
+                            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                        });
+                    }
+                }
+            })?;
+        Ok(Self { tx })
+    }
+
+    /// Stores a new invocation durably (with whatever else is submitted
+    /// meanwhile).
+    pub(super) async fn commit(&self, record: InvocationRecord, payload: bytes::Bytes) -> io::Result<()> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Commit {
+                record,
+                payload,
+                done,
+            })
+            .map_err(|_| io::Error::other("the invocation store is closed"))?;
+        wait.await
+            .map_err(|_| io::Error::other("the invocation store is closed"))?
     }
 }

@@ -52,6 +52,64 @@ pub(crate) fn write_atomic(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> io::Res
     result
 }
 
+/// Writes `bytes` to `path` atomically (a reader sees the old file or the
+/// new one) but not durably: the caller makes a batch of these durable with
+/// one [`sync_file_system`]. Until then a crash may leave the new file
+/// empty or short, so readers after a restart must check what they read.
+pub(crate) fn write_unsynced(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = tmp_dir.join(format!(
+        "{}.{}.tmp",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut f = options.open(&tmp)?;
+        f.write_all(bytes)?;
+        drop(f);
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Makes everything written so far on the file system holding `dir`
+/// durable: file contents, renames and unlinks (`syncfs(2)`; elsewhere than
+/// Linux, `sync(2)`). One call makes a whole batch of
+/// [`write_unsynced`] durable.
+pub(crate) fn sync_file_system(dir: &Path) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let handle = File::open(dir)?;
+        // SAFETY: syncfs(2) on a file descriptor we own, open for the call.
+        #[expect(unsafe_code, reason = "syncfs(2) has no wrapper in std")]
+        let rc = unsafe { libc::syncfs(handle.as_raw_fd()) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        // SAFETY: sync(2) takes no arguments and cannot fail.
+        #[expect(unsafe_code, reason = "sync(2) has no wrapper in std")]
+        unsafe {
+            libc::sync();
+        }
+        Ok(())
+    }
+}
+
 /// Removes `path` (if present) and syncs its directory.
 pub(crate) fn remove_durably(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {

@@ -60,6 +60,9 @@ pub(super) async fn run(
                 (Missed::Once, Some(missed)) => {
                     tracing::info!(function, trigger = %spec.name, first_missed = %due, last_missed = %missed, "cron runs were missed: running once for them");
                     fire(&shared, &function, &spec, &status, &missed).await;
+                    status
+                        .caught_up
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     after = missed;
                 }
                 _ => {

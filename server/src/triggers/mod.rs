@@ -82,6 +82,8 @@ pub struct TriggerStatus {
     pub failed: AtomicU64,
     /// Times a cron trigger skipped missed runs after downtime.
     pub skipped: AtomicU64,
+    /// Times a cron trigger ran once for missed runs after downtime.
+    pub caught_up: AtomicU64,
     /// The last fire time (a cron run's scheduled time; an MQTT message's
     /// arrival), ms since the Unix epoch.
     pub last_fired_ms: AtomicU64,
@@ -111,6 +113,7 @@ impl TriggerStatus {
             received: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
+            caught_up: AtomicU64::new(0),
             last_fired_ms: AtomicU64::new(0),
         }
     }
@@ -151,6 +154,7 @@ impl TriggerStatus {
             received: self.received.load(Relaxed),
             failed: self.failed.load(Relaxed),
             skipped: self.skipped.load(Relaxed),
+            caught_up: self.caught_up.load(Relaxed),
             last_fired_ms: (last > 0).then_some(last),
         }
     }
@@ -172,8 +176,10 @@ pub struct TriggerView {
     pub received: u64,
     /// Runs or messages it failed to queue or invoke.
     pub failed: u64,
-    /// Missed-run catch-ups skipped.
+    /// Times missed runs were skipped after downtime (`missed = "skip"`).
     pub skipped: u64,
+    /// Times one run was made for missed ones (`missed = "once"`).
+    pub caught_up: u64,
     /// The last fire time, ms since the Unix epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_fired_ms: Option<u64>,

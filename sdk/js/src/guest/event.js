@@ -2,11 +2,14 @@
 
 import { InvalidInput, describe, toBytes } from 'floe-sdk';
 
-export function eventHandlerOf(app) {
+// `sources` holds what the event-source modules give the context: `trigger`
+// (from `floe-sdk/trigger`) when the module is built for the `-sources`
+// worlds.
+export function eventHandlerOf(app, sources = {}) {
   const handle = app.handle;
   return {
     async handle(context, payload) {
-      const ctx = toContext(context);
+      const ctx = toContext(context, sources);
       try {
         return toBytes(await handle(payload, ctx));
       } catch (error) {
@@ -21,10 +24,12 @@ export function eventHandlerOf(app) {
   };
 }
 
-function toContext(context) {
+function toContext(context, sources) {
   const deadlineMs = Number(context.deadlineMs);
+  const requestId = context.requestId;
+  const readTrigger = sources.trigger;
   return Object.freeze({
-    requestId: context.requestId,
+    requestId,
     function: context.function,
     version: Number(context.version),
     deadlineMs,
@@ -33,6 +38,19 @@ function toContext(context) {
     /** Milliseconds left before floe stops the invocation. */
     remainingMs() {
       return Math.max(0, deadlineMs - Date.now());
+    },
+    /**
+     * The trigger that started the invocation (see `floe-sdk/trigger`), or
+     * null. Needs the module to import `floe-sdk/trigger` or `floe-sdk/mqtt`.
+     */
+    trigger() {
+      if (!readTrigger) {
+        throw new Error(
+          'ctx.trigger() needs the module to import floe-sdk/trigger (or floe-sdk/mqtt): ' +
+            "add `import { trigger } from 'floe-sdk/trigger'`",
+        );
+      }
+      return readTrigger(requestId);
     },
   });
 }

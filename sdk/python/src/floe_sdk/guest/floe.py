@@ -32,6 +32,17 @@ Read the function's variables and secrets (`floe config NAME --var KEY=VALUE
     threshold = float(floe.config("threshold", "40"))
     token = floe.config("api_token")     # None when not set
 
+An event function reads what started the invocation (a cron schedule or
+an MQTT message: the function's `triggers` setting) with `ctx.trigger`, and
+publishes MQTT messages through its durable outbox with `floe.publish`:
+
+    @floe.event
+    def handle(payload: bytes, ctx: floe.Context) -> bytes:
+        t = ctx.trigger                       # None over HTTP or the API
+        if t is not None and t.kind == "mqtt":
+            floe.publish(f"echo/{t.topic}", payload, qos=1)
+        return payload
+
 Built for WASI 0.3 (`floe-py build --wasi p3`), one instance serves many
 requests at once: handlers and hooks may be `async def`, and
 `await floe.fetch_async(...)` and `await floe.sleep(seconds)` let the
@@ -60,6 +71,17 @@ else:
 
 if _wasi is not None:
     from wit_world.imports import store as _config_store
+
+# floe:function/trigger and floe:function/mqtt: imported by WASI 0.2 event
+# functions only (not by HTTP functions, nor by WASI 0.3 builds).
+_trigger: Any = None
+_mqtt: Any = None
+if _wasi == "p2":
+    try:
+        from wit_world.imports import mqtt as _mqtt
+        from wit_world.imports import trigger as _trigger
+    except ImportError:  # an HTTP function
+        _trigger = _mqtt = None
 
 if _wasi == "p2":
     from componentize_py_types import Err as _Err, Ok as _Ok
@@ -229,7 +251,8 @@ class Response:
 
 @dataclass
 class Context:
-    """What floe tells an event handler about one invocation."""
+    """What floe tells an event handler about one invocation; `trigger` is
+    what started it (see `floe.trigger`)."""
 
     request_id: str
     function: str
@@ -237,6 +260,157 @@ class Context:
     deadline_ms: int
     memory_limit: int
     content_type: Optional[str]
+
+    @property
+    def trigger(self) -> Optional["CronRun | MqttMessage"]:
+        """The trigger that started this invocation: a `CronRun`, an
+        `MqttMessage`, or `None` (an invocation over HTTP or the API)."""
+        return trigger(self)
+
+
+# Triggers, over floe:function/trigger.
+
+
+@dataclass
+class CronRun:
+    """A cron trigger fired: its `name`, `schedule` (the cron expression),
+    `time_zone` (an IANA name, or `UTC`) and `scheduled_ms`, when the run
+    was due (ms since the Unix epoch; after downtime with `missed = "once"`
+    the last time missed). `kind` is `"cron"`."""
+
+    name: str
+    schedule: str
+    time_zone: str
+    scheduled_ms: int
+    kind: str = field(default="cron", init=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields, `kind` included, as a dict (ready for `json.dumps`)."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "schedule": self.schedule,
+            "time_zone": self.time_zone,
+            "scheduled_ms": self.scheduled_ms,
+        }
+
+
+@dataclass
+class MqttMessage:
+    """An MQTT message arrived (its payload is the event's payload, its
+    MQTT 5 content type the context's `content_type`): the trigger's
+    `name`, the `topic` it was published to, the `qos` it came with (0 or
+    1; at 1 it may arrive twice, never zero times), the broker's `retain`
+    flag and its MQTT 5 `user_properties`, as `(key, value)` pairs in
+    order. `kind` is `"mqtt"`."""
+
+    name: str
+    topic: str
+    qos: int
+    retain: bool
+    user_properties: list[tuple[str, str]] = field(default_factory=list)
+    kind: str = field(default="mqtt", init=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields, `kind` included, as a dict (ready for `json.dumps`)."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "topic": self.topic,
+            "qos": self.qos,
+            "retain": self.retain,
+            "user_properties": [list(p) for p in self.user_properties],
+        }
+
+
+def _event_only(what: str) -> str:
+    if _wasi == "p3":
+        return f"{what} is not available in a WASI 0.3 build yet: build the event function for WASI 0.2 (the default)"
+    return f"{what} works only in event functions (@floe.event): an HTTP function has no trigger and no MQTT outbox"
+
+
+def trigger(ctx: "Context | str") -> Optional[CronRun | MqttMessage]:
+    """What started the invocation `ctx` (an event handler's `Context`, or
+    its request id): a `CronRun`, an `MqttMessage`, or `None` when no
+    trigger did (an invocation over HTTP or the API). `ctx.trigger` says
+    the same. Raises `RuntimeError` in an HTTP function (or a WASI 0.3
+    build), which has no triggers."""
+    request_id = ctx if isinstance(ctx, str) else ctx.request_id
+    if _wasi is None:
+        return None
+    if _trigger is None:
+        raise RuntimeError(_event_only("floe.trigger"))
+    fired = _trigger.get(request_id)
+    if fired is None:
+        return None
+    value = fired.value
+    if isinstance(fired, _trigger.Fired_Cron):
+        return CronRun(value.name, value.schedule, value.time_zone, value.scheduled_ms)
+    return MqttMessage(
+        value.name,
+        value.topic,
+        value.qos,
+        value.retain,
+        [(k, v) for k, v in value.user_properties],
+    )
+
+
+# Publishing, over floe:function/mqtt.
+
+
+class PublishError(Exception):
+    """`publish` did not queue the message; nothing was stored. `kind` says
+    why: `not_configured` (the function has no broker: no `publish` setting
+    and no MQTT trigger, or it is not an event function), `invalid` (an
+    empty or wildcard topic, a payload over the server's limit),
+    `outbox_full` (the broker has been away and the outbox is at its
+    bound: try later, or fail the invocation so that it is retried) or
+    `failed` (storing it failed). `message` is floe's explanation."""
+
+    _WORDS = {
+        "not_configured": "no broker to publish to",
+        "invalid": "invalid message",
+        "outbox_full": "outbox full",
+        "failed": "publishing failed",
+    }
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{self._WORDS.get(kind, kind)}: {message}")
+        self.kind = kind
+        self.message = message
+
+
+_PUBLISH_KINDS = {
+    "PublishError_NotConfigured": "not_configured",
+    "PublishError_Invalid": "invalid",
+    "PublishError_OutboxFull": "outbox_full",
+    "PublishError_Failed": "failed",
+}
+
+
+def publish(topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> None:
+    """Queues an MQTT message for `topic` in the function's durable outbox,
+    and returns once it is on disk; floe sends it to the broker (the
+    function's `publish` setting, else its first MQTT trigger's broker) as
+    soon as the broker takes it, in order per topic, across outages and
+    restarts. `payload` is bytes, or text sent as UTF-8; `qos` is 1 (at
+    least once: kept until the broker acknowledged it) or 0 (at most once);
+    `retain` asks the broker to keep it for later subscribers. Raises
+    `PublishError` when it was not queued (never drops it silently)."""
+    if qos not in (0, 1):
+        raise ValueError(f"qos {qos!r}: floe publishes with QoS 0 or 1")
+    data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
+    if _wasi is None:
+        raise PublishError("not_configured", "floe.publish works only inside a floe function (a built component)")
+    if _mqtt is None:
+        raise PublishError("not_configured", _event_only("floe.publish"))
+    level = _mqtt.Qos.AT_LEAST_ONCE if qos == 1 else _mqtt.Qos.AT_MOST_ONCE
+    try:
+        _mqtt.publish(topic, data, level, bool(retain))
+    except _Err as e:
+        error = e.value
+        kind = _PUBLISH_KINDS.get(type(error).__name__, "failed")
+        raise PublishError(kind, str(getattr(error, "value", error))) from None
 
 
 def _response(value: Any) -> Response:
