@@ -260,11 +260,7 @@ fn tokens_table(tokens: &[Value]) -> String {
             Value::String(p) => p.clone(),
             _ => "-".to_owned(),
         };
-        let created = t["created_ms"]
-            .as_i64()
-            .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-            .map(|ts| ts.strftime("%Y-%m-%d %H:%M:%SZ").to_string())
-            .unwrap_or_default();
+        let created = t["created_ms"].as_u64().map(utc).unwrap_or_default();
         table.add_row([
             t["id"].as_str().unwrap_or("").to_owned(),
             t["scope"].as_str().unwrap_or("").to_owned(),
@@ -344,6 +340,9 @@ fn print_info(name: &str, f: &Value) {
             println!("    {k} = {v}");
         }
     }
+    for line in event_lines(f) {
+        println!("{line}");
+    }
     println!("  versions:");
     for v in f["versions"].as_array().cloned().unwrap_or_default() {
         println!(
@@ -353,6 +352,53 @@ fn print_info(name: &str, f: &Value) {
             v["size"]
         );
     }
+}
+
+/// What `floe info` says of a function's triggers and outbox: one line
+/// each, with its state.
+fn event_lines(f: &Value) -> Vec<String> {
+    let mut lines = Vec::new();
+    let triggers = f["triggers"].as_array().cloned().unwrap_or_default();
+    if !triggers.is_empty() {
+        lines.push("  triggers:".to_owned());
+    }
+    for t in &triggers {
+        let mut state = t["state"].as_str().unwrap_or("?").to_owned();
+        if let Some(next) = t["next_ms"].as_u64() {
+            state.push_str(&format!(", next {}", utc(next)));
+        }
+        if let Some(e) = t["error"].as_str().or(t["reason"].as_str()) {
+            state.push_str(&format!(": {e}"));
+        }
+        lines.push(format!(
+            "    {} ({}): {state}; fired {}, failed {}",
+            t["name"].as_str().unwrap_or("?"),
+            t["kind"].as_str().unwrap_or("?"),
+            t["fired"],
+            t["failed"],
+        ));
+    }
+    if f["outbox"].is_object() {
+        let o = &f["outbox"];
+        let mut link = o["link"]["state"].as_str().unwrap_or("?").to_owned();
+        if let Some(e) = o["link"]["error"].as_str() {
+            link.push_str(&format!(": {e}"));
+        }
+        lines.push(format!(
+            "  outbox: {} waiting ({} bytes, oldest {} ms), {} sent, {} refused; broker {link}",
+            o["depth"], o["bytes"], o["oldest_age_ms"], o["sent"], o["refused_full"]
+        ));
+    }
+    lines
+}
+
+/// A time in ms since the Unix epoch, as UTC.
+fn utc(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map(|ts| ts.strftime("%Y-%m-%d %H:%M:%SZ").to_string())
+        .unwrap_or_default()
 }
 
 fn short_digest(v: &Value) -> String {
@@ -370,6 +416,30 @@ fn print_json(v: &Value) -> Result<()> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn info_shows_triggers_and_the_outbox() {
+        let f = json!({
+            "triggers": [
+                {"name": "tick", "kind": "cron", "state": "scheduled", "next_ms": 0, "fired": 3, "failed": 0},
+                {"name": "in", "kind": "mqtt", "state": "connecting", "error": "refused", "fired": 0, "failed": 1},
+            ],
+            "outbox": {"depth": 2, "bytes": 10, "oldest_age_ms": 5, "sent": 7, "refused_full": 0,
+                       "link": {"state": "connected"}},
+        });
+        let lines = event_lines(&f);
+        assert_eq!(lines[0], "  triggers:");
+        assert_eq!(
+            lines[1],
+            "    tick (cron): scheduled, next 1970-01-01 00:00:00Z; fired 3, failed 0"
+        );
+        assert_eq!(lines[2], "    in (mqtt): connecting: refused; fired 0, failed 1");
+        assert_eq!(
+            lines[3],
+            "  outbox: 2 waiting (10 bytes, oldest 5 ms), 7 sent, 0 refused; broker connected"
+        );
+        assert!(event_lines(&json!({})).is_empty());
+    }
 
     #[test]
     fn token_ls_shows_scope_prefix_and_creation_time() {

@@ -799,3 +799,70 @@ async fn a_single_node_joining_an_empty_etcd_keeps_its_functions() -> Result<()>
     assert!(!etcd.dump("/floe/v1/functions/solo/")?.is_empty());
     Ok(())
 }
+
+/// Every node's invocations of the probe, with their triggers.
+async fn fleet_invocations(nodes: &[Server]) -> Result<Vec<serde_json::Value>> {
+    let mut all = Vec::new();
+    for node in nodes {
+        let r = control(
+            node,
+            http::Method::GET,
+            "/v1/invocations?function=probe&limit=1000",
+        )
+        .await?;
+        all.extend(r.json()["invocations"].as_array().cloned().unwrap_or_default());
+    }
+    Ok(all)
+}
+
+/// Triggers in a cluster: each cron run fires on one node, and the broker
+/// hands each MQTT message to one node (a shared subscription).
+#[tokio::test]
+async fn each_cron_run_and_each_mqtt_message_runs_on_one_node() -> Result<()> {
+    if !services_installed() {
+        return Ok(());
+    }
+    let broker = crate::broker::Broker::start().await?;
+    let fleet = Fleet::start(2).await?;
+    let r = put(
+        &fleet.nodes[0],
+        "/v1/functions/probe?wait=all&timeout=20s",
+        fixture(floe_tests::fixtures::TRIGGER_PROBE),
+        None,
+    )
+    .await?;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let triggers = serde_json::json!([
+        {"kind": "cron", "name": "tick", "schedule": "* * * * * *"},
+        {"kind": "mqtt", "name": "in", "broker": broker.url(), "topics": ["fleet/in"], "qos": 1},
+    ]);
+    fleet.nodes[0]
+        .client()
+        .configure("probe", &[("triggers".to_owned(), triggers.to_string())])
+        .await?;
+    for node in &fleet.nodes {
+        crate::triggers::wait_for_state(node, "probe", "in", "connected").await?;
+    }
+    for i in 0..10 {
+        broker.publish("fleet/in", &i.to_string(), 1, &[])?;
+    }
+    eventually(CONVERGE, "four cron runs and ten messages", || async {
+        let all = fleet_invocations(&fleet.nodes).await?;
+        let cron = all.iter().filter(|r| r["fired"]["kind"] == "cron").count();
+        let mqtt = all.iter().filter(|r| r["fired"]["kind"] == "mqtt").count();
+        Ok(cron >= 4 && mqtt >= 10)
+    })
+    .await?;
+    let all = fleet_invocations(&fleet.nodes).await?;
+    let mut times: Vec<u64> = all
+        .iter()
+        .filter_map(|r| r["fired"]["scheduled_ms"].as_u64())
+        .collect();
+    times.sort_unstable();
+    let mut unique = times.clone();
+    unique.dedup();
+    assert_eq!(times, unique, "a cron time fired on two nodes");
+    let messages = all.iter().filter(|r| r["fired"]["kind"] == "mqtt").count();
+    assert_eq!(messages, 10, "each message on one node");
+    Ok(())
+}

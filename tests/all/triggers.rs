@@ -488,6 +488,12 @@ async fn bad_triggers_are_refused_or_reported_and_break_nothing() -> Result<()> 
 /// and a summary posted on a schedule with a secret token.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sensor_alerts_example_alerts_over_mqtt_and_posts_summaries() -> Result<()> {
+    check_sensor_alerts(SENSOR_ALERTS).await
+}
+
+/// The checks every language's `sensor-alerts` example passes: `component`
+/// is its built `.wasm`.
+pub(crate) async fn check_sensor_alerts(component: &str) -> Result<()> {
     const TOKEN: &str = "tok-PLAINTEXT-8812";
     let broker = Broker::start().await?;
     let collector = Collector::start().await?;
@@ -496,7 +502,7 @@ async fn the_sensor_alerts_example_alerts_over_mqtt_and_posts_summaries() -> Res
         mqtt_trigger(&broker, "readings", &["sensors/+/temperature"], 1),
         {"kind": "cron", "name": "summary", "schedule": "*/2 * * * * *"},
     ]);
-    server.deploy("alerts", SENSOR_ALERTS, &[("max_instances", "1")]).await?;
+    server.deploy("alerts", component, &[("max_instances", "1")]).await?;
     configure(
         &server,
         "alerts",

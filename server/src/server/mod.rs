@@ -251,6 +251,7 @@ impl Floe {
             invocations.clone(),
             config.events.clone(),
             &config.server.data_dir,
+            cluster.clone(),
         ));
         let triggers_stop = CancellationToken::new();
         triggers.start(triggers_stop.clone());

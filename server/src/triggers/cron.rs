@@ -54,6 +54,7 @@ pub(super) async fn run(
         let now = Timestamp::now().to_zoned(zone.clone());
         if let Some(due) = due
             && due <= now
+            && shared.owns(&format!("{function}\n{}", spec.name)).await
         {
             let missed_last = schedule.find_previous_occurrence(&now, true).ok();
             match (spec.missed, missed_last) {
@@ -97,10 +98,14 @@ pub(super) async fn run(
                 () = tokio::time::sleep(wait) => {}
             }
         }
+        after = next.clone();
+        if !shared.owns(&format!("{function}\n{}", spec.name)).await {
+            // Another node of the cluster fires this one.
+            continue;
+        }
         let lateness = unix_ms().saturating_sub(next_ms);
         shared.jitter.record(lateness);
         fire(&shared, &function, &spec, &status, &next).await;
-        after = next;
     }
 }
 

@@ -12,6 +12,14 @@
 //!
 //! A trigger on a function that is not an event function does not start;
 //! its status says why.
+//!
+//! In cluster mode every node runs every function's triggers, and they
+//! share the work: a cron run fires on the one node that ranks highest for
+//! the trigger among the live nodes (rendezvous hashing), and an MQTT
+//! trigger subscribes through an MQTT 5 shared subscription
+//! (`$share/{group}/{filter}`), so the broker hands each message to one
+//! node. Client ids end in `@{node}`, so nodes never take each other's
+//! sessions. Outboxes are per node.
 
 mod cron;
 mod marks;
@@ -19,6 +27,7 @@ mod mqtt;
 
 use crate::clock::unix_ms;
 use crate::config::{BrokerSpec, EventsConfig, TriggerSpec};
+use crate::cluster::Cluster;
 use crate::invocations::Invocations;
 use crate::metrics::{EventFigures, OutboxRow, TriggerRow};
 use crate::mqtt::Connect;
@@ -223,6 +232,46 @@ struct Shared {
     events: EventsConfig,
     marks: Marks,
     jitter: Jitter,
+    /// This node's part in a cluster: cron runs fire on one node, MQTT
+    /// subscriptions are shared between the nodes.
+    cluster: Option<Arc<Cluster>>,
+    /// The live nodes last seen (kept when etcd does not answer).
+    nodes: Mutex<Vec<String>>,
+}
+
+impl Shared {
+    /// This node's id in a cluster.
+    fn node(&self) -> Option<&str> {
+        self.cluster.as_ref().map(|c| c.id())
+    }
+
+    /// Whether this node fires the run of `key` (a function's trigger): in a
+    /// cluster, the node that ranks highest for it among the live nodes
+    /// (rendezvous hashing: every node computes the same owner, and only
+    /// the runs of a node that comes or goes move). Outside one, always.
+    async fn owns(&self, key: &str) -> bool {
+        let Some(cluster) = &self.cluster else {
+            return true;
+        };
+        let me = cluster.id();
+        match tokio::time::timeout(std::time::Duration::from_secs(2), cluster.nodes()).await {
+            Ok(Ok(nodes)) => {
+                *self.nodes.lock() = nodes.into_iter().map(|n| n.id).collect();
+            }
+            _ => tracing::debug!(key, "the node list is not available: using the last one seen"),
+        }
+        let nodes = self.nodes.lock().clone();
+        owner(&nodes, key).is_none_or(|owner| owner == me)
+    }
+}
+
+/// The node of `nodes` that ranks highest for `key`.
+fn owner<'a>(nodes: &'a [String], key: &str) -> Option<&'a str> {
+    use sha2::{Digest as _, Sha256};
+    nodes
+        .iter()
+        .max_by_key(|node| Sha256::digest(format!("{node}\n{key}").as_bytes()))
+        .map(String::as_str)
 }
 
 struct Running {
@@ -261,6 +310,7 @@ impl Triggers {
         invocations: Arc<Invocations>,
         events: EventsConfig,
         data_dir: &std::path::Path,
+        cluster: Option<Arc<Cluster>>,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -269,6 +319,8 @@ impl Triggers {
                 events,
                 marks: Marks::new(data_dir),
                 jitter: Jitter::default(),
+                nodes: Mutex::new(cluster.iter().map(|c| c.id().to_owned()).collect()),
+                cluster,
             }),
             running: Mutex::new(HashMap::new()),
             publishing: Mutex::new(HashSet::new()),
@@ -300,9 +352,11 @@ impl Triggers {
         self.shared.registry.engine().outboxes().stop();
     }
 
-    /// How to reach `broker` for `function` (`trigger`: whose default
-    /// client id it is).
-    fn connect(&self, function: &str, trigger: &str, broker: &BrokerSpec) -> Option<Connect> {
+    /// How to reach `broker` for `function`; `role` names the connection in
+    /// the default client id: `floe:{function}:{trigger}` for a trigger,
+    /// `floe:{function}/publish` for the outbox (`:` and `/` appear in no
+    /// function or trigger name), and `@{node}` after it in a cluster.
+    fn connect(&self, function: &str, role: &str, broker: &BrokerSpec) -> Option<Connect> {
         let address = broker.address().ok()?;
         let password = match &broker.password_secret {
             Some(secret) => {
@@ -317,10 +371,16 @@ impl Triggers {
         Some(Connect {
             username: broker.username.clone().or_else(|| address.username.clone()),
             address,
-            client_id: broker
-                .client_id
-                .clone()
-                .unwrap_or_else(|| format!("floe-{function}-{trigger}")),
+            client_id: {
+                let id = broker
+                    .client_id
+                    .clone()
+                    .unwrap_or_else(|| format!("floe:{function}{role}"));
+                match self.shared.node() {
+                    Some(node) => format!("{id}@{node}"),
+                    None => id,
+                }
+            },
             password,
         })
     }
@@ -338,7 +398,7 @@ impl Triggers {
             let events = function.runnable.prepared.handles_events();
             for spec in &settings.triggers {
                 let connect = match spec {
-                    TriggerSpec::Mqtt(m) => self.connect(name, &m.name, &m.broker),
+                    TriggerSpec::Mqtt(m) => self.connect(name, &format!(":{}", m.name), &m.broker),
                     TriggerSpec::Cron(_) => None,
                 };
                 wanted.insert(
@@ -347,7 +407,7 @@ impl Triggers {
                 );
             }
             if let Some(broker) = settings.publish_broker() {
-                let connect = self.connect(name, "outbox", broker);
+                let connect = self.connect(name, "/publish", broker);
                 self.shared
                     .registry
                     .engine()

@@ -134,7 +134,18 @@ impl Session<'_> {
                     } else {
                         QoS::AtLeastOnce
                     };
-                    let filters = self.spec.topics.iter().map(|t| Filter::new(t.clone(), qos));
+                    // In a cluster the nodes share the subscription: the
+                    // broker hands each message to one of them.
+                    let group = self.shared.node().map(|_| {
+                        format!("floe:{}:{}", self.function, self.spec.name).replace(['/', '+', '#'], "_")
+                    });
+                    let filters = self.spec.topics.iter().map(|t| {
+                        let filter = match &group {
+                            Some(group) => format!("$share/{group}/{t}"),
+                            None => t.clone(),
+                        };
+                        Filter::new(filter, qos)
+                    });
                     if let Err(e) = client.try_subscribe_many(filters) {
                         return format!("subscribing: {e}");
                     }
