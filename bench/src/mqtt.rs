@@ -133,7 +133,7 @@ impl Broker {
         let conf = self.dir.join("mosquitto.conf");
         let mut text = format!(
             "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\n\
-             persistence_location {}/\nmax_queued_messages 0\nmax_inflight_messages 100\n\
+             persistence_location {}/\nmax_queued_messages 0\nmax_inflight_messages 0\n\
              log_dest none\n",
             self.port,
             self.dir.display()

@@ -19,8 +19,9 @@ pub struct Connect {
 }
 
 impl Connect {
-    /// rumqttc's options for this connection under `events`' limits.
-    pub fn options(&self, events: &EventsConfig) -> Result<MqttOptions, rustls::Error> {
+    /// rumqttc's options for this connection under `events`' limits; an
+    /// error says why TLS cannot be set up.
+    pub fn options(&self, events: &EventsConfig) -> Result<MqttOptions, String> {
         let mut options = MqttOptions::new(
             self.client_id.clone(),
             self.address.host.clone(),
@@ -39,22 +40,35 @@ impl Connect {
         }
         if self.address.tls {
             options.set_transport(rumqttc::Transport::tls_with_config(
-                rumqttc::TlsConfiguration::Rustls(tls_config()?),
+                rumqttc::TlsConfiguration::Rustls(tls_config(&events.broker_ca_file)?),
             ));
         }
         Ok(options)
     }
 }
 
-/// TLS to brokers: ring, the web's root certificates.
-fn tls_config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
-    let roots = rustls::RootCertStore {
+/// TLS to brokers: ring, the web's root certificates and those of
+/// `ca_file` (PEM; an empty path: none).
+fn tls_config(ca_file: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
+    if !ca_file.as_os_str().is_empty() {
+        let certs = CertificateDer::pem_file_iter(ca_file)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("reading {}: {e}", ca_file.display()))?;
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err(format!("{} holds no usable certificate", ca_file.display()));
+        }
+    }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
-    .with_safe_default_protocol_versions()?
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
     .with_root_certificates(roots)
     .with_no_client_auth();
     Ok(Arc::new(config))

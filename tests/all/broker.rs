@@ -31,6 +31,28 @@ pub(crate) struct Broker {
     pub(crate) port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// TLS and a password (see [`Broker::start_secured`]).
+    secured: Option<Secured>,
+}
+
+/// What a secured broker asks of its clients.
+#[derive(Clone)]
+struct Secured {
+    user: String,
+    password: String,
+}
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) -> Result<()> {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .context("running openssl")?;
+    if !out.status.success() {
+        bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
 }
 
 impl Broker {
@@ -43,6 +65,7 @@ impl Broker {
                 port: free_port()?,
                 dir,
                 child: None,
+                secured: None,
             };
             match broker.spawn().await {
                 Ok(()) => return Ok(broker),
@@ -52,16 +75,81 @@ impl Broker {
         Err(last.unwrap_or_else(|| anyhow::anyhow!("mosquitto did not start")))
     }
 
-    /// `mqtt://127.0.0.1:{port}`.
+    /// A broker that speaks only TLS, with a certificate for 127.0.0.1 from
+    /// a CA made here (`ca_file`), and takes only `user` with `password`.
+    pub(crate) async fn start_secured(user: &str, password: &str) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("floe-mqtts-").tempdir()?;
+        let d = dir.path();
+        openssl(d, &["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=floe test CA",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])?;
+        openssl(d, &["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"])?;
+        std::fs::write(
+            d.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )?;
+        openssl(d, &["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext"])?;
+        let out = Command::new("mosquitto_passwd")
+            .current_dir(d)
+            .args(["-b", "-c", "passwd", user, password])
+            .output()
+            .context("running mosquitto_passwd")?;
+        if !out.status.success() {
+            bail!("mosquitto_passwd: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let mut broker = Self {
+            port: free_port()?,
+            dir,
+            child: None,
+            secured: Some(Secured {
+                user: user.to_owned(),
+                password: password.to_owned(),
+            }),
+        };
+        broker.spawn().await?;
+        Ok(broker)
+    }
+
+    /// The CA file a secured broker's certificate chains to.
+    pub(crate) fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// What `mosquitto_pub` and `mosquitto_sub` need to reach it.
+    fn client_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "-h".to_owned(),
+            "127.0.0.1".to_owned(),
+            "-p".to_owned(),
+            self.port.to_string(),
+            "-V".to_owned(),
+            "mqttv5".to_owned(),
+        ];
+        if let Some(s) = &self.secured {
+            args.extend([
+                "--cafile".to_owned(),
+                self.ca_file().display().to_string(),
+                "-u".to_owned(),
+                s.user.clone(),
+                "-P".to_owned(),
+                s.password.clone(),
+            ]);
+        }
+        args
+    }
+
+    /// `mqtt://127.0.0.1:{port}` (`mqtts://` when secured).
     pub(crate) fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
+        let scheme = if self.secured.is_some() { "mqtts" } else { "mqtt" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     async fn spawn(&mut self) -> Result<()> {
         let conf = self.dir.path().join("mosquitto.conf");
         let mut text = format!(
             "listener {port} 127.0.0.1\n\
-             allow_anonymous true\n\
              persistence true\n\
              persistence_location {dir}/\n\
              autosave_interval 1\n\
@@ -72,6 +160,15 @@ impl Broker {
             port = self.port,
             dir = self.dir.path().display(),
         );
+        if self.secured.is_some() {
+            let d = self.dir.path().display();
+            text.push_str(&format!(
+                "allow_anonymous false\npassword_file {d}/passwd\ncafile {d}/ca.pem\n\
+                 certfile {d}/server.pem\nkeyfile {d}/server.key\n"
+            ));
+        } else {
+            text.push_str("allow_anonymous true\n");
+        }
         // As root, Mosquitto would switch to its own user, who cannot write
         // this directory.
         // SAFETY: getuid(2) has no preconditions.
@@ -137,7 +234,7 @@ impl Broker {
         properties: &[(&str, &str)],
     ) -> Result<()> {
         let mut cmd = Command::new("mosquitto_pub");
-        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-V", "mqttv5"])
+        cmd.args(self.client_args())
             .args(["-t", topic, "-m", payload, "-q", &qos.to_string()]);
         for (k, v) in properties {
             cmd.args(["-D", "publish", "user-property", k, v]);
@@ -160,7 +257,7 @@ impl Broker {
         // Line-buffered: piped, its output would otherwise wait in a buffer.
         let mut cmd = Command::new("stdbuf");
         cmd.args(["-oL", "mosquitto_sub"])
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-V", "mqttv5"])
+            .args(self.client_args())
             .args(["-t", filter, "-q", "1", "-d", "-F", "MSG %t %p"]);
         if let Some(id) = session {
             cmd.args(["-i", id, "-c", "-x", "3600"]);

@@ -567,3 +567,73 @@ pub(crate) async fn check_sensor_alerts(component: &str) -> Result<()> {
     assert!(!server.log().contains(TOKEN), "the token is not logged");
     Ok(())
 }
+
+/// A broker that speaks only TLS (with the gateway's own CA) and wants a
+/// password: the password is one of the function's secrets, and is in no
+/// answer, no log line and no file of the data directory.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_broker_with_a_password_from_a_secret() -> Result<()> {
+    const PASSWORD: &str = "broker-PLAINTEXT-5150";
+    let broker = Broker::start_secured("gateway", PASSWORD).await?;
+    let server = Server::builder()
+        .env(
+            "FLOE_EVENTS__BROKER_CA_FILE",
+            &broker.ca_file().display().to_string(),
+        )
+        .start()?;
+    server.deploy("probe", TRIGGER_PROBE, &[]).await?;
+    let endpoint = json!({
+        "broker": broker.url(), "username": "gateway", "password_secret": "broker_password",
+    });
+    let mut trigger = mqtt_trigger(&broker, "in", &["secure/in"], 1);
+    trigger["username"] = json!("gateway");
+    trigger["password_secret"] = json!("broker_password");
+    configure(
+        &server,
+        "probe",
+        &[
+            ("secret.broker_password", PASSWORD.into()),
+            ("triggers", json!([trigger]).to_string()),
+            ("publish", endpoint.to_string()),
+        ],
+    )
+    .await?;
+    wait_for_state(&server, "probe", "in", "connected").await?;
+    broker.publish("secure/in", "over tls", 1, &[])?;
+    eventually(WITHIN, "the message over TLS to run", || async {
+        let list = invocations(&server, "probe").await?;
+        Ok(list.iter().any(|r| r["status"] == "succeeded"))
+    })
+    .await?;
+    let subscriber = broker.subscribe("secure/out/#", None).await?;
+    let (_, report) = server
+        .client()
+        .send(
+            Method::POST,
+            "/v1/functions/probe/invoke",
+            Bytes::from("publish 3 secure/out/x"),
+        )
+        .await?;
+    assert_eq!(report["published"], 3, "{report}");
+    eventually(WITHIN, "the three messages", || async {
+        Ok(subscriber.messages().len() == 3)
+    })
+    .await?;
+
+    // A wrong password is reported, and retried.
+    let mut wrong = mqtt_trigger(&broker, "wrong", &["secure/in"], 1);
+    wrong["username"] = json!("gateway");
+    configure(&server, "probe", &[("triggers", json!([wrong]).to_string())]).await?;
+    eventually(WITHIN, "the refused connection to be reported", || async {
+        let t = trigger_state(&server, "probe", "wrong").await?;
+        Ok(t["state"] == "connecting" && t["error"].as_str().is_some_and(|e| !e.is_empty()))
+    })
+    .await?;
+
+    let info = server.client().info("probe").await?;
+    assert!(!info.to_string().contains(PASSWORD), "{info}");
+    assert!(!server.log().contains(PASSWORD), "the password is not logged");
+    let found = crate::variables::files_containing(&server.data_dir(), PASSWORD.as_bytes());
+    assert!(found.is_empty(), "the password in plain text in {found:?}");
+    Ok(())
+}

@@ -26,6 +26,10 @@ pub struct EventsConfig {
     pub reconnect_max: HumanDuration,
     /// MQTT keep-alive interval.
     pub keep_alive: HumanDuration,
+    /// Messages an MQTT trigger takes before it acknowledged them: QoS 1
+    /// messages being stored (all stored in one group commit), QoS 0
+    /// messages being invoked. Past it the broker waits.
+    pub receive_maximum: u16,
     /// Messages of one function's outbox not yet taken by the broker; a
     /// publish past it is refused (`outbox-full`), never dropped.
     pub outbox_max_messages: u32,
@@ -33,6 +37,9 @@ pub struct EventsConfig {
     pub outbox_max_bytes: ByteSize,
     /// Messages of one outbox sent and not yet acknowledged at once.
     pub outbox_inflight: u32,
+    /// Certificates (PEM) trusted for `mqtts://` brokers besides the web's
+    /// root certificates: a gateway's own CA. Empty: none.
+    pub broker_ca_file: std::path::PathBuf,
 }
 
 impl Default for EventsConfig {
@@ -44,9 +51,11 @@ impl Default for EventsConfig {
             reconnect_min: HumanDuration(Duration::from_millis(500)),
             reconnect_max: HumanDuration(Duration::from_secs(30)),
             keep_alive: HumanDuration(Duration::from_secs(30)),
+            receive_maximum: 256,
             outbox_max_messages: 100_000,
             outbox_max_bytes: ByteSize::mib(256),
             outbox_inflight: 64,
+            broker_ca_file: std::path::PathBuf::new(),
         }
     }
 }
@@ -74,6 +83,9 @@ impl EventsConfig {
         }
         if !(Duration::from_secs(1)..=Duration::from_secs(65_535)).contains(&self.keep_alive.0) {
             return Err(("events.keep_alive", "must be between 1s and 65535s".into()));
+        }
+        if self.receive_maximum == 0 {
+            return Err(("events.receive_maximum", "must be at least 1".into()));
         }
         if self.outbox_max_messages == 0 || self.outbox_max_bytes.0 == 0 {
             return Err((

@@ -581,3 +581,34 @@ impl Drop for Triggers {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_node_picks_the_same_owner_and_work_is_spread() {
+        let nodes: Vec<String> = ["node-1", "node-2", "node-3"].map(String::from).to_vec();
+        let mut reversed = nodes.clone();
+        reversed.reverse();
+        let mut per_node: HashMap<&str, usize> = HashMap::new();
+        for i in 0..300 {
+            let key = format!("f{i}\ntick");
+            let owner = owner(&nodes, &key);
+            assert_eq!(owner, self::owner(&reversed, &key), "order does not matter");
+            *per_node.entry(owner.unwrap_or_default()).or_default() += 1;
+        }
+        assert_eq!(per_node.len(), 3, "{per_node:?}");
+        assert!(per_node.values().all(|n| *n > 50), "{per_node:?}");
+        // A node leaving moves only its own keys.
+        let two = &nodes[..2];
+        for i in 0..300 {
+            let key = format!("f{i}\ntick");
+            let before = owner(&nodes, &key);
+            if before != Some("node-3") {
+                assert_eq!(owner(two, &key), before);
+            }
+        }
+        assert_eq!(owner(&[], "k"), None);
+    }
+}

@@ -10,8 +10,8 @@
 //!   does not acknowledge meanwhile; the broker stops sending past the
 //!   receive maximum and keeps the rest.
 //! - **QoS 0**: the message is invoked at once, without a disk write (at
-//!   most once, as MQTT means it), at most `RECEIVE_MAXIMUM` at a time; past
-//!   that, floe stops reading the connection.
+//!   most once, as MQTT means it), at most `events.receive_maximum` at a
+//!   time; past that, floe stops reading the connection.
 
 use super::{Shared, TriggerState, TriggerStatus};
 use crate::clock::unix_ms;
@@ -30,10 +30,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-
-/// QoS 1 messages the broker may send before floe acknowledged them, and
-/// QoS 0 messages invoked at once.
-const RECEIVE_MAXIMUM: u16 = 64;
 
 /// How long the broker keeps the session (and unacknowledged messages)
 /// while floe is away: a day.
@@ -59,7 +55,7 @@ pub(super) async fn run(
         )
     };
     let mut clean = shared.marks.session(&function, &spec.name).as_deref() != Some(&fingerprint);
-    let qos0 = Arc::new(Semaphore::new(usize::from(RECEIVE_MAXIMUM)));
+    let qos0 = Arc::new(Semaphore::new(usize::from(shared.events.receive_maximum)));
     let mut failures = 0u32;
     loop {
         status.set(TriggerState::Connecting {
@@ -111,9 +107,10 @@ impl Session<'_> {
         options.set_clean_start(*clean);
         options.set_session_expiry_interval(Some(SESSION_EXPIRY_SECS));
         options.set_manual_acks(true);
-        options.set_receive_maximum(Some(RECEIVE_MAXIMUM));
+        let receive_maximum = self.shared.events.receive_maximum;
+        options.set_receive_maximum(Some(receive_maximum));
         let (client, mut eventloop) =
-            AsyncClient::new(options, usize::from(RECEIVE_MAXIMUM) * 2 + 16);
+            AsyncClient::new(options, usize::from(receive_maximum) * 2 + 16);
         let mut queued = FuturesOrdered::new();
         loop {
             let event = tokio::select! {
