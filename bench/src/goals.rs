@@ -196,9 +196,7 @@ pub(crate) fn evaluate(f: &Figures<'_>) -> Vec<Goal> {
 
 /// The WASI 0.3 goals, from the `p3` scenario.
 fn mqtt_goals(mqtt: Option<&crate::mqtt::MqttResults>) -> Vec<Goal> {
-    let throughput = |qos: u8| {
-        mqtt.and_then(|m| m.throughput.iter().find(|t| t.qos == qos))
-    };
+    let throughput = |qos: u8| mqtt.and_then(|m| m.throughput.iter().find(|t| t.qos == qos));
     let latency = |qos: u8| mqtt.and_then(|m| m.latency.iter().find(|l| l.qos == qos));
     let ceiling = |t: Option<&crate::mqtt::Throughput>| {
         t.map_or("not measured".into(), |t| {

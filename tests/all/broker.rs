@@ -80,17 +80,71 @@ impl Broker {
     pub(crate) async fn start_secured(user: &str, password: &str) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("floe-mqtts-").tempdir()?;
         let d = dir.path();
-        openssl(d, &["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=floe test CA",
-            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])?;
-        openssl(d, &["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"])?;
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=floe test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        )?;
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        )?;
         std::fs::write(
             d.join("server.ext"),
             "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
         )?;
-        openssl(d, &["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext"])?;
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+            ],
+        )?;
         let out = Command::new("mosquitto_passwd")
             .current_dir(d)
             .args(["-b", "-c", "passwd", user, password])
@@ -142,7 +196,11 @@ impl Broker {
 
     /// `mqtt://127.0.0.1:{port}` (`mqtts://` when secured).
     pub(crate) fn url(&self) -> String {
-        let scheme = if self.secured.is_some() { "mqtts" } else { "mqtt" };
+        let scheme = if self.secured.is_some() {
+            "mqtts"
+        } else {
+            "mqtt"
+        };
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
@@ -187,9 +245,15 @@ impl Broker {
             .context("starting mosquitto")?;
         self.child = Some(child);
         let port = self.port;
-        let started = eventually(Duration::from_secs(10), "mosquitto to listen", || async move {
-            Ok(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok())
-        })
+        let started = eventually(
+            Duration::from_secs(10),
+            "mosquitto to listen",
+            || async move {
+                Ok(tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok())
+            },
+        )
         .await;
         if let Err(e) = started {
             self.stop();
@@ -253,7 +317,11 @@ impl Broker {
     /// once the broker acknowledged the subscription. With a `session` id
     /// the subscription outlives the connection (and the client reconnects
     /// after a broker restart).
-    pub(crate) async fn subscribe(&self, filter: &str, session: Option<&str>) -> Result<Subscriber> {
+    pub(crate) async fn subscribe(
+        &self,
+        filter: &str,
+        session: Option<&str>,
+    ) -> Result<Subscriber> {
         // Line-buffered: piped, its output would otherwise wait in a buffer.
         let mut cmd = Command::new("stdbuf");
         cmd.args(["-oL", "mosquitto_sub"])
@@ -290,9 +358,11 @@ impl Broker {
             subscribed,
         };
         let s = &subscriber;
-        eventually(Duration::from_secs(10), "mosquitto_sub to subscribe", || async move {
-            Ok(s.subscriptions() > 0)
-        })
+        eventually(
+            Duration::from_secs(10),
+            "mosquitto_sub to subscribe",
+            || async move { Ok(s.subscriptions() > 0) },
+        )
         .await?;
         Ok(subscriber)
     }

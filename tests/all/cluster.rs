@@ -810,7 +810,12 @@ async fn fleet_invocations(nodes: &[Server]) -> Result<Vec<serde_json::Value>> {
             "/v1/invocations?function=probe&limit=1000",
         )
         .await?;
-        all.extend(r.json()["invocations"].as_array().cloned().unwrap_or_default());
+        all.extend(
+            r.json()["invocations"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        );
     }
     Ok(all)
 }

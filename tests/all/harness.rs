@@ -466,7 +466,9 @@ impl Collector {
                                 if let Some(value) = request.headers().get("authorization") {
                                     auth.lock()
                                         .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                        .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+                                        .push(
+                                            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                                        );
                                 }
                                 let body = request
                                     .into_body()

@@ -42,6 +42,6 @@ mod scaling;
 mod sdk;
 mod services;
 mod tls;
-mod triggers;
 mod tokens;
+mod triggers;
 mod variables;

@@ -29,7 +29,11 @@ async fn api(server: &Server, path: &str) -> Result<Value> {
         .1)
 }
 
-async fn configure(server: &Server, name: &str, settings: &[(&str, String)]) -> Result<Value, ClientError> {
+async fn configure(
+    server: &Server,
+    name: &str,
+    settings: &[(&str, String)],
+) -> Result<Value, ClientError> {
     let settings: Vec<(String, String)> = settings
         .iter()
         .map(|(k, v)| ((*k).to_owned(), v.clone()))
@@ -39,8 +43,15 @@ async fn configure(server: &Server, name: &str, settings: &[(&str, String)]) -> 
 
 /// The invocations of `function` (newest first).
 async fn invocations(server: &Server, function: &str) -> Result<Vec<Value>> {
-    let listing = api(server, &format!("/v1/invocations?function={function}&limit=1000")).await?;
-    Ok(listing["invocations"].as_array().cloned().unwrap_or_default())
+    let listing = api(
+        server,
+        &format!("/v1/invocations?function={function}&limit=1000"),
+    )
+    .await?;
+    Ok(listing["invocations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
 }
 
 /// The state of `function`'s trigger `name` in its view.
@@ -52,7 +63,12 @@ pub(crate) async fn trigger_state(server: &Server, function: &str, name: &str) -
         .unwrap_or(Value::Null))
 }
 
-pub(crate) async fn wait_for_state(server: &Server, function: &str, name: &str, state: &str) -> Result<()> {
+pub(crate) async fn wait_for_state(
+    server: &Server,
+    function: &str,
+    name: &str,
+    state: &str,
+) -> Result<()> {
     eventually(WITHIN, &format!("trigger {name} to be {state}"), || async {
         Ok(trigger_state(server, function, name).await?["state"] == state)
     })
@@ -93,17 +109,30 @@ async fn mqtt_messages_invoke_the_function_once_each_with_their_trigger() -> Res
         mqtt_trigger(&broker, "pings", &["pings/#"], 0),
     ]);
     server
-        .deploy("probe", TRIGGER_PROBE, &[("triggers", &triggers.to_string())])
+        .deploy(
+            "probe",
+            TRIGGER_PROBE,
+            &[("triggers", &triggers.to_string())],
+        )
         .await?;
     wait_for_state(&server, "probe", "readings", "connected").await?;
     wait_for_state(&server, "probe", "pings", "connected").await?;
 
     // QoS 1: a durable invocation, with the trigger kept beside it.
-    broker.publish("sensors/s1/temp", "21.5", 1, &[("unit", "C"), ("site", "north")])?;
-    eventually(WITHIN, "the QoS 1 message's invocation to succeed", || async {
-        let list = invocations(&server, "probe").await?;
-        Ok(list.len() == 1 && list[0]["status"] == "succeeded")
-    })
+    broker.publish(
+        "sensors/s1/temp",
+        "21.5",
+        1,
+        &[("unit", "C"), ("site", "north")],
+    )?;
+    eventually(
+        WITHIN,
+        "the QoS 1 message's invocation to succeed",
+        || async {
+            let list = invocations(&server, "probe").await?;
+            Ok(list.len() == 1 && list[0]["status"] == "succeeded")
+        },
+    )
     .await?;
     let record = invocations(&server, "probe").await?.remove(0);
     assert_eq!(record["fired"]["kind"], "mqtt", "{record}");
@@ -137,7 +166,11 @@ async fn mqtt_messages_invoke_the_function_once_each_with_their_trigger() -> Res
     assert_eq!(ping["trigger"]["name"], "pings", "{ping}");
     assert_eq!(ping["trigger"]["qos"], 0, "{ping}");
     assert_eq!(ping["trigger"]["topic"], "pings/a/b", "{ping}");
-    assert_eq!(invocations(&server, "probe").await?.len(), 1, "QoS 0 is not stored");
+    assert_eq!(
+        invocations(&server, "probe").await?.len(),
+        1,
+        "QoS 0 is not stored"
+    );
 
     // Once each: nothing more arrives, and the view counts both.
     let view = trigger_state(&server, "probe", "readings").await?;
@@ -153,7 +186,11 @@ async fn mqtt_messages_invoke_the_function_once_each_with_their_trigger() -> Res
     // An invocation over the API has no trigger.
     let (_, direct) = server
         .client()
-        .send(Method::POST, "/v1/functions/probe/invoke", Bytes::from("hi"))
+        .send(
+            Method::POST,
+            "/v1/functions/probe/invoke",
+            Bytes::from("hi"),
+        )
         .await?;
     assert_eq!(direct["trigger"], Value::Null, "{direct}");
 
@@ -174,7 +211,11 @@ async fn a_queued_mqtt_message_runs_after_a_sigkill() -> Result<()> {
     let mut server = Server::start()?;
     let triggers = json!([mqtt_trigger(&broker, "in", &["jobs"], 1)]);
     server
-        .deploy("probe", TRIGGER_PROBE, &[("triggers", &triggers.to_string())])
+        .deploy(
+            "probe",
+            TRIGGER_PROBE,
+            &[("triggers", &triggers.to_string())],
+        )
         .await?;
     wait_for_state(&server, "probe", "in", "connected").await?;
     // The message is acknowledged once its invocation is on disk; the
@@ -189,10 +230,14 @@ async fn a_queued_mqtt_message_runs_after_a_sigkill() -> Result<()> {
     .await?;
     server.kill();
     server.restart()?;
-    eventually(WITHIN, "the message's invocation to succeed after the restart", || async {
-        let list = invocations(&server, "probe").await?;
-        Ok(list.iter().any(|r| r["status"] == "succeeded"))
-    })
+    eventually(
+        WITHIN,
+        "the message's invocation to succeed after the restart",
+        || async {
+            let list = invocations(&server, "probe").await?;
+            Ok(list.iter().any(|r| r["status"] == "succeeded"))
+        },
+    )
     .await?;
     // At least once: the stored invocation ran again after the restart. Had
     // the acknowledgement not reached the broker before the kill, the broker
@@ -201,7 +246,10 @@ async fn a_queued_mqtt_message_runs_after_a_sigkill() -> Result<()> {
     wait_for_state(&server, "probe", "in", "connected").await?;
     let list = invocations(&server, "probe").await?;
     assert!((1..=2).contains(&list.len()), "{list:?}");
-    assert!(list.iter().all(|r| r["fired"]["topic"] == "jobs"), "{list:?}");
+    assert!(
+        list.iter().all(|r| r["fired"]["topic"] == "jobs"),
+        "{list:?}"
+    );
     Ok(())
 }
 
@@ -249,9 +297,11 @@ async fn published_messages_wait_out_a_broker_outage_and_arrive_in_order() -> Re
     );
 
     broker.restart().await?;
-    eventually(Duration::from_secs(90), "all 1010 messages to arrive", || async {
-        Ok(subscriber.messages().len() >= 1010)
-    })
+    eventually(
+        Duration::from_secs(90),
+        "all 1010 messages to arrive",
+        || async { Ok(subscriber.messages().len() >= 1010) },
+    )
     .await?;
     let mut by_topic: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for (topic, payload) in subscriber.messages() {
@@ -338,7 +388,11 @@ async fn cron_fires_on_time_never_twice_and_skips_or_catches_up_after_downtime()
          "time_zone": "Europe/Berlin"},
     ]);
     server
-        .deploy("probe", TRIGGER_PROBE, &[("triggers", &triggers.to_string())])
+        .deploy(
+            "probe",
+            TRIGGER_PROBE,
+            &[("triggers", &triggers.to_string())],
+        )
         .await?;
     eventually(WITHIN, "three runs of each schedule", || async {
         Ok(cron_runs(&server, "probe", "skip").await?.len() >= 3
@@ -365,14 +419,19 @@ async fn cron_fires_on_time_never_twice_and_skips_or_catches_up_after_downtime()
     let once_view = trigger_state(&server, "probe", "once").await?;
     assert_eq!(once_view["state"], "scheduled", "{once_view}");
     let metrics = metrics(&server).await?;
-    assert!(metrics.contains("floe_cron_lateness_seconds_count"), "{metrics}");
+    assert!(
+        metrics.contains("floe_cron_lateness_seconds_count"),
+        "{metrics}"
+    );
 
     // Down for more than two scheduled times.
     server.kill();
     let down_at = now_ms();
-    eventually(WITHIN, "three seconds to pass while the server is down", || async {
-        Ok(now_ms() >= down_at + 3000)
-    })
+    eventually(
+        WITHIN,
+        "three seconds to pass while the server is down",
+        || async { Ok(now_ms() >= down_at + 3000) },
+    )
     .await?;
     server.restart()?;
     eventually(WITHIN, "both schedules to run again", || async {
@@ -397,9 +456,23 @@ async fn cron_fires_on_time_never_twice_and_skips_or_catches_up_after_downtime()
     );
     assert!(missed(&once) <= 1, "{once:?}");
     let skip_view = trigger_state(&server, "probe", "skip").await?;
-    assert_eq!((skip_view["skipped"].as_u64(), skip_view["caught_up"].as_u64()), (Some(1), Some(0)), "{skip_view}");
+    assert_eq!(
+        (
+            skip_view["skipped"].as_u64(),
+            skip_view["caught_up"].as_u64()
+        ),
+        (Some(1), Some(0)),
+        "{skip_view}"
+    );
     let once_view = trigger_state(&server, "probe", "once").await?;
-    assert_eq!((once_view["skipped"].as_u64(), once_view["caught_up"].as_u64()), (Some(0), Some(1)), "{once_view}");
+    assert_eq!(
+        (
+            once_view["skipped"].as_u64(),
+            once_view["caught_up"].as_u64()
+        ),
+        (Some(0), Some(1)),
+        "{once_view}"
+    );
     // The run made up for the missed ones carries the last missed time: a
     // run between the last one before the kill and the first regular one
     // after the restart.
@@ -419,9 +492,7 @@ async fn cron_fires_on_time_never_twice_and_skips_or_catches_up_after_downtime()
 async fn bad_triggers_are_refused_or_reported_and_break_nothing() -> Result<()> {
     let server = Server::start()?;
     server.deploy("probe", TRIGGER_PROBE, &[]).await?;
-    server
-        .deploy("web", HELLO, &[])
-        .await?;
+    server.deploy("web", HELLO, &[]).await?;
     let refused = [
         json!([{"kind": "cron", "name": "c", "schedule": "every minute"}]),
         json!([{"kind": "cron", "name": "c", "schedule": "61 * * * *"}]),
@@ -452,7 +523,10 @@ async fn bad_triggers_are_refused_or_reported_and_break_nothing() -> Result<()> 
     let e = configure(
         &server,
         "web",
-        &[("triggers", json!([{"kind": "cron", "name": "c", "schedule": "* * * * *"}]).to_string())],
+        &[(
+            "triggers",
+            json!([{"kind": "cron", "name": "c", "schedule": "* * * * *"}]).to_string(),
+        )],
     )
     .await
     .expect_err("an HTTP function takes no triggers");
@@ -466,10 +540,14 @@ async fn bad_triggers_are_refused_or_reported_and_break_nothing() -> Result<()> 
     let triggers = json!([{"kind": "mqtt", "name": "m", "broker": format!("mqtt://127.0.0.1:{dead_port}"),
                           "topics": ["a"]}]);
     configure(&server, "probe", &[("triggers", triggers.to_string())]).await?;
-    eventually(WITHIN, "the trigger to report its connection error", || async {
-        let t = trigger_state(&server, "probe", "m").await?;
-        Ok(t["state"] == "connecting" && t["error"].as_str().is_some_and(|e| !e.is_empty()))
-    })
+    eventually(
+        WITHIN,
+        "the trigger to report its connection error",
+        || async {
+            let t = trigger_state(&server, "probe", "m").await?;
+            Ok(t["state"] == "connecting" && t["error"].as_str().is_some_and(|e| !e.is_empty()))
+        },
+    )
     .await?;
     // The server still serves.
     let r = server.get("/web").await?;
@@ -502,7 +580,9 @@ pub(crate) async fn check_sensor_alerts(component: &str) -> Result<()> {
         mqtt_trigger(&broker, "readings", &["sensors/+/temperature"], 1),
         {"kind": "cron", "name": "summary", "schedule": "*/2 * * * * *"},
     ]);
-    server.deploy("alerts", component, &[("max_instances", "1")]).await?;
+    server
+        .deploy("alerts", component, &[("max_instances", "1")])
+        .await?;
     configure(
         &server,
         "alerts",
@@ -520,10 +600,21 @@ pub(crate) async fn check_sensor_alerts(component: &str) -> Result<()> {
     let alerts = broker.subscribe("alerts/#", None).await?;
     // s1 averages 20, 30, 40 → 30 (not over), then 50 → 40: one alert.
     // s2 stays low.
-    for (sensor, value) in [("s1", "20"), ("s2", "10"), ("s1", "30"), ("s1", "40"), ("s1", "50"), ("s2", "12"), ("s1", "60")] {
+    for (sensor, value) in [
+        ("s1", "20"),
+        ("s2", "10"),
+        ("s1", "30"),
+        ("s1", "40"),
+        ("s1", "50"),
+        ("s2", "12"),
+        ("s1", "60"),
+    ] {
         broker.publish(&format!("sensors/{sensor}/temperature"), value, 1, &[])?;
     }
-    eventually(WITHIN, "the alert for s1", || async { Ok(!alerts.messages().is_empty()) }).await?;
+    eventually(WITHIN, "the alert for s1", || async {
+        Ok(!alerts.messages().is_empty())
+    })
+    .await?;
     eventually(WITHIN, "every reading to be handled", || async {
         let list = invocations(&server, "alerts").await?;
         Ok(list
@@ -534,7 +625,11 @@ pub(crate) async fn check_sensor_alerts(component: &str) -> Result<()> {
     })
     .await?;
     let messages = alerts.messages();
-    assert_eq!(messages.len(), 1, "one alert until it goes back under: {messages:?}");
+    assert_eq!(
+        messages.len(),
+        1,
+        "one alert until it goes back under: {messages:?}"
+    );
     let (topic, body) = &messages[0];
     assert_eq!(topic, "alerts/s1");
     let alert: Value = serde_json::from_str(body)?;
@@ -557,7 +652,10 @@ pub(crate) async fn check_sensor_alerts(component: &str) -> Result<()> {
     assert_eq!(summary["sensors"]["s1"]["alerting"], true, "{summary}");
     assert_eq!(summary["sensors"]["s2"]["readings"], 2, "{summary}");
     assert!(
-        collector.authorizations().iter().all(|a| a == &format!("Bearer {TOKEN}")),
+        collector
+            .authorizations()
+            .iter()
+            .all(|a| a == &format!("Bearer {TOKEN}")),
         "{:?}",
         collector.authorizations()
     );
@@ -623,7 +721,12 @@ async fn a_tls_broker_with_a_password_from_a_secret() -> Result<()> {
     // A wrong password is reported, and retried.
     let mut wrong = mqtt_trigger(&broker, "wrong", &["secure/in"], 1);
     wrong["username"] = json!("gateway");
-    configure(&server, "probe", &[("triggers", json!([wrong]).to_string())]).await?;
+    configure(
+        &server,
+        "probe",
+        &[("triggers", json!([wrong]).to_string())],
+    )
+    .await?;
     eventually(WITHIN, "the refused connection to be reported", || async {
         let t = trigger_state(&server, "probe", "wrong").await?;
         Ok(t["state"] == "connecting" && t["error"].as_str().is_some_and(|e| !e.is_empty()))
@@ -632,7 +735,10 @@ async fn a_tls_broker_with_a_password_from_a_secret() -> Result<()> {
 
     let info = server.client().info("probe").await?;
     assert!(!info.to_string().contains(PASSWORD), "{info}");
-    assert!(!server.log().contains(PASSWORD), "the password is not logged");
+    assert!(
+        !server.log().contains(PASSWORD),
+        "the password is not logged"
+    );
     let found = crate::variables::files_containing(&server.data_dir(), PASSWORD.as_bytes());
     assert!(found.is_empty(), "the password in plain text in {found:?}");
     Ok(())

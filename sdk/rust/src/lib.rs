@@ -108,10 +108,10 @@ pub use wstd;
 pub mod config;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
-#[cfg(feature = "trigger")]
-pub mod trigger;
 #[cfg(feature = "p3")]
 pub mod p3;
+#[cfg(feature = "trigger")]
+pub mod trigger;
 
 /// [`serde_json`], re-exported for its `json!` macro and `Value`.
 #[cfg(feature = "json")]

@@ -52,12 +52,7 @@ impl std::fmt::Display for PublishError {
 impl std::error::Error for PublishError {}
 
 /// Queues `payload` for `topic`; returns once it is on disk.
-pub fn publish(
-    topic: &str,
-    payload: &[u8],
-    qos: Qos,
-    retain: bool,
-) -> Result<(), PublishError> {
+pub fn publish(topic: &str, payload: &[u8], qos: Qos, retain: bool) -> Result<(), PublishError> {
     wit::publish(topic, payload, qos, retain).map_err(|e| match e {
         wit::PublishError::NotConfigured(m) => PublishError::NotConfigured(m),
         wit::PublishError::Invalid(m) => PublishError::Invalid(m),

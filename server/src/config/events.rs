@@ -262,7 +262,9 @@ impl BrokerSpec {
         if let Some(user) = &self.username
             && (user.len() > 1024 || user.chars().any(char::is_control))
         {
-            return Err(format!("{key}: username is too long or has control characters"));
+            return Err(format!(
+                "{key}: username is too long or has control characters"
+            ));
         }
         if let Some(secret) = &self.password_secret
             && !secrets.contains(secret.as_str())
@@ -463,7 +465,8 @@ mod tests {
         };
         let none = BTreeMap::new();
         validate_triggers(&[cron("a"), cron("b")], None, &none, &limits).unwrap();
-        let (key, _) = validate_triggers(&[cron("a"), cron("a")], None, &none, &limits).unwrap_err();
+        let (key, _) =
+            validate_triggers(&[cron("a"), cron("a")], None, &none, &limits).unwrap_err();
         assert_eq!(key, "triggers.a");
         let mqtt = TriggerSpec::Mqtt(MqttSpec {
             name: "m".into(),
@@ -488,12 +491,15 @@ mod tests {
         assert_eq!(m.qos, 1);
         let t: TriggerSpec =
             serde_json::from_str(r#"{"kind":"cron","name":"c","schedule":"* * * * *"}"#).unwrap();
-        assert_eq!(t, TriggerSpec::Cron(CronSpec {
-            name: "c".into(),
-            schedule: "* * * * *".into(),
-            time_zone: "UTC".into(),
-            missed: Missed::Skip,
-        }));
+        assert_eq!(
+            t,
+            TriggerSpec::Cron(CronSpec {
+                name: "c".into(),
+                schedule: "* * * * *".into(),
+                time_zone: "UTC".into(),
+                missed: Missed::Skip,
+            })
+        );
         assert!(
             serde_json::from_str::<TriggerSpec>(
                 r#"{"kind":"cron","name":"c","schedule":"* * * * *","bogus":1}"#

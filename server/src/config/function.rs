@@ -1,9 +1,9 @@
 //! Per-function settings: what each function may use, with defaults from the
 //! `[functions]` section and ceilings from `[limits]`.
 
+use super::events::{BrokerSpec, EventsConfig, TriggerSpec, validate_triggers};
 use super::outbound::AllowedHosts;
 use super::reserve::Reserve;
-use super::events::{BrokerSpec, EventsConfig, TriggerSpec, validate_triggers};
 use super::secrets::SealedSecret;
 use super::units::{ByteSize, HumanDuration};
 use super::{LimitsConfig, defaults};
@@ -275,21 +275,22 @@ impl FunctionSettings {
                 }
             }
             "publish" => {
-                self.publish = match value.trim() {
-                    "" | "null" => None,
-                    text if !text.starts_with('{') => Some(BrokerSpec {
-                        broker: text.to_owned(),
-                        client_id: None,
-                        username: None,
-                        password_secret: None,
-                    }),
-                    text => Some(serde_json::from_str(text).map_err(|e| {
-                        SettingsError::Invalid {
-                            key: key.to_owned(),
-                            reason: format!("a broker URL or a JSON object: {e}"),
-                        }
-                    })?),
-                }
+                self.publish =
+                    match value.trim() {
+                        "" | "null" => None,
+                        text if !text.starts_with('{') => Some(BrokerSpec {
+                            broker: text.to_owned(),
+                            client_id: None,
+                            username: None,
+                            password_secret: None,
+                        }),
+                        text => Some(serde_json::from_str(text).map_err(|e| {
+                            SettingsError::Invalid {
+                                key: key.to_owned(),
+                                reason: format!("a broker URL or a JSON object: {e}"),
+                            }
+                        })?),
+                    }
             }
             "allowed_outbound_hosts" => {
                 self.allowed_outbound_hosts = match value.trim() {
@@ -468,13 +469,8 @@ impl FunctionSettings {
 
     /// Checks the triggers and the publish broker against `[events]`.
     pub fn validate_events(&self, events: &EventsConfig) -> Result<(), SettingsError> {
-        validate_triggers(
-            &self.triggers,
-            self.publish.as_ref(),
-            &self.secrets,
-            events,
-        )
-        .map_err(|(key, reason)| SettingsError::Invalid { key, reason })
+        validate_triggers(&self.triggers, self.publish.as_ref(), &self.secrets, events)
+            .map_err(|(key, reason)| SettingsError::Invalid { key, reason })
     }
 
     /// The broker the function publishes to: `publish`, else its first MQTT

@@ -32,12 +32,12 @@ mod units;
 
 pub use cluster::{ClusterConfig, RegistryLocation, valid_node_id};
 pub use engine::{Allocator, EngineConfig};
-pub use function::{
-    FunctionSettings, MAX_IDLE_TTL, MIN_MEMORY, Preinit, SettingsError, valid_variable_name,
-};
 pub use events::{
     BrokerAddress, BrokerSpec, CronSpec, EventsConfig, Missed, MqttSpec, TriggerSpec, check_topic,
     check_topic_filter, parse_schedule, parse_time_zone,
+};
+pub use function::{
+    FunctionSettings, MAX_IDLE_TTL, MIN_MEMORY, Preinit, SettingsError, valid_variable_name,
 };
 pub use gpu::GpuSettings;
 pub use invocations::InvocationsConfig;

@@ -139,6 +139,7 @@ mod tests {
             error: None,
             result_bytes: Some(result),
             destination_invocation: None,
+            fired: None,
         }
     }
 

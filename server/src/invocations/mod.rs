@@ -40,8 +40,8 @@ mod record;
 mod worker;
 
 pub use http::Front;
-pub use record::{AttemptError, InvocationRecord, Journal, Status};
 use record::Committer;
+pub use record::{AttemptError, InvocationRecord, Journal, Status};
 
 /// Most new invocations made durable by one sync.
 const COMMIT_BATCH: usize = 256;
@@ -297,9 +297,8 @@ impl Invocations {
             .flatten()
         {
             if let Some(topic) = dest.strip_prefix(worker::MQTT_DESTINATION) {
-                crate::config::check_topic(topic).map_err(|e| {
-                    SubmitError::BadRequest(format!("destination {dest:?}: {e}"))
-                })?;
+                crate::config::check_topic(topic)
+                    .map_err(|e| SubmitError::BadRequest(format!("destination {dest:?}: {e}")))?;
             } else if FunctionName::new(dest).is_err() {
                 return Err(SubmitError::BadRequest(format!(
                     "destination {dest:?} is neither a function name nor mqtt://topic"

@@ -247,7 +247,9 @@ pub(super) struct Committer {
 
 impl std::fmt::Debug for Commit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Commit").field("id", &self.record.id).finish()
+        f.debug_struct("Commit")
+            .field("id", &self.record.id)
+            .finish()
     }
 }
 
@@ -289,7 +291,11 @@ impl Committer {
 
     /// Stores a new invocation durably (with whatever else is submitted
     /// meanwhile).
-    pub(super) async fn commit(&self, record: InvocationRecord, payload: bytes::Bytes) -> io::Result<()> {
+    pub(super) async fn commit(
+        &self,
+        record: InvocationRecord,
+        payload: bytes::Bytes,
+    ) -> io::Result<()> {
         let (done, wait) = tokio::sync::oneshot::channel();
         self.tx
             .send(Commit {

@@ -266,7 +266,9 @@ impl Invocations {
             })?;
         let request_id = RequestId::known(&record.id);
         let call = Call::new(&function, &request_id, Instant::now());
-        let reply = call.event(&payload, record.content_type.clone(), record.fired.as_ref()).await;
+        let reply = call
+            .event(&payload, record.content_type.clone(), record.fired.as_ref())
+            .await;
         call.finish(event_status(&reply));
         match reply {
             Ok(EventReply::Output(bytes)) => Ok(bytes),

@@ -22,8 +22,8 @@ pub use crate::pool::{EventReply, GuestBody};
 pub use crate::runtime::InvokeError;
 
 use crate::bindings::event;
-use crate::host::Fired;
 use crate::clock::unix_ms;
+use crate::host::Fired;
 use crate::registry::Function;
 use crate::runtime::after;
 use crate::status::ErrorCode;

@@ -196,7 +196,10 @@ impl Scrape {
         ] {
             let mut family = counter(encoder, name, help)?;
             for t in &e.triggers {
-                let labels = [("function", t.function.as_str()), ("trigger", t.trigger.as_str())];
+                let labels = [
+                    ("function", t.function.as_str()),
+                    ("trigger", t.trigger.as_str()),
+                ];
                 count(&mut family, &labels, pick(t))?;
             }
         }
@@ -208,7 +211,11 @@ impl Scrape {
         for o in &e.outboxes {
             level(&mut family, &[("function", o.function.as_str())], o.depth)?;
         }
-        let mut family = gauge(encoder, "floe_outbox_bytes", "Bytes in a function's outbox.")?;
+        let mut family = gauge(
+            encoder,
+            "floe_outbox_bytes",
+            "Bytes in a function's outbox.",
+        )?;
         for o in &e.outboxes {
             level(&mut family, &[("function", o.function.as_str())], o.bytes)?;
         }
@@ -218,7 +225,11 @@ impl Scrape {
             "Age of the oldest message in a function's outbox.",
         )?;
         for o in &e.outboxes {
-            level(&mut family, &[("function", o.function.as_str())], o.oldest_age_seconds)?;
+            level(
+                &mut family,
+                &[("function", o.function.as_str())],
+                o.oldest_age_seconds,
+            )?;
         }
         let mut family = gauge(
             encoder,
@@ -226,7 +237,11 @@ impl Scrape {
             "1 when a function's outbox is connected to its broker.",
         )?;
         for o in &e.outboxes {
-            level(&mut family, &[("function", o.function.as_str())], u64::from(o.connected))?;
+            level(
+                &mut family,
+                &[("function", o.function.as_str())],
+                u64::from(o.connected),
+            )?;
         }
         let mut family = counter(
             encoder,

@@ -224,7 +224,14 @@ mod tests {
         let name: Arc<str> = Arc::from("a\"b\\c\nd");
         m.function(&name)
             .record(http::StatusCode::OK, Duration::from_millis(1));
-        let text = m.render(Vec::new(), 0, AsyncFigures::default(), EventFigures::default()).unwrap();
+        let text = m
+            .render(
+                Vec::new(),
+                0,
+                AsyncFigures::default(),
+                EventFigures::default(),
+            )
+            .unwrap();
         assert!(
             text.lines()
                 .any(|l| l == r#"floe_requests_total{function="a\"b\\c\nd",status="2xx"} 1"#),
@@ -286,7 +293,9 @@ mod tests {
             retried: 2,
             dead: 1,
         };
-        let text = m.render(vec![pool], 2, asynchronous, EventFigures::default()).unwrap();
+        let text = m
+            .render(vec![pool], 2, asynchronous, EventFigures::default())
+            .unwrap();
 
         let samples = samples(&text);
         let value = |series: &str| samples.iter().find(|(s, _)| *s == series).map(|(_, v)| *v);

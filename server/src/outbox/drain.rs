@@ -84,7 +84,8 @@ async fn session(
                 cursor = message.seq + 1;
             }
         }
-        if dirty && (last_mark.elapsed() >= MARK_EVERY || (written.is_empty() && unacked.is_empty()))
+        if dirty
+            && (last_mark.elapsed() >= MARK_EVERY || (written.is_empty() && unacked.is_empty()))
         {
             let outbox = outbox.clone();
             match tokio::task::spawn_blocking(move || outbox.mark()).await {

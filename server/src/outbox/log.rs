@@ -160,7 +160,11 @@ impl Log {
         for m in messages {
             m.encode(&mut out);
         }
-        if let Err(e) = self.file.write_all(&out).and_then(|()| self.file.sync_data()) {
+        if let Err(e) = self
+            .file
+            .write_all(&out)
+            .and_then(|()| self.file.sync_data())
+        {
             // A partial record must not stay in front of later ones.
             let _ = self.file.set_len(self.len);
             return Err(e);
@@ -173,7 +177,11 @@ impl Log {
     /// left (`rest` is empty) the log starts over; when the taken part is
     /// large, the rest is rewritten into a new log.
     pub(super) fn mark_sent(&mut self, seq: u64, rest: &[Message]) -> io::Result<()> {
-        fsio::write_atomic(&self.tmp, &self.dir.join("sent"), seq.to_string().as_bytes())?;
+        fsio::write_atomic(
+            &self.tmp,
+            &self.dir.join("sent"),
+            seq.to_string().as_bytes(),
+        )?;
         const REWRITE_PAST: u64 = 64 << 20;
         if rest.is_empty() {
             self.file.set_len(0)?;
@@ -206,7 +214,7 @@ mod tests {
             topic: topic.into(),
             payload: Bytes::copy_from_slice(payload),
             qos: 1,
-            retain: seq % 2 == 0,
+            retain: seq.is_multiple_of(2),
         }
     }
 
@@ -225,7 +233,10 @@ mod tests {
         log.mark_sent(2, &all[2..]).unwrap();
         drop(log);
         // A torn record at the end is cut off.
-        let mut f = OpenOptions::new().append(true).open(dir.join("log")).unwrap();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.join("log"))
+            .unwrap();
         f.write_all(&[40, 0, 0, 0, 1, 2]).unwrap();
         drop(f);
         let opened = Log::open(&dir, &tmp).unwrap();

@@ -278,7 +278,11 @@ impl Outboxes {
         }
         let opened = Log::open(&self.dir.join(function), &self.tmp)?;
         if !opened.pending.is_empty() {
-            tracing::info!(function, messages = opened.pending.len(), "outbox messages wait for the broker");
+            tracing::info!(
+                function,
+                messages = opened.pending.len(),
+                "outbox messages wait for the broker"
+            );
         }
         let mut pending = Pending::default();
         for m in opened.pending {
@@ -359,8 +363,12 @@ impl Outboxes {
 
     /// Every open outbox's figures, in function order.
     pub fn figures(&self) -> Vec<OutboxFigures> {
-        let outboxes: Vec<Arc<FunctionOutbox>> =
-            self.open.lock().values().map(|e| e.outbox.clone()).collect();
+        let outboxes: Vec<Arc<FunctionOutbox>> = self
+            .open
+            .lock()
+            .values()
+            .map(|e| e.outbox.clone())
+            .collect();
         let mut figures: Vec<OutboxFigures> = outboxes.iter().map(|o| o.figures()).collect();
         figures.sort_by(|a, b| a.function.cmp(&b.function));
         figures

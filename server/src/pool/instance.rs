@@ -409,7 +409,10 @@ impl Whole {
         let start = self.begin(deadline, 0);
         let fired_key = fired.map(|fired| {
             let key = context.request_id.clone();
-            self.store.data_mut().fired.insert(key.clone(), fired.clone());
+            self.store
+                .data_mut()
+                .fired
+                .insert(key.clone(), fired.clone());
             key
         });
         let call = guest.call_handle(&mut self.store, context, payload);

@@ -34,13 +34,12 @@ use crate::dataplane::{DataPlane, ResponseBody};
 use crate::engine::{EngineError, FloeEngine};
 use crate::host::outbound::Listener;
 use crate::invocations::Invocations;
-use crate::triggers::Triggers;
-use tokio_util::sync::CancellationToken;
 use crate::invoke::RequestIds;
 use crate::metrics::Metrics;
 use crate::registry::{Deployed, FunctionName, LocalStorage, Registry, RegistryError, Storage};
 use crate::scaling::ActivePools;
 use crate::store::{FunctionStore, SecretKey, StoreError};
+use crate::triggers::Triggers;
 use bytes::Bytes;
 use listener::{ListenerLimits, serve};
 use std::convert::Infallible;
@@ -53,6 +52,7 @@ use tls::ReloadingKey;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]

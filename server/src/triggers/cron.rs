@@ -12,7 +12,7 @@ use super::{Shared, TriggerState, TriggerStatus};
 use crate::clock::unix_ms;
 use crate::config::{CronSpec, Missed, parse_schedule, parse_time_zone};
 use crate::host::Fired;
-use crate::invocations::{SubmitError, Submission};
+use crate::invocations::{Submission, SubmitError};
 use bytes::Bytes;
 use jiff::Timestamp;
 use std::sync::Arc;
@@ -48,7 +48,9 @@ pub(super) async fn run(
     if let Some(mark) = &kept
         && let Ok(last) = Timestamp::from_millisecond(mark.last_ms as i64)
     {
-        status.last_fired_ms.store(mark.last_ms, std::sync::atomic::Ordering::Relaxed);
+        status
+            .last_fired_ms
+            .store(mark.last_ms, std::sync::atomic::Ordering::Relaxed);
         let last = last.to_zoned(zone.clone());
         let due = schedule.find_next_occurrence(&last, false).ok();
         let now = Timestamp::now().to_zoned(zone.clone());
@@ -68,7 +70,9 @@ pub(super) async fn run(
                 }
                 _ => {
                     tracing::info!(function, trigger = %spec.name, first_missed = %due, "cron runs were missed: skipped");
-                    status.skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    status
+                        .skipped
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             }
         }
@@ -152,7 +156,9 @@ async fn fire(
             }
             Err(e) => {
                 tracing::warn!(function, trigger = %spec.name, scheduled = %at, error = %e, "a cron run could not be queued: missed");
-                status.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                status
+                    .failed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 break None;
             }
         }

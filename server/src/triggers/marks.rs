@@ -54,7 +54,12 @@ impl Marks {
     }
 
     /// Keeps the cron record (durably).
-    pub(super) fn set_cron(&self, function: &str, trigger: &str, mark: &CronMark) -> io::Result<()> {
+    pub(super) fn set_cron(
+        &self,
+        function: &str,
+        trigger: &str,
+        mark: &CronMark,
+    ) -> io::Result<()> {
         let bytes = serde_json::to_vec(mark).map_err(io::Error::other)?;
         self.write(&self.path(function, trigger, "cron"), &bytes)
     }
@@ -65,7 +70,12 @@ impl Marks {
     }
 
     /// Keeps the session fingerprint.
-    pub(super) fn set_session(&self, function: &str, trigger: &str, fingerprint: &str) -> io::Result<()> {
+    pub(super) fn set_session(
+        &self,
+        function: &str,
+        trigger: &str,
+        fingerprint: &str,
+    ) -> io::Result<()> {
         self.write(
             &self.path(function, trigger, "session"),
             fingerprint.as_bytes(),

@@ -26,8 +26,8 @@ mod marks;
 mod mqtt;
 
 use crate::clock::unix_ms;
-use crate::config::{BrokerSpec, EventsConfig, TriggerSpec};
 use crate::cluster::Cluster;
+use crate::config::{BrokerSpec, EventsConfig, TriggerSpec};
 use crate::invocations::Invocations;
 use crate::metrics::{EventFigures, OutboxRow, TriggerRow};
 use crate::mqtt::Connect;
@@ -258,7 +258,10 @@ impl Shared {
             Ok(Ok(nodes)) => {
                 *self.nodes.lock() = nodes.into_iter().map(|n| n.id).collect();
             }
-            _ => tracing::debug!(key, "the node list is not available: using the last one seen"),
+            _ => tracing::debug!(
+                key,
+                "the node list is not available: using the last one seen"
+            ),
         }
         let nodes = self.nodes.lock().clone();
         owner(&nodes, key).is_none_or(|owner| owner == me)
@@ -521,7 +524,11 @@ impl Triggers {
 
     /// `function`'s outbox figures, if it has an outbox.
     pub fn outbox_of(&self, function: &str) -> Option<crate::outbox::OutboxFigures> {
-        self.shared.registry.engine().outboxes().figures_of(function)
+        self.shared
+            .registry
+            .engine()
+            .outboxes()
+            .figures_of(function)
     }
 
     /// Triggers' and outboxes' figures, for `/metrics`.
@@ -571,7 +578,6 @@ impl Triggers {
             cron_lateness_sum: sum_ms as f64 / 1000.0,
         }
     }
-
 }
 
 impl Drop for Triggers {

@@ -17,7 +17,7 @@ use super::{Shared, TriggerState, TriggerStatus};
 use crate::clock::unix_ms;
 use crate::config::MqttSpec;
 use crate::host::Fired;
-use crate::invocations::{SubmitError, Submission};
+use crate::invocations::{Submission, SubmitError};
 use crate::invoke::{Call, RequestId, event_status};
 use crate::mqtt::{Connect, backoff};
 use futures::StreamExt as _;
@@ -134,7 +134,8 @@ impl Session<'_> {
                     // In a cluster the nodes share the subscription: the
                     // broker hands each message to one of them.
                     let group = self.shared.node().map(|_| {
-                        format!("floe:{}:{}", self.function, self.spec.name).replace(['/', '+', '#'], "_")
+                        format!("floe:{}:{}", self.function, self.spec.name)
+                            .replace(['/', '+', '#'], "_")
                     });
                     let filters = self.spec.topics.iter().map(|t| {
                         let filter = match &group {
@@ -158,7 +159,10 @@ impl Session<'_> {
                         .collect();
                     if !refused.is_empty() {
                         self.status.set(TriggerState::Failed {
-                            error: format!("the broker refused to subscribe to {}", refused.join(", ")),
+                            error: format!(
+                                "the broker refused to subscribe to {}",
+                                refused.join(", ")
+                            ),
                         });
                         return format!("subscriptions refused: {}", refused.join(", "));
                     }

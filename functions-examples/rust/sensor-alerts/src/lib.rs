@@ -43,7 +43,7 @@ impl Sensor {
 }
 
 thread_local! {
-    static SENSORS: RefCell<BTreeMap<String, Sensor>> = RefCell::new(BTreeMap::new());
+    static SENSORS: RefCell<BTreeMap<String, Sensor>> = const { RefCell::new(BTreeMap::new()) };
 }
 
 fn setting<T: std::str::FromStr>(key: &str, default: T) -> T {

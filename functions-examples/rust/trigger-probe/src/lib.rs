@@ -65,7 +65,10 @@ async fn handle(context: Context, payload: Vec<u8>) -> Result<Vec<u8>, Error> {
     if text == "fail" {
         return Err(Error::failed("asked to fail"));
     }
-    if let Some(ms) = text.strip_prefix("sleep:").and_then(|n| n.parse::<u64>().ok()) {
+    if let Some(ms) = text
+        .strip_prefix("sleep:")
+        .and_then(|n| n.parse::<u64>().ok())
+    {
         floe_sdk::time::sleep(std::time::Duration::from_millis(ms).into()).await;
     }
     if let Some(command) = text.strip_prefix("publish ") {
