@@ -14,6 +14,7 @@
 //! - **cron jitter**: a schedule firing every second; how late each run was
 //!   queued after its scheduled time.
 
+use crate::cluster::{Service, free_port};
 use crate::prepare::{Tools, eprintln_status};
 use crate::{Cli, Floe, bench_dir};
 use anyhow::{Context, Result, bail};
@@ -80,22 +81,6 @@ fn now_us() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
         .unwrap_or_default()
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// A child process killed when dropped.
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn mosquitto_bin() -> Result<PathBuf> {
@@ -171,25 +156,24 @@ impl Broker {
         }
     }
 
-    /// `mosquitto_pub -l`: one message per line of `lines`, as fast as it
-    /// sends them. Returns once every one was sent (and, for QoS 1,
-    /// acknowledged).
-    fn publish_lines(&self, topic: &str, qos: u8, lines: &[u8]) -> Result<()> {
-        let mut child = Command::new("mosquitto_pub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-V",
-                "mqttv5",
-            ])
+    /// `mosquitto_pub -l` on `topic`, reading messages from its stdin.
+    fn publisher(&self, topic: &str, qos: u8) -> Result<Child> {
+        let port = self.port.to_string();
+        Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &port, "-V", "mqttv5"])
             .args(["-t", topic, "-q", &qos.to_string(), "-l"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .context("running mosquitto_pub")?;
+            .context("running mosquitto_pub")
+    }
+
+    /// `mosquitto_pub -l`: one message per line of `lines`, as fast as it
+    /// sends them. Returns once every one was sent (and, for QoS 1,
+    /// acknowledged).
+    fn publish_lines(&self, topic: &str, qos: u8, lines: &[u8]) -> Result<()> {
+        let mut child = self.publisher(topic, qos)?;
         child.stdin.take().context("stdin")?.write_all(lines)?;
         let status = child.wait()?;
         if !status.success() {
@@ -201,21 +185,7 @@ impl Broker {
     /// `mosquitto_pub -l` fed one `t=MICROS` line every 1/`rate` s for
     /// `count` messages.
     fn publish_paced(&self, topic: &str, qos: u8, rate: u64, count: usize) -> Result<()> {
-        let mut child = Command::new("mosquitto_pub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-V",
-                "mqttv5",
-            ])
-            .args(["-t", topic, "-q", &qos.to_string(), "-l"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("running mosquitto_pub")?;
+        let mut child = self.publisher(topic, qos)?;
         let mut stdin = child.stdin.take().context("stdin")?;
         let t0 = Instant::now();
         let every = Duration::from_nanos(1_000_000_000 / rate.max(1));

@@ -21,6 +21,16 @@ async fn metrics(server: &Server) -> Result<String> {
     Ok(get(&server.control_url("/metrics")).await?.text())
 }
 
+/// Invokes `function` over the API with `payload`; its JSON answer.
+async fn invoke(server: &Server, function: &str, payload: &'static str) -> Result<Value> {
+    let path = format!("/v1/functions/{function}/invoke");
+    Ok(server
+        .client()
+        .send(Method::POST, &path, Bytes::from_static(payload.as_bytes()))
+        .await?
+        .1)
+}
+
 async fn api(server: &Server, path: &str) -> Result<Value> {
     Ok(server
         .client()
@@ -184,14 +194,7 @@ async fn mqtt_messages_invoke_the_function_once_each_with_their_trigger() -> Res
         seen(&server)
     );
     // An invocation over the API has no trigger.
-    let (_, direct) = server
-        .client()
-        .send(
-            Method::POST,
-            "/v1/functions/probe/invoke",
-            Bytes::from("hi"),
-        )
-        .await?;
+    let direct = invoke(&server, "probe", "hi").await?;
     assert_eq!(direct["trigger"], Value::Null, "{direct}");
 
     let metrics = metrics(&server).await?;
@@ -268,24 +271,10 @@ async fn published_messages_wait_out_a_broker_outage_and_arrive_in_order() -> Re
     })
     .await?;
     broker.stop();
-    let (_, report) = server
-        .client()
-        .send(
-            Method::POST,
-            "/v1/functions/probe/invoke",
-            Bytes::from("publish 1000 out/a"),
-        )
-        .await?;
+    let report = invoke(&server, "probe", "publish 1000 out/a").await?;
     assert_eq!(report["published"], 1000, "{report}");
     assert_eq!(report["error"], Value::Null, "{report}");
-    let (_, report) = server
-        .client()
-        .send(
-            Method::POST,
-            "/v1/functions/probe/invoke",
-            Bytes::from("publish 10 out/b"),
-        )
-        .await?;
+    let report = invoke(&server, "probe", "publish 10 out/b").await?;
     assert_eq!(report["published"], 10, "{report}");
     let info = server.client().info("probe").await?;
     assert_eq!(info["outbox"]["depth"], 1010, "{info}");
@@ -333,14 +322,7 @@ async fn a_full_outbox_is_an_error_to_the_function_and_drops_nothing() -> Result
         .deploy("probe", TRIGGER_PROBE, &[("publish", &broker.url())])
         .await?;
     broker.stop();
-    let (_, report) = server
-        .client()
-        .send(
-            Method::POST,
-            "/v1/functions/probe/invoke",
-            Bytes::from("publish 150 full/t"),
-        )
-        .await?;
+    let report = invoke(&server, "probe", "publish 150 full/t").await?;
     assert_eq!(report["published"], 100, "{report}");
     let error = report["error"].as_str().unwrap_or_default();
     assert!(error.contains("outbox full"), "{report}");
@@ -704,14 +686,7 @@ async fn a_tls_broker_with_a_password_from_a_secret() -> Result<()> {
     })
     .await?;
     let subscriber = broker.subscribe("secure/out/#", None).await?;
-    let (_, report) = server
-        .client()
-        .send(
-            Method::POST,
-            "/v1/functions/probe/invoke",
-            Bytes::from("publish 3 secure/out/x"),
-        )
-        .await?;
+    let report = invoke(&server, "probe", "publish 3 secure/out/x").await?;
     assert_eq!(report["published"], 3, "{report}");
     eventually(WITHIN, "the three messages", || async {
         Ok(subscriber.messages().len() == 3)

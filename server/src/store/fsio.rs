@@ -26,30 +26,8 @@ pub(crate) fn create_private_dir(path: &Path) -> io::Result<()> {
 /// only (0600 on Unix) from the moment the file exists. `tmp_dir` must be on
 /// the same file system as `path`.
 pub(crate) fn write_atomic(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = tmp_dir.join(format!(
-        "{}.{}.tmp",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut options = OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut f = options.open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        sync_parent(path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    write_renamed(tmp_dir, path, bytes, true)?;
+    sync_parent(path)
 }
 
 /// Writes `bytes` to `path` atomically (a reader sees the old file or the
@@ -57,6 +35,12 @@ pub(crate) fn write_atomic(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> io::Res
 /// one [`sync_file_system`]. Until then a crash may leave the new file
 /// empty or short, so readers after a restart must check what they read.
 pub(crate) fn write_unsynced(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_renamed(tmp_dir, path, bytes, false)
+}
+
+/// Writes `bytes` to a temporary file in `tmp_dir` (0600), syncs it when
+/// `sync`, and renames it to `path`.
+fn write_renamed(tmp_dir: &Path, path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
     let tmp = tmp_dir.join(format!(
         "{}.{}.tmp",
         std::process::id(),
@@ -72,6 +56,9 @@ pub(crate) fn write_unsynced(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> io::R
         }
         let mut f = options.open(&tmp)?;
         f.write_all(bytes)?;
+        if sync {
+            f.sync_all()?;
+        }
         drop(f);
         fs::rename(&tmp, path)
     })();
