@@ -718,3 +718,46 @@ async fn a_tls_broker_with_a_password_from_a_secret() -> Result<()> {
     assert!(found.is_empty(), "the password in plain text in {found:?}");
     Ok(())
 }
+
+/// A full invocation queue holds MQTT messages unacknowledged (the broker
+/// keeps them) instead of dropping them; they all run once there is room.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_queue_holds_mqtt_messages_and_loses_none() -> Result<()> {
+    let broker = Broker::start().await?;
+    let server = Server::builder()
+        .env("FLOE_INVOCATIONS__MAX_QUEUED", "3")
+        .env("FLOE_INVOCATIONS__WORKERS", "1")
+        .start()?;
+    let triggers = json!([mqtt_trigger(&broker, "in", &["held/in"], 1)]);
+    server
+        .deploy(
+            "probe",
+            TRIGGER_PROBE,
+            &[("triggers", &triggers.to_string())],
+        )
+        .await?;
+    wait_for_state(&server, "probe", "in", "connected").await?;
+    for i in 0..12 {
+        broker.publish("held/in", "sleep:200", 1, &[("n", &i.to_string())])?;
+    }
+    eventually(WITHIN, "the trigger to hold messages", || async {
+        Ok(trigger_state(&server, "probe", "in").await?["state"] == "held")
+    })
+    .await?;
+    eventually(Duration::from_secs(60), "every message to run", || async {
+        let list = invocations(&server, "probe").await?;
+        Ok(list.iter().filter(|r| r["status"] == "succeeded").count() >= 12)
+    })
+    .await?;
+    let mut payloads: Vec<String> = Vec::new();
+    for record in invocations(&server, "probe").await? {
+        let id = record["id"].as_str().unwrap_or_default();
+        let result = api(&server, &format!("/v1/invocations/{id}/result")).await?;
+        payloads.push(result["trigger"]["user_properties"].to_string());
+    }
+    payloads.sort();
+    payloads.dedup();
+    assert_eq!(payloads.len(), 12, "every message ran: {payloads:?}");
+    wait_for_state(&server, "probe", "in", "connected").await?;
+    Ok(())
+}
