@@ -21,6 +21,25 @@ async fn metrics(server: &Server) -> Result<String> {
     Ok(get(&server.control_url("/metrics")).await?.text())
 }
 
+/// A control-plane request whose answer may not be JSON.
+async fn control_text(
+    server: &Server,
+    method: http::Method,
+    path: &str,
+    body: &'static str,
+) -> Result<crate::harness::Reply> {
+    crate::harness::send(
+        http::Request::builder()
+            .method(method)
+            .uri(server.control_url(path))
+            .header("authorization", format!("Bearer {}", server.token))
+            .body(http_body_util::Full::new(Bytes::from_static(
+                body.as_bytes(),
+            )))?,
+    )
+    .await
+}
+
 /// Invokes `function` over the API with `payload`; its JSON answer.
 async fn invoke(server: &Server, function: &str, payload: &'static str) -> Result<Value> {
     let path = format!("/v1/functions/{function}/invoke");
@@ -759,5 +778,48 @@ async fn a_full_queue_holds_mqtt_messages_and_loses_none() -> Result<()> {
     payloads.dedup();
     assert_eq!(payloads.len(), 12, "every message ran: {payloads:?}");
     wait_for_state(&server, "probe", "in", "connected").await?;
+    Ok(())
+}
+
+/// A WASI 0.3 event function reads its trigger (across an await, with other
+/// invocations on the instance) and publishes through the outbox.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wasi_p3_function_reads_its_trigger_and_publishes() -> Result<()> {
+    let broker = Broker::start().await?;
+    let server = Server::start()?;
+    let triggers = json!([mqtt_trigger(&broker, "in", &["p3/in"], 1)]);
+    server
+        .deploy(
+            "p3",
+            floe_tests::fixtures::EVENT_P3,
+            &[
+                ("triggers", &triggers.to_string()),
+                ("publish", &broker.url()),
+            ],
+        )
+        .await?;
+    wait_for_state(&server, "p3", "in", "connected").await?;
+    for _ in 0..3 {
+        broker.publish("p3/in", "trigger", 1, &[])?;
+    }
+    eventually(WITHIN, "the three invocations to succeed", || async {
+        let list = invocations(&server, "p3").await?;
+        Ok(list.iter().filter(|r| r["status"] == "succeeded").count() == 3)
+    })
+    .await?;
+    for record in invocations(&server, "p3").await? {
+        let id = record["id"].as_str().unwrap_or_default();
+        let path = format!("/v1/invocations/{id}/result");
+        let r = control_text(&server, http::Method::GET, &path, "").await?;
+        assert!(r.text().contains("mqtt in p3/in"), "{}", r.text());
+    }
+    let subscriber = broker.subscribe("p3/out", None).await?;
+    let path = "/v1/functions/p3/invoke";
+    let r = control_text(&server, http::Method::POST, path, "publish:p3/out").await?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    eventually(WITHIN, "the published message", || async {
+        Ok(subscriber.messages() == [("p3/out".to_owned(), "hello".to_owned())])
+    })
+    .await?;
     Ok(())
 }

@@ -258,6 +258,7 @@ impl Lease {
                 let (reply, rx) = oneshot::channel();
                 let job = Job::Event {
                     context: context.clone(),
+                    fired: fired.cloned(),
                     payload: payload.to_vec(),
                     reply,
                     slot: Slot::new(shared, &pool),

@@ -75,6 +75,8 @@ pub(crate) enum Job {
     },
     Event {
         context: event::Context,
+        /// The trigger that fired it (`floe:function/trigger`).
+        fired: Option<crate::host::Fired>,
         payload: Vec<u8>,
         reply: oneshot::Sender<EventResult>,
         slot: Slot,
@@ -641,6 +643,7 @@ impl Driver {
             }
             Job::Event {
                 context,
+                fired,
                 payload,
                 reply,
                 slot,
@@ -656,6 +659,13 @@ impl Driver {
                     return Ok(());
                 }
                 let start = Instant::now();
+                // What `floe:function/trigger` answers for this request,
+                // while it runs.
+                let fired_key = fired.map(|fired| {
+                    let key = context.request_id.clone();
+                    acc.with(|mut s| s.data_mut().fired.insert(key.clone(), fired));
+                    key
+                });
                 let call = acc.with(|mut s| {
                     s.data_mut().outbound.join_call(0);
                     let call = handle.start_call_concurrent(s.as_context_mut(), (context, payload));
@@ -667,6 +677,9 @@ impl Driver {
                 let call = match call {
                     Ok(call) => call,
                     Err(e) => {
+                        if let Some(key) = &fired_key {
+                            acc.with(|mut s| s.data_mut().fired.remove(key));
+                        }
                         let _ = reply.send(Err(InvokeError::Internal(e.into())));
                         return Ok(());
                     }
@@ -684,6 +697,9 @@ impl Driver {
                     )
                     .await;
                 self.ended(acc, start);
+                if let Some(key) = fired_key {
+                    acc.with(|mut s| s.data_mut().fired.remove(&key));
+                }
                 match finished {
                     Ok((result,)) => {
                         answer(&mut reply, Ok(result));

@@ -5,6 +5,9 @@
 //! - `sleep:N`: awaits a timer for N ms (the instance serves its other
 //!   invocations meanwhile);
 //! - `fetch:URL`: fetches URL and answers its status and length;
+//! - `trigger`: answers the trigger that started it (`none`, or
+//!   `cron NAME` / `mqtt NAME TOPIC`), after a 1 ms timer;
+//! - `publish:TOPIC`: publishes `hello` to TOPIC through the outbox;
 //! - `fail`: fails (500 `function_error`); an empty payload is refused
 //!   (400 `invalid_input`).
 //!
@@ -12,6 +15,8 @@
 //! in this instance.
 
 use floe_sdk::event::{Context, Error};
+use floe_sdk::mqtt::Qos;
+use floe_sdk::trigger::Trigger;
 use floe_sdk::p3::{self, Request, body_bytes};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,7 +62,7 @@ async fn stop() {
     );
 }
 
-async fn handle(_context: Context, payload: Vec<u8>) -> Result<Vec<u8>, Error> {
+async fn handle(context: Context, payload: Vec<u8>) -> Result<Vec<u8>, Error> {
     let text = std::str::from_utf8(&payload)
         .map_err(|_| Error::invalid_input("the payload is not UTF-8"))?;
     let done = if let Some(ms) = text.strip_prefix("sleep:") {
@@ -72,6 +77,19 @@ async fn handle(_context: Context, payload: Vec<u8>) -> Result<Vec<u8>, Error> {
             .await
             .map_err(|e| Error::failed(format!("fetching {url}: {e}")))?;
         format!("status={status} bytes={len}")
+    } else if text == "trigger" {
+        // Across an await: the trigger belongs to the invocation, not to
+        // whatever else the instance runs meanwhile.
+        p3::sleep(Duration::from_millis(1)).await;
+        match context.trigger() {
+            None => "none".to_owned(),
+            Some(Trigger::Cron(run)) => format!("cron {}", run.name),
+            Some(Trigger::Mqtt(message)) => format!("mqtt {} {}", message.name, message.topic),
+        }
+    } else if let Some(topic) = text.strip_prefix("publish:") {
+        floe_sdk::mqtt::publish(topic.trim(), b"hello", Qos::AtLeastOnce, false)
+            .map_err(|e| Error::failed(e.to_string()))?;
+        format!("published to {}", topic.trim())
     } else if text == "fail" {
         return Err(Error::failed("asked to fail"));
     } else if text.is_empty() {
