@@ -41,6 +41,22 @@ async fn control_text(
 }
 
 /// Invokes `function` over the API with `payload`; its JSON answer.
+async fn invoke_text(server: &Server, function: &str, payload: &str) -> Result<Value> {
+    let path = format!("/v1/functions/{function}/invoke");
+    Ok(server
+        .client()
+        .send(Method::POST, &path, Bytes::from(payload.to_owned()))
+        .await?
+        .1)
+}
+
+/// What the function answered for the stored invocation `record`.
+async fn result_of(server: &Server, record: &Value) -> Result<Value> {
+    let id = record["id"].as_str().unwrap_or_default();
+    api(server, &format!("/v1/invocations/{id}/result")).await
+}
+
+/// Invokes `function` over the API with `payload`; its JSON answer.
 async fn invoke(server: &Server, function: &str, payload: &'static str) -> Result<Value> {
     let path = format!("/v1/functions/{function}/invoke");
     Ok(server
@@ -600,8 +616,10 @@ pub(crate) async fn check_sensor_alerts(component: &str) -> Result<()> {
     wait_for_state(&server, "alerts", "readings", "connected").await?;
     let alerts = broker.subscribe("alerts/#", None).await?;
     // s1 averages 20, 30, 40 → 30 (not over), then 50 → 40: one alert.
-    // s2 stays low.
-    for (sensor, value) in [
+    // s2 stays low. QoS 1 messages become async invocations, which several
+    // workers may run at once: each reading goes after the one before it
+    // was handled, so that the window sees them in order.
+    let readings = [
         ("s1", "20"),
         ("s2", "10"),
         ("s1", "30"),
@@ -609,20 +627,21 @@ pub(crate) async fn check_sensor_alerts(component: &str) -> Result<()> {
         ("s1", "50"),
         ("s2", "12"),
         ("s1", "60"),
-    ] {
+    ];
+    for (n, (sensor, value)) in readings.iter().enumerate() {
         broker.publish(&format!("sensors/{sensor}/temperature"), value, 1, &[])?;
+        eventually(WITHIN, "the reading to be handled", || async {
+            let list = invocations(&server, "alerts").await?;
+            Ok(list
+                .iter()
+                .filter(|r| r["fired"]["kind"] == "mqtt" && r["status"] == "succeeded")
+                .count()
+                == n + 1)
+        })
+        .await?;
     }
     eventually(WITHIN, "the alert for s1", || async {
         Ok(!alerts.messages().is_empty())
-    })
-    .await?;
-    eventually(WITHIN, "every reading to be handled", || async {
-        let list = invocations(&server, "alerts").await?;
-        Ok(list
-            .iter()
-            .filter(|r| r["fired"]["kind"] == "mqtt" && r["status"] == "succeeded")
-            .count()
-            == 7)
     })
     .await?;
     let messages = alerts.messages();
@@ -822,4 +841,170 @@ async fn a_wasi_p3_function_reads_its_trigger_and_publishes() -> Result<()> {
     })
     .await?;
     Ok(())
+}
+
+/// The checks every language's `trigger-probe` example passes (`component`
+/// is its built `.wasm`; `lang` names its functions and topics): an MQTT
+/// message invokes it with its trigger, the API does without, published
+/// messages arrive in order, the outbox's errors reach it as errors, and a
+/// cron run carries its schedule.
+pub(crate) async fn check_trigger_probe(component: &str, lang: &str) -> Result<()> {
+    let broker = Broker::start().await?;
+    let server = Server::start()?;
+    let triggers = json!([{
+        "kind": "mqtt",
+        "name": "in",
+        "broker": broker.url(),
+        "topics": [format!("{lang}/in")],
+        "qos": 1,
+    }]);
+    server
+        .deploy(
+            &format!("{lang}-probe"),
+            component,
+            &[
+                ("triggers", &triggers.to_string()),
+                ("publish", &broker.url()),
+            ],
+        )
+        .await?;
+    wait_for_state(&server, &format!("{lang}-probe"), "in", "connected").await?;
+
+    // An MQTT message invokes it, and it reads the trigger.
+    broker.publish(
+        &format!("{lang}/in"),
+        "hello from mqtt",
+        1,
+        &[("unit", "C"), ("site", "north")],
+    )?;
+    eventually(WITHIN, "the message's invocation to succeed", || async {
+        let list = invocations(&server, &format!("{lang}-probe")).await?;
+        Ok(list.len() == 1 && list[0]["status"] == "succeeded")
+    })
+    .await?;
+    let record = invocations(&server, &format!("{lang}-probe"))
+        .await?
+        .remove(0);
+    assert_eq!(record["fired"]["kind"], "mqtt", "{record}");
+    let result = result_of(&server, &record).await?;
+    assert_eq!(result["request_id"], record["id"], "{result}");
+    assert_eq!(result["payload"], "hello from mqtt", "{result}");
+    assert_eq!(result["content_type"], Value::Null, "{result}");
+    assert_eq!(
+        result["trigger"],
+        json!({
+            "kind": "mqtt",
+            "name": "in",
+            "topic": format!("{lang}/in"),
+            "qos": 1,
+            "retain": false,
+            "user_properties": [["unit", "C"], ["site", "north"]],
+        }),
+        "{result}"
+    );
+    assert!(
+        server.log().contains("probe saw {"),
+        "{}",
+        server.log()
+    );
+
+    // Over the API there is no trigger.
+    let direct = invoke_text(&server, &format!("{lang}-probe"), "hi").await?;
+    assert_eq!(direct["payload"], "hi", "{direct}");
+    assert_eq!(direct["trigger"], Value::Null, "{direct}");
+
+    // Published messages arrive, in order.
+    let subscriber = broker.subscribe(&format!("{lang}/out/#"), None).await?;
+    let report = invoke_text(
+        &server,
+        &format!("{lang}-probe"),
+        &format!("publish 5 {lang}/out/x"),
+    )
+    .await?;
+    assert_eq!(report, json!({"published": 5, "error": null}), "{report}");
+    eventually(WITHIN, "the 5 published messages to arrive", || async {
+        Ok(subscriber.messages().len() >= 5)
+    })
+    .await?;
+    let mut got = subscriber.messages();
+    // At least once: a message sent again after a lost connection may
+    // repeat, never out of order.
+    got.dedup();
+    let want: Vec<(String, String)> = (0..5)
+        .map(|i| (format!("{lang}/out/x"), i.to_string()))
+        .collect();
+    assert_eq!(got, want);
+
+    // The outbox's errors are `PublishError`s: a wildcard topic is invalid,
+    // and nothing is queued.
+    let report = invoke_text(
+        &server,
+        &format!("{lang}-probe"),
+        &format!("publish 2 {lang}/out/#"),
+    )
+    .await?;
+    assert_eq!(report["published"], 0, "{report}");
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("invalid message: "), "{report}");
+
+    // A function with no broker may not publish.
+    server
+        .deploy(&format!("{lang}-nowhere"), component, &[])
+        .await?;
+    let report = invoke_text(
+        &server,
+        &format!("{lang}-nowhere"),
+        &format!("publish 1 {lang}/out/y"),
+    )
+    .await?;
+    assert_eq!(report["published"], 0, "{report}");
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("no broker to publish to: "), "{report}");
+
+    // A cron schedule invokes it with its run.
+    let triggers = json!([{
+        "kind": "cron",
+        "name": "tick",
+        "schedule": "* * * * * *",
+        "time_zone": "Europe/Berlin",
+    }]);
+    server
+        .deploy(
+            &format!("{lang}-cron"),
+            component,
+            &[("triggers", &triggers.to_string())],
+        )
+        .await?;
+    eventually(WITHIN, "a cron run to succeed", || async {
+        let list = invocations(&server, &format!("{lang}-cron")).await?;
+        Ok(list.iter().any(|r| r["status"] == "succeeded"))
+    })
+    .await?;
+    let record = invocations(&server, &format!("{lang}-cron"))
+        .await?
+        .into_iter()
+        .find(|r| r["status"] == "succeeded")
+        .unwrap_or_default();
+    let result = result_of(&server, &record).await?;
+    let run = &result["trigger"];
+    assert_eq!(result["content_type"], "application/json", "{result}");
+    assert_eq!(run["kind"], "cron", "{result}");
+    assert_eq!(run["name"], "tick", "{result}");
+    assert_eq!(run["schedule"], "* * * * * *", "{result}");
+    assert_eq!(run["time_zone"], "Europe/Berlin", "{result}");
+    assert_eq!(
+        run["scheduled_ms"], record["fired"]["scheduled_ms"],
+        "{result}"
+    );
+    assert_eq!(
+        run["scheduled_ms"].as_u64().map(|t| t % 1000),
+        Some(0),
+        "{result}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rust_trigger_probe_reads_its_triggers_and_publishes_in_order() -> Result<()> {
+    check_trigger_probe(TRIGGER_PROBE, "rust").await
 }
