@@ -902,11 +902,7 @@ pub(crate) async fn check_trigger_probe(component: &str, lang: &str) -> Result<(
         }),
         "{result}"
     );
-    assert!(
-        server.log().contains("probe saw {"),
-        "{}",
-        server.log()
-    );
+    assert!(server.log().contains("probe saw {"), "{}", server.log());
 
     // Over the API there is no trigger.
     let direct = invoke_text(&server, &format!("{lang}-probe"), "hi").await?;

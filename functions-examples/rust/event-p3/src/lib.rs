@@ -16,8 +16,8 @@
 
 use floe_sdk::event::{Context, Error};
 use floe_sdk::mqtt::Qos;
-use floe_sdk::trigger::Trigger;
 use floe_sdk::p3::{self, Request, body_bytes};
+use floe_sdk::trigger::Trigger;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
