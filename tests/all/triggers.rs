@@ -41,7 +41,7 @@ async fn control_text(
 }
 
 /// Invokes `function` over the API with `payload`; its JSON answer.
-async fn invoke_text(server: &Server, function: &str, payload: &str) -> Result<Value> {
+async fn invoke(server: &Server, function: &str, payload: &str) -> Result<Value> {
     let path = format!("/v1/functions/{function}/invoke");
     Ok(server
         .client()
@@ -54,16 +54,6 @@ async fn invoke_text(server: &Server, function: &str, payload: &str) -> Result<V
 async fn result_of(server: &Server, record: &Value) -> Result<Value> {
     let id = record["id"].as_str().unwrap_or_default();
     api(server, &format!("/v1/invocations/{id}/result")).await
-}
-
-/// Invokes `function` over the API with `payload`; its JSON answer.
-async fn invoke(server: &Server, function: &str, payload: &'static str) -> Result<Value> {
-    let path = format!("/v1/functions/{function}/invoke");
-    Ok(server
-        .client()
-        .send(Method::POST, &path, Bytes::from_static(payload.as_bytes()))
-        .await?
-        .1)
 }
 
 async fn api(server: &Server, path: &str) -> Result<Value> {
@@ -905,13 +895,13 @@ pub(crate) async fn check_trigger_probe(component: &str, lang: &str) -> Result<(
     assert!(server.log().contains("probe saw {"), "{}", server.log());
 
     // Over the API there is no trigger.
-    let direct = invoke_text(&server, &format!("{lang}-probe"), "hi").await?;
+    let direct = invoke(&server, &format!("{lang}-probe"), "hi").await?;
     assert_eq!(direct["payload"], "hi", "{direct}");
     assert_eq!(direct["trigger"], Value::Null, "{direct}");
 
     // Published messages arrive, in order.
     let subscriber = broker.subscribe(&format!("{lang}/out/#"), None).await?;
-    let report = invoke_text(
+    let report = invoke(
         &server,
         &format!("{lang}-probe"),
         &format!("publish 5 {lang}/out/x"),
@@ -933,7 +923,7 @@ pub(crate) async fn check_trigger_probe(component: &str, lang: &str) -> Result<(
 
     // The outbox's errors are `PublishError`s: a wildcard topic is invalid,
     // and nothing is queued.
-    let report = invoke_text(
+    let report = invoke(
         &server,
         &format!("{lang}-probe"),
         &format!("publish 2 {lang}/out/#"),
@@ -947,7 +937,7 @@ pub(crate) async fn check_trigger_probe(component: &str, lang: &str) -> Result<(
     server
         .deploy(&format!("{lang}-nowhere"), component, &[])
         .await?;
-    let report = invoke_text(
+    let report = invoke(
         &server,
         &format!("{lang}-nowhere"),
         &format!("publish 1 {lang}/out/y"),
