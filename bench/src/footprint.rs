@@ -1,5 +1,6 @@
-//! The server's own footprint: binary size, memory of an idle server, and
-//! memory and restart-to-ready time with many functions deployed.
+//! The server's own footprint: binary size, start-to-ready and memory of an
+//! idle server, and memory and restart-to-ready time with many functions
+//! deployed.
 //!
 //! Every function is the Rust hello under its own name, deployed over the
 //! control plane (the bytes are compiled once; the rest find the compiled
@@ -13,21 +14,25 @@ use crate::servers::{Memory, Spawned};
 use crate::{Cli, Floe, bench_dir, floe_command, http_get};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// Functions deployed for the loaded measurements.
 pub(crate) const FUNCTIONS: usize = 1_000;
 /// Deploys in flight at once.
 const PARALLEL_DEPLOYS: usize = 8;
+/// Starts timed for the start-to-ready figure, per round.
+const READY_STARTS: usize = 5;
 
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct FootprintSample {
-    /// `target/release/floe` as built (with debug info, as the release
-    /// profile keeps it).
+    /// `target/release/floe` as built (the release profile strips it).
     pub(crate) binary_bytes: u64,
-    /// The same binary with its symbols and debug info stripped, if `strip`
-    /// is installed.
+    /// The same binary stripped again, if `strip` is installed.
     pub(crate) stripped_bytes: Option<u64>,
+    /// A fresh server on an empty data directory: spawn to the first `200`
+    /// from `/readyz` (the median of `READY_STARTS` starts).
+    pub(crate) ready_empty_ms: f64,
     /// A fresh server with no function, a second after it listens.
     pub(crate) idle: Memory,
     pub(crate) functions: usize,
@@ -56,6 +61,37 @@ fn stripped_size(binary: &std::path::Path, dir: &std::path::Path) -> Option<u64>
     Some(size)
 }
 
+/// Spawn to the first `200` from `/readyz`, for a server on a new, empty
+/// data directory (it creates its token and secret key, as on a first
+/// start), polled every 100 µs.
+fn spawn_to_ready(tools: &Tools, tag: &str) -> Result<f64> {
+    let dir = bench_dir(tools, tag, true)?;
+    let mut cmd = floe_command(tools, &dir);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let t0 = Instant::now();
+    let mut child = cmd.spawn().context("starting floe")?;
+    let ready = loop {
+        let control = std::fs::read_to_string(dir.join("control.url")).unwrap_or_default();
+        if !control.trim().is_empty()
+            && matches!(
+                http_get(&format!("{}/readyz", control.trim())),
+                Ok((200, _))
+            )
+        {
+            break Ok(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            break Err(anyhow::anyhow!("no ready floe within 30 s of spawn"));
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    ready
+}
+
 fn sample(tools: &Tools, round: usize, functions: usize) -> Result<FootprintSample> {
     let runtime = tokio::runtime::Runtime::new()?;
     let binary_bytes = std::fs::metadata(&tools.floe)
@@ -63,6 +99,10 @@ fn sample(tools: &Tools, round: usize, functions: usize) -> Result<FootprintSamp
         .len();
     let scratch = bench_dir(tools, &format!("footprint-bin-{round}"), true)?;
     let stripped_bytes = stripped_size(&tools.floe, &scratch);
+    let starts = (0..READY_STARTS)
+        .map(|i| spawn_to_ready(tools, &format!("footprint-ready-{round}-{i}")))
+        .collect::<Result<Vec<_>>>()?;
+    let ready_empty_ms = median(&starts);
 
     let limits = [("FLOE_LIMITS__MAX_FUNCTIONS", (functions + 100).to_string())];
     let floe = Floe::start(tools, &format!("footprint-{round}"), &limits)?;
@@ -129,6 +169,7 @@ fn sample(tools: &Tools, round: usize, functions: usize) -> Result<FootprintSamp
     Ok(FootprintSample {
         binary_bytes,
         stripped_bytes,
+        ready_empty_ms,
         idle,
         functions,
         deploy_all_ms: deploy_all.as_secs_f64() * 1e3,
@@ -152,16 +193,31 @@ pub(crate) fn footprint(cli: &Cli, tools: &Tools) -> Result<Vec<FootprintSample>
         .collect()
 }
 
+/// The median of one figure over the rounds.
+fn median_of(samples: &[FootprintSample], f: fn(&FootprintSample) -> f64) -> Option<f64> {
+    (!samples.is_empty()).then(|| median(&samples.iter().map(f).collect::<Vec<_>>()))
+}
+
+/// The median start-to-ready time with no functions, milliseconds.
+pub(crate) fn ready_empty_ms(samples: &[FootprintSample]) -> Option<f64> {
+    median_of(samples, |s| s.ready_empty_ms)
+}
+
+/// The median RSS of an idle server with no functions, MiB.
+pub(crate) fn idle_rss_mib(samples: &[FootprintSample]) -> Option<f64> {
+    median_of(samples, |s| s.idle.rss_kib as f64 / 1024.0)
+}
+
+/// The stripped binary, MB.
+pub(crate) fn stripped_mb(samples: &[FootprintSample]) -> Option<f64> {
+    samples
+        .first()
+        .map(|s| s.stripped_bytes.unwrap_or(s.binary_bytes) as f64 / 1e6)
+}
+
 /// The median restart-to-ready time, milliseconds.
 pub(crate) fn restart_ms(samples: &[FootprintSample]) -> Option<f64> {
-    (!samples.is_empty()).then(|| {
-        median(
-            &samples
-                .iter()
-                .map(|s| s.restart_to_ready_ms)
-                .collect::<Vec<_>>(),
-        )
-    })
+    median_of(samples, |s| s.restart_to_ready_ms)
 }
 
 pub(crate) fn print(samples: &[FootprintSample]) {
@@ -178,6 +234,10 @@ pub(crate) fn print(samples: &[FootprintSample]) {
             .stripped_bytes
             .map(|b| format!(", {:.1} MB stripped", b as f64 / 1e6))
             .unwrap_or_default()
+    );
+    println!(
+        "  start on an empty data directory, spawn -> /readyz 200: {:.1} ms",
+        m(|s| s.ready_empty_ms)
     );
     println!(
         "  idle, no functions: RSS {:.1} MiB, private {:.1} MiB",

@@ -188,6 +188,30 @@ pub(crate) fn evaluate(f: &Figures<'_>) -> Vec<Goal> {
             floe: footprint::restart_ms(f.footprint),
             peer: "no peer serves many functions from one process".into(),
         },
+        Goal {
+            name: "ready after start, no functions",
+            direction: Direction::AtMost,
+            target: 50.0,
+            unit: "ms",
+            floe: footprint::ready_empty_ms(f.footprint),
+            peer: "spawn to /readyz 200 on an empty data directory".into(),
+        },
+        Goal {
+            name: "idle server RSS, no functions",
+            direction: Direction::AtMost,
+            target: 20.0,
+            unit: "MiB",
+            floe: footprint::idle_rss_mib(f.footprint),
+            peer: "a second after it is ready".into(),
+        },
+        Goal {
+            name: "stripped binary, as built (features of this build)",
+            direction: Direction::AtMost,
+            target: 25.0,
+            unit: "MB",
+            floe: footprint::stripped_mb(f.footprint),
+            peer: "target/release/floe".into(),
+        },
     ];
     goals.extend(p3_goals(f.p3));
     goals.extend(mqtt_goals(f.mqtt));
@@ -373,6 +397,6 @@ mod tests {
         assert_eq!(by("restart"), Some(None));
         // The WASI 0.3 goals were not run.
         assert_eq!(by("fan-out at 200 connections, floe p3 p99"), Some(None));
-        assert_eq!(goals.len(), 15);
+        assert_eq!(goals.len(), 18);
     }
 }

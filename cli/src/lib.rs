@@ -15,6 +15,7 @@
 //! | [`scaffold`] | `floe new`: projects from the templates in `cli/templates/` |
 //! | `args` | the command line's commands and flags (clap) |
 //! | `run` | the entry point: parse, log, run a command, report its error |
+//! | `log` | the server's log lines: text, or for journald under systemd |
 //! | `serve` | `floe serve` |
 //! | `manage` | the management commands and what they print |
 //! | `table` | plain text tables for the listings |
@@ -22,6 +23,7 @@
 
 mod args;
 pub mod client;
+mod log;
 mod manage;
 mod run;
 pub mod scaffold;

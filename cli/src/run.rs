@@ -12,7 +12,6 @@ use crate::{manage, scaffold, serve};
 use anyhow::Result;
 use clap::Parser;
 use floe::Config;
-use floe::config::env;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -20,7 +19,7 @@ use std::process::ExitCode;
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // Held to the end: dropping it flushes the lines still queued.
-    let _log = init_logging();
+    let _log = crate::log::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -44,26 +43,6 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Logs go to stderr through a writer thread: a slow or blocked stderr
-/// (a full pipe, a stalled log collector) never blocks a worker thread.
-/// Past `LOG_QUEUE` lines waiting, lines are dropped rather than waited for.
-fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
-    const LOG_QUEUE: usize = 64 * 1024;
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(LOG_QUEUE)
-        .thread_name("floe-log")
-        .finish(std::io::stderr());
-    let filter = tracing_subscriber::EnvFilter::try_from_env(env::LOG)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    guard
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config> {

@@ -27,6 +27,10 @@ pub const CA: &str = "FLOE_CA";
 pub const CONFIG: &str = "FLOE_CONFIG";
 /// Log filter, in `tracing_subscriber::EnvFilter` syntax (default `info`).
 pub const LOG: &str = "FLOE_LOG";
+/// How log lines are written: `text` (timestamped), or `journald` (a syslog
+/// priority prefix, no timestamp); by default `journald` when stderr is the
+/// journal (systemd's `JOURNAL_STREAM`), else `text`.
+pub const LOG_FORMAT: &str = "FLOE_LOG_FORMAT";
 
 /// One configuration override taken from the environment.
 #[derive(Debug, Clone, PartialEq)]

@@ -563,9 +563,8 @@ impl Driver {
                         .and_then(|h| h.to_str().ok())
                         .and_then(|h| h.parse().ok())
                 });
-                // floe's hooks filter headers as wasi-http's defaults do.
                 let (mut req, io) = wasmtime_wasi_http::p3::Request::from_http(
-                    wasmtime_wasi_http::default_hooks(),
+                    crate::host::outbound::incoming_hooks(),
                     request,
                 );
                 req.scheme = Some(http::uri::Scheme::HTTP);

@@ -324,6 +324,27 @@ impl OutboundHooks {
 type SendFuture =
     Box<dyn Future<Output = Result<(http::Response<WasiBody>, send::IoFuture), Error>> + Send>;
 
+/// Hooks for reading an incoming request into a WASI 0.3 request: they
+/// filter its headers as wasi-http's defaults do, and send nothing.
+struct IncomingHooks;
+
+impl WasiHttpHooks for IncomingHooks {
+    fn send_request(
+        &mut self,
+        _request: http::Request<WasiBody>,
+        _options: Option<RequestOptions>,
+        _response_errors: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> SendFuture {
+        Box::new(async { Err(Error::HttpRequestDenied) })
+    }
+}
+
+/// The hooks an incoming request is read with (`p3::Request::from_http`).
+/// Zero-sized, so handing out a `'static` borrow allocates nothing.
+pub fn incoming_hooks() -> &'static mut dyn WasiHttpHooks {
+    Box::leak(Box::new(IncomingHooks))
+}
+
 impl WasiHttpHooks for OutboundHooks {
     fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
         1
