@@ -378,7 +378,7 @@ mod tests {
             ..Results::default()
         };
         let md = render(&results);
-        assert_eq!(md.matches("| not run |").count(), 15);
+        assert_eq!(md.matches("| not run |").count(), 18);
         assert!(!md.contains("Warm requests"));
     }
 }
